@@ -1,0 +1,37 @@
+# The developer's entry points. Each target installs missing Debian packages first.
+PRESET ?= release
+JOBS ?= $(shell nproc)
+
+.PHONY: deps build run test bench fuzz asan tsan clean
+
+deps:
+	@scripts/install-deps
+
+build: deps
+	@cmake --preset $(PRESET) >/dev/null
+	@cmake --build --preset $(PRESET) -j $(JOBS)
+
+run: build
+	@scripts/quickstart
+
+test: build
+	@ctest --preset $(PRESET) -j $(JOBS)
+
+bench:
+	@scripts/install-deps --bench
+	@$(MAKE) --no-print-directory build PRESET=release
+	@bench/proxy_bench.sh
+
+asan:
+	@$(MAKE) --no-print-directory test PRESET=asan
+
+tsan:
+	@$(MAKE) --no-print-directory test PRESET=tsan
+
+fuzz: deps
+	@cmake --preset fuzz >/dev/null
+	@cmake --build --preset fuzz -j $(JOBS)
+	@scripts/run-fuzzers $(FUZZ_SECONDS)
+
+clean:
+	rm -rf build

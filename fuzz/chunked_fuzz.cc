@@ -1,0 +1,46 @@
+// Fuzzes the chunked decoder, feeding the input in slices whose sizes come from the first byte,
+// and checks that slicing never changes the outcome.
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include "http/http1/chunked.h"
+
+using citadel::http::http1::ChunkedDecoder;
+
+namespace {
+
+ChunkedDecoder::Result run(std::string_view in, size_t slice, std::string& body) {
+  ChunkedDecoder dec;
+  ChunkedDecoder::Result last = ChunkedDecoder::Result::kNeedMore;
+  while (!in.empty()) {
+    std::string_view part = in.substr(0, slice);
+    in.remove_prefix(part.size());
+    std::string_view piece;
+    while (true) {
+      last = dec.decode(part, piece);
+      if (last == ChunkedDecoder::Result::kData) {
+        body.append(piece);
+        continue;
+      }
+      break;
+    }
+    if (last == ChunkedDecoder::Result::kDone || last == ChunkedDecoder::Result::kError) break;
+  }
+  return last;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 1) return 0;
+  size_t slice = (data[0] % 17) + 1;
+  std::string_view in(reinterpret_cast<const char*>(data) + 1, size - 1);
+  std::string whole_body;
+  std::string sliced_body;
+  auto whole = run(in, in.size() + 1, whole_body);
+  auto sliced = run(in, slice, sliced_body);
+  if (whole != sliced || whole_body != sliced_body) std::abort();
+  return 0;
+}
