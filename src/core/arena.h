@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string_view>
@@ -22,6 +23,17 @@ class Arena {
     cur_ += n;
     left_ -= n;
     return p;
+  }
+
+  void* allocate_aligned(size_t n, size_t align) {
+    size_t pad = (align - (reinterpret_cast<uintptr_t>(cur_) & (align - 1))) & (align - 1);
+    if (n + pad > left_) {
+      grow(n + align);
+      pad = (align - (reinterpret_cast<uintptr_t>(cur_) & (align - 1))) & (align - 1);
+    }
+    cur_ += pad;
+    left_ -= pad;
+    return allocate(n);
   }
 
   std::string_view copy(std::string_view s) {

@@ -95,11 +95,23 @@ void EventLoop::run_posted() {
   for (auto& fn : batch) fn();
 }
 
+void EventLoop::run_tasks() {
+  while (!tasks_.empty()) {
+    running_tasks_.swap(tasks_);
+    for (LoopTask* t : running_tasks_) {
+      t->scheduled_ = false;
+      t->run_task();
+    }
+    running_tasks_.clear();
+  }
+}
+
 void EventLoop::run() {
   constexpr int kMaxEvents = 256;
   epoll_event events[kMaxEvents];
   Waker waker(wakefd_);
   run_posted();
+  run_tasks();
   while (!stopping_) {
     int timeout = timers_.next_timeout_ms(now_ms_);
     int n = epoll_wait(epfd_, events, kMaxEvents, timeout);
@@ -114,8 +126,10 @@ void EventLoop::run() {
         h->on_io(events[i].events);
       }
     }
+    run_tasks();
     timers_.advance(now_ms_);
     if (woken) run_posted();
+    run_tasks();
     graveyard_.clear();
   }
 }

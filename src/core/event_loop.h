@@ -32,6 +32,20 @@ class Deferred {
   virtual ~Deferred() = default;
 };
 
+// Work to run once after the current batch of events (flushing a connection's writes so that a
+// response head and body leave in one write). Scheduling twice before it runs is a no-op.
+class LoopTask {
+ public:
+  virtual void run_task() = 0;
+
+ protected:
+  ~LoopTask() = default;
+
+ private:
+  friend class EventLoop;
+  bool scheduled_ = false;
+};
+
 class EventLoop {
  public:
   EventLoop();
@@ -50,8 +64,20 @@ class EventLoop {
   // Any thread: runs `fn` on the loop's thread soon. For rare control-plane work only.
   void post(std::function<void()> fn);
 
+  // Runs `task` after the current batch of events (loop thread only). The task must stay alive
+  // until then: owners that close use defer_delete().
+  void schedule(LoopTask* task) {
+    if (!task->scheduled_) {
+      task->scheduled_ = true;
+      tasks_.push_back(task);
+    }
+  }
+
   // Destroys `obj` after the current batch of events (loop thread only).
   void defer_delete(std::unique_ptr<Deferred> obj) { graveyard_.push_back(std::move(obj)); }
+
+  // Destroys deferred objects now (shutdown, after run() has returned).
+  void clear_graveyard() { graveyard_.clear(); }
 
   // Monotonic milliseconds, cached once per iteration.
   uint64_t now_ms() const { return now_ms_; }
@@ -68,6 +94,9 @@ class EventLoop {
   uint64_t now_ms_ = 0;
   TimerWheel timers_;
   bool stopping_ = false;
+  void run_tasks();
+  std::vector<LoopTask*> tasks_;
+  std::vector<LoopTask*> running_tasks_;
   std::vector<std::unique_ptr<Deferred>> graveyard_;
   std::mutex posted_mu_;
   std::vector<std::function<void()>> posted_;

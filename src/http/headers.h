@@ -19,9 +19,12 @@ struct HeaderField {
 
 class HeaderMap {
  public:
-  HeaderMap() { fields_.reserve(24); }
+  HeaderMap() = default;
 
-  void add(std::string_view name, std::string_view value) { fields_.push_back({name, value}); }
+  void add(std::string_view name, std::string_view value) {
+    if (fields_.capacity() == 0) fields_.reserve(16);
+    fields_.push_back({name, value});
+  }
   // Replaces every field named `name` with one field (appended when absent).
   void set(std::string_view name, std::string_view value);
   // Removes every field named `name`; returns how many were removed.

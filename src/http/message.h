@@ -35,7 +35,13 @@ struct RequestHead {
   bool upgrade = false;        // Connection: upgrade with an Upgrade header (WebSocket etc.)
   bool is_head = false;
 
-  void reset() { *this = RequestHead(); }
+  // Clears for the next request, keeping the header storage's capacity.
+  void reset() {
+    HeaderMap h = std::move(headers);
+    h.clear();
+    *this = RequestHead();
+    headers = std::move(h);
+  }
 };
 
 struct ResponseHead {
@@ -48,7 +54,12 @@ struct ResponseHead {
   uint64_t content_length = 0;
   bool keep_alive = true;
 
-  void reset() { *this = ResponseHead(); }
+  void reset() {
+    HeaderMap h = std::move(headers);
+    h.clear();
+    *this = ResponseHead();
+    headers = std::move(h);
+  }
 };
 
 std::string_view reason_phrase(int status);

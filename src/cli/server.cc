@@ -1,0 +1,503 @@
+#include "cli/server.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "citadel/build_info.h"
+#include "proxy/upstream_pool.h"
+
+namespace citadel::cli {
+
+using observe::LogLevel;
+
+core::Result<int> open_listen_socket(const proxy::HostPort& addr, proxy::HostPort* bound) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  std::string port = std::to_string(addr.port);
+  int rc = getaddrinfo(addr.host.c_str(), port.c_str(), &hints, &res);
+  if (rc != 0 || res == nullptr) {
+    return core::Status::error("cannot resolve " + addr.text() + ": " + gai_strerror(rc));
+  }
+  int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    freeaddrinfo(res);
+    return core::Status::error(std::string("socket: ") + std::strerror(errno));
+  }
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (::bind(fd, res->ai_addr, res->ai_addrlen) != 0 || ::listen(fd, 4096) != 0) {
+    int err = errno;
+    ::close(fd);
+    freeaddrinfo(res);
+    return core::Status::error("cannot listen on " + addr.text() + ": " + std::strerror(err));
+  }
+  freeaddrinfo(res);
+  if (bound != nullptr) {
+    sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+    *bound = addr;
+    bound->port = ntohs(ss.ss_family == AF_INET
+                            ? reinterpret_cast<sockaddr_in*>(&ss)->sin_port
+                            : reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+  }
+  return fd;
+}
+
+// Reads signals through a signalfd on the control loop.
+class Server::SignalHandler final : public core::IoHandler {
+ public:
+  explicit SignalHandler(Server& s) : server_(s) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int sig : {SIGHUP, SIGTERM, SIGINT, SIGUSR1}) sigaddset(&set, sig);
+    fd_ = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    server_.loop_.add(fd_, this, EPOLLIN);
+  }
+  ~SignalHandler() {
+    server_.loop_.remove(fd_);
+    ::close(fd_);
+  }
+  void on_io(uint32_t) override {
+    signalfd_siginfo si;
+    while (::read(fd_, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+      switch (si.ssi_signo) {
+        case SIGHUP: {
+          AdminResponse r = server_.reload();
+          (void)r;
+          break;
+        }
+        case SIGUSR1:
+          if (server_.access_log_) server_.access_log_->reopen();
+          server_.log_.log(LogLevel::kInfo, "SIGUSR1: reopening logs");
+          break;
+        case SIGTERM:
+        case SIGINT:
+          server_.start_drain();
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+ private:
+  Server& server_;
+  int fd_ = -1;
+};
+
+// Accepts admin connections on the control loop.
+class Server::AdminListener final : public core::IoHandler {
+ public:
+  AdminListener(Server& s, int fd) : server_(s), fd_(fd) { server_.loop_.add(fd_, this, EPOLLIN); }
+  ~AdminListener() {
+    server_.loop_.remove(fd_);
+    ::close(fd_);
+    while (conns_ != nullptr) {
+      auto* c = conns_;
+      conns_ = c->next;
+      c->next = c->prev = nullptr;
+      c->abort();
+    }
+  }
+  void on_io(uint32_t) override {
+    while (true) {
+      sockaddr_storage ss;
+      socklen_t len = sizeof ss;
+      int fd = ::accept4(fd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        return;
+      }
+      http::ConnectionInfo info;
+      if (ss.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, info.peer_ip, 46);
+      }
+      http::http1::ServerSettings settings;
+      settings.header_timeout_ms = 5000;
+      settings.keepalive_timeout_ms = 15'000;
+      auto* c = new http::http1::ServerConnection(fd, info, settings, server_.loop_,
+                                                  server_.admin_blocks_, *server_.admin_factory_,
+                                                  server_);
+      c->next = conns_;
+      if (conns_ != nullptr) conns_->prev = c;
+      conns_ = c;
+      if (!c->start()) c->abort();
+    }
+  }
+  void unlink(http::http1::ServerConnection& c) {
+    if (c.prev != nullptr) c.prev->next = c.next;
+    else if (conns_ == &c) conns_ = c.next;
+    if (c.next != nullptr) c.next->prev = c.prev;
+    c.prev = c.next = nullptr;
+  }
+
+ private:
+  Server& server_;
+  int fd_;
+  http::http1::ServerConnection* conns_ = nullptr;
+};
+
+Server::Server(std::string config_path, const proxy::FilterRegistry& filters)
+    : config_path_(std::move(config_path)),
+      filters_(filters),
+      drain_timer_(&Server::on_drain_tick, this) {}
+
+Server::~Server() {
+  admin_.reset();
+  health_.reset();
+  for (auto& w : workers_) w->stop();
+  workers_.clear();
+  if (access_log_) access_log_->stop();
+  signals_.reset();
+  loop_.clear_graveyard();
+}
+
+void Server::on_connection_closed(http::http1::ServerConnection& c) {
+  if (admin_) admin_->unlink(c);
+  loop_.defer_delete(std::unique_ptr<core::Deferred>(&c));
+}
+
+core::Status Server::open_listener(const proxy::ListenerConfig& l, ListenerSockets& out) {
+  out.name = l.name;
+  out.configured = l.address;
+  out.merge_slashes = l.merge_slashes;
+  proxy::HostPort want = l.address;
+  for (size_t i = 0; i < nworkers_; ++i) {
+    auto fd = open_listen_socket(want, i == 0 ? &out.bound : nullptr);
+    if (!fd.ok()) {
+      for (int f : out.fds) ::close(f);
+      out.fds.clear();
+      return core::Status::error(config_path_ + ":" + std::to_string(l.line) + ": listeners: " +
+                                 l.name + ": " + fd.error().message());
+    }
+    if (i == 0) want.port = out.bound.port;  // port 0: every worker shares the chosen port
+    out.fds.push_back(fd.value());
+  }
+  return {};
+}
+
+core::Status Server::apply_listeners(const proxy::Config& cfg) {
+  std::vector<ListenerSockets> next;
+  std::vector<ListenerSockets> opened;
+  for (const auto& l : cfg.listeners) {
+    bool kept = false;
+    for (const auto& cur : listeners_) {
+      if (cur.name == l.name && cur.configured.text() == l.address.text()) {
+        next.push_back(cur);
+        kept = true;
+      }
+    }
+    if (kept) continue;
+    ListenerSockets ls;
+    core::Status s = open_listener(l, ls);
+    if (!s.ok()) {
+      // Nothing has changed yet: close what this attempt opened and keep the old listeners.
+      for (auto& o : opened) {
+        for (int f : o.fds) ::close(f);
+      }
+      return s;
+    }
+    opened.push_back(std::move(ls));
+  }
+  for (const auto& cur : listeners_) {
+    bool stays = false;
+    for (const auto& n : next) stays = stays || n.name == cur.name;
+    if (!stays) {
+      for (auto& w : workers_) w->remove_listener(cur.name);
+      log_.log(LogLevel::kInfo, "listener %s closed", cur.name.c_str());
+    }
+  }
+  for (auto& o : opened) {
+    for (size_t i = 0; i < nworkers_; ++i) {
+      workers_[i]->add_listener(o.name, o.fds[i], o.merge_slashes);
+    }
+    o.fds.clear();
+    log_.log(LogLevel::kInfo, "listener %s listening on %s", o.name.c_str(),
+             o.bound.text().c_str());
+    next.push_back(std::move(o));
+  }
+  listeners_ = std::move(next);
+  return {};
+}
+
+int Server::run() {
+  core::ConfigErrors errors;
+  auto cfg = proxy::load_config(config_path_, filters_, errors);
+  if (!cfg) {
+    for (const auto& e : errors.all()) std::fprintf(stderr, "%s\n", e.c_str());
+    return 2;
+  }
+  log_.set_level(observe::parse_level(cfg->error_log_level));
+  nworkers_ = cfg->workers;
+  metrics_ = std::make_unique<observe::Registry>(nworkers_);
+  reloads_ = metrics_->counter("citadel_config_reloads_total", "Successful config reloads");
+  reload_failures_ =
+      metrics_->counter("citadel_config_reload_failures_total", "Refused config reloads");
+  if (cfg->access_log.enabled) {
+    access_log_ = std::make_unique<observe::AccessLogWriter>(nworkers_, cfg->access_log.path);
+    access_log_->start();
+  }
+  proxy::WorkerServices services;
+  services.metrics = metrics_.get();
+  services.log = &log_;
+  services.access_log = access_log_.get();
+  services.cx_total = metrics_->counter("citadel_downstream_connections_total",
+                                        "Accepted downstream connections");
+  services.cx_active = metrics_->gauge("citadel_downstream_connections_active",
+                                       "Open downstream connections");
+  services.protocol_errors = metrics_->counter("citadel_downstream_protocol_errors_total",
+                                               "Requests refused as malformed");
+  services.no_route = metrics_->counter("citadel_no_route_total", "Requests matching no route");
+
+  std::shared_ptr<const proxy::Config> shared_cfg(std::move(cfg));
+  auto snap = proxy::build_snapshot(shared_cfg, nullptr, filters_, *metrics_, nworkers_, ++version_);
+  if (!snap.ok()) {
+    std::fprintf(stderr, "%s\n", snap.error().message().c_str());
+    return 2;
+  }
+  current_ = snap.value();
+  for (size_t i = 0; i < nworkers_; ++i) {
+    workers_.push_back(std::make_unique<proxy::Worker>(i, services));
+    workers_.back()->publish(current_);
+  }
+  for (auto& w : workers_) w->start();
+  core::Status ls = apply_listeners(*shared_cfg);
+  if (!ls.ok()) {
+    std::fprintf(stderr, "%s\n", ls.message().c_str());
+    return 1;
+  }
+  admin_factory_ = std::make_unique<AdminStreamFactory>(*this);
+  if (shared_cfg->admin) {
+    proxy::HostPort bound;
+    auto fd = open_listen_socket(*shared_cfg->admin, &bound);
+    if (!fd.ok()) {
+      std::fprintf(stderr, "%s: admin: %s\n", config_path_.c_str(), fd.error().message().c_str());
+      return 1;
+    }
+    admin_ = std::make_unique<AdminListener>(*this, fd.value());
+    log_.log(LogLevel::kInfo, "admin listening on %s", bound.text().c_str());
+  }
+  health_ = std::make_unique<proxy::HealthChecker>(loop_, log_);
+  std::vector<std::shared_ptr<proxy::Cluster>> clusters;
+  for (const auto& [_, c] : current_->clusters) clusters.push_back(c);
+  health_->set_clusters(clusters);
+
+  metrics_->add_collector([this](std::string& out) {
+    out += "# HELP citadel_build_info Build information\n# TYPE citadel_build_info gauge\n";
+    out += std::string("citadel_build_info{version=\"") + kVersion + "\",revision=\"" +
+           kGitRevision + "\"} 1\n";
+    out += "# HELP citadel_config_version Version of the serving config snapshot\n"
+           "# TYPE citadel_config_version gauge\n";
+    out += "citadel_config_version " + std::to_string(version_) + "\n";
+    out += "# HELP citadel_endpoint_healthy 1 when the endpoint is usable (health and outlier)\n"
+           "# TYPE citadel_endpoint_healthy gauge\n";
+    uint64_t now = core::monotonic_ms();
+    std::string ejected;
+    for (const auto& [name, c] : current_->clusters) {
+      for (const auto& e : c->endpoints()) {
+        std::string l = "{cluster=\"" + name + "\",endpoint=\"" + e->label + "\"}";
+        out += "citadel_endpoint_healthy" + l + " " + (e->usable(now) ? "1" : "0") + "\n";
+        ejected += "citadel_endpoint_ejected" + l + " " +
+                   (e->ejected_until_ms.load() > now ? "1" : "0") + "\n";
+      }
+    }
+    out += "# HELP citadel_endpoint_ejected 1 while outlier detection ejects the endpoint\n"
+           "# TYPE citadel_endpoint_ejected gauge\n" + ejected;
+    out += "# HELP citadel_ready 1 when serving and not draining\n# TYPE citadel_ready gauge\n";
+    out += std::string("citadel_ready ") + (ready() ? "1" : "0") + "\n";
+  });
+
+  signals_ = std::make_unique<SignalHandler>(*this);
+  log_.log(LogLevel::kInfo, "citadel %s started: %zu workers, config %s", kVersion, nworkers_,
+           config_path_.c_str());
+  loop_.run();
+  log_.log(LogLevel::kInfo, "stopped");
+  return 0;
+}
+
+AdminResponse Server::reload() {
+  core::ConfigErrors errors;
+  auto cfg = proxy::load_config(config_path_, filters_, errors);
+  auto refuse = [this](const std::string& why) {
+    reload_failures_->add(nworkers_);
+    log_.log(LogLevel::kError, "reload refused, the previous config keeps serving:\n%s",
+             why.c_str());
+    return AdminResponse{400, "text/plain; charset=utf-8",
+                         "reload refused; the previous config keeps serving:\n" + why};
+  };
+  if (!cfg) {
+    std::string all;
+    for (const auto& e : errors.all()) all += e + "\n";
+    return refuse(all);
+  }
+  if (cfg->workers != nworkers_) {
+    log_.log(LogLevel::kWarn, "reload: `workers` changes take effect at restart (%zu workers)",
+             nworkers_);
+  }
+  std::shared_ptr<const proxy::Config> shared_cfg(std::move(cfg));
+  auto snap =
+      proxy::build_snapshot(shared_cfg, current_.get(), filters_, *metrics_, nworkers_, version_ + 1);
+  if (!snap.ok()) return refuse(snap.error().message() + "\n");
+  // Listeners first: a new address that cannot be bound refuses the whole reload.
+  core::Status ls = apply_listeners(*shared_cfg);
+  if (!ls.ok()) {
+    return refuse(ls.message() + "\n");
+  }
+  ++version_;
+  current_ = snap.value();
+  for (auto& w : workers_) w->publish(current_);
+  std::vector<std::shared_ptr<proxy::Cluster>> clusters;
+  for (const auto& [_, c] : current_->clusters) clusters.push_back(c);
+  health_->set_clusters(clusters);
+  reloads_->add(nworkers_);
+  log_.log(LogLevel::kInfo, "config reloaded (version %llu)",
+           static_cast<unsigned long long>(version_));
+  return {200, "text/plain; charset=utf-8",
+          "reloaded: version " + std::to_string(version_) + "\n"};
+}
+
+void Server::start_drain() {
+  if (draining_) return;
+  draining_ = true;
+  log_.log(LogLevel::kInfo, "draining: no new connections, finishing requests in flight");
+  for (auto& w : workers_) w->drain();
+  drain_deadline_ms_ = loop_.now_ms() + current_->config->drain_timeout_ms;
+  loop_.arm(drain_timer_, 20);
+}
+
+void Server::on_drain_tick(void* arg) {
+  auto* s = static_cast<Server*>(arg);
+  bool all = true;
+  for (auto& w : s->workers_) all = all && w->drained();
+  if (all || s->loop_.now_ms() >= s->drain_deadline_ms_) {
+    if (!all) s->log_.log(LogLevel::kWarn, "drain timeout: closing remaining connections");
+    s->loop_.stop();
+    return;
+  }
+  s->loop_.arm(s->drain_timer_, 20);
+}
+
+std::string Server::metrics_text() { return metrics_->render(); }
+
+namespace {
+
+bool looks_secret(const std::string& key) {
+  std::string k;
+  for (char c : key) k.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  return k.find("password") != std::string::npos || k.find("secret") != std::string::npos ||
+         k.find("token") != std::string::npos;
+}
+
+void yaml_to_json(const YAML::Node& n, std::string& out, bool redact) {
+  if (redact) {
+    out += "\"[redacted]\"";
+    return;
+  }
+  switch (n.Type()) {
+    case YAML::NodeType::Map: {
+      out += "{";
+      bool first = true;
+      for (const auto& kv : n) {
+        if (!first) out += ",";
+        first = false;
+        std::string key = kv.first.as<std::string>();
+        out += "\"";
+        observe::json_escape(key, out);
+        out += "\":";
+        yaml_to_json(kv.second, out, looks_secret(key));
+      }
+      out += "}";
+      break;
+    }
+    case YAML::NodeType::Sequence: {
+      out += "[";
+      for (size_t i = 0; i < n.size(); ++i) {
+        if (i) out += ",";
+        yaml_to_json(n[i], out, false);
+      }
+      out += "]";
+      break;
+    }
+    case YAML::NodeType::Scalar: {
+      std::string v = n.Scalar();
+      // user:password@ inside URLs is a secret too.
+      size_t scheme = v.find("://");
+      size_t at = v.find('@');
+      if (scheme != std::string::npos && at != std::string::npos && at > scheme) {
+        size_t colon = v.find(':', scheme + 3);
+        if (colon != std::string::npos && colon < at) v.replace(colon + 1, at - colon - 1, "[redacted]");
+      }
+      bool plain = n.Tag() != "!";
+      bool number = plain && !v.empty() &&
+                    v.find_first_not_of("0123456789") == std::string::npos && v.size() < 16;
+      if (number || (plain && (v == "true" || v == "false"))) {
+        out += v;
+      } else {
+        out += "\"";
+        observe::json_escape(v, out);
+        out += "\"";
+      }
+      break;
+    }
+    default:
+      out += "null";
+  }
+}
+
+}  // namespace
+
+std::string Server::config_json() {
+  std::string out = "{\"version\":" + std::to_string(version_) + ",\"file\":\"";
+  observe::json_escape(config_path_, out);
+  out += "\",\"workers\":" + std::to_string(nworkers_) + ",\"listeners\":[";
+  for (size_t i = 0; i < listeners_.size(); ++i) {
+    if (i) out += ",";
+    out += "{\"name\":\"" + listeners_[i].name + "\",\"address\":\"" +
+           listeners_[i].bound.text() + "\"}";
+  }
+  out += "],\"config\":";
+  yaml_to_json(current_->config->raw, out, false);
+  out += "}\n";
+  return out;
+}
+
+std::string Server::clusters_json() {
+  uint64_t now = core::monotonic_ms();
+  std::string out = "{\"clusters\":[";
+  bool first = true;
+  for (const auto& [name, c] : current_->clusters) {
+    if (!first) out += ",";
+    first = false;
+    out += "{\"name\":\"" + name + "\",\"endpoints\":[";
+    for (size_t i = 0; i < c->endpoints().size(); ++i) {
+      const auto& e = *c->endpoints()[i];
+      if (i) out += ",";
+      uint64_t until = e.ejected_until_ms.load();
+      out += "{\"address\":\"" + e.label + "\",\"weight\":" + std::to_string(e.weight) +
+             ",\"healthy\":" + (e.hc_healthy.load() ? "true" : "false") +
+             ",\"ejected\":" + (until > now ? "true" : "false") +
+             ",\"ejected_for_ms\":" + std::to_string(until > now ? until - now : 0) +
+             ",\"ejections\":" + std::to_string(e.ejection_count.load()) +
+             ",\"active_requests\":" + std::to_string(e.active_requests->value()) + "}";
+    }
+    out += "]}";
+  }
+  out += "]}\n";
+  return out;
+}
+
+}  // namespace citadel::cli

@@ -1,0 +1,83 @@
+// The server: wires the workers, the control thread (config load and reload, admin listener,
+// health checks, signals) and the process-wide services. One per process, created by main.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cli/admin.h"
+#include "core/event_loop.h"
+#include "http/http1/server_connection.h"
+#include "observe/log.h"
+#include "observe/metrics.h"
+#include "proxy/filter_registry.h"
+#include "proxy/health_checker.h"
+#include "proxy/snapshot.h"
+#include "proxy/worker.h"
+
+namespace citadel::cli {
+
+class Server final : public AdminBackend, public http::http1::ConnectionOwner {
+ public:
+  Server(std::string config_path, const proxy::FilterRegistry& filters);
+  ~Server();
+
+  // Loads the config, starts everything, serves until SIGTERM/SIGINT has drained. Returns the
+  // process exit code.
+  int run();
+
+  // AdminBackend (control thread)
+  std::string metrics_text() override;
+  bool ready() const override { return current_ != nullptr && !draining_; }
+  std::string config_json() override;
+  std::string clusters_json() override;
+  AdminResponse reload() override;
+
+  // ConnectionOwner for admin connections.
+  void on_connection_closed(http::http1::ServerConnection& c) override;
+  bool draining() const override { return false; }
+
+ private:
+  struct ListenerSockets {
+    std::string name;
+    proxy::HostPort configured;
+    proxy::HostPort bound;
+    bool merge_slashes = true;
+    std::vector<int> fds;  // one per worker, until handed to the workers
+  };
+  class SignalHandler;
+  class AdminListener;
+
+  core::Status open_listener(const proxy::ListenerConfig& l, ListenerSockets& out);
+  core::Status apply_listeners(const proxy::Config& cfg);
+  void start_drain();
+  static void on_drain_tick(void* self);
+
+  std::string config_path_;
+  const proxy::FilterRegistry& filters_;
+  core::EventLoop loop_;
+  observe::ErrorLog log_;
+  std::unique_ptr<observe::Registry> metrics_;
+  std::unique_ptr<observe::AccessLogWriter> access_log_;
+  std::vector<std::unique_ptr<proxy::Worker>> workers_;
+  std::shared_ptr<const proxy::Snapshot> current_;
+  std::vector<ListenerSockets> listeners_;
+  std::unique_ptr<proxy::HealthChecker> health_;
+  std::unique_ptr<SignalHandler> signals_;
+  std::unique_ptr<AdminListener> admin_;
+  std::unique_ptr<AdminStreamFactory> admin_factory_;
+  core::BlockPool admin_blocks_;
+  core::Timer drain_timer_;
+  uint64_t drain_deadline_ms_ = 0;
+  uint64_t version_ = 0;
+  bool draining_ = false;
+  size_t nworkers_ = 1;
+  observe::Counter* reloads_ = nullptr;
+  observe::Counter* reload_failures_ = nullptr;
+};
+
+// Opens a non-blocking listening socket (SO_REUSEPORT) on `addr`; port 0 picks a free port.
+core::Result<int> open_listen_socket(const proxy::HostPort& addr, proxy::HostPort* bound);
+
+}  // namespace citadel::cli

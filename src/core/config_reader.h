@@ -1,0 +1,76 @@
+// Reading the YAML config with precise errors: every message names file:line and the key path,
+// and says what was expected. Unknown keys are errors. Used on the control thread only.
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace citadel::core {
+
+// Collects every error of one load so that `citadel validate` can print them all.
+class ConfigErrors {
+ public:
+  void add(std::string msg) { errors_.push_back(std::move(msg)); }
+  bool empty() const { return errors_.empty(); }
+  const std::vector<std::string>& all() const { return errors_; }
+
+ private:
+  std::vector<std::string> errors_;
+};
+
+// A YAML node with its key path ("clusters[0].lb") and source file, for error messages.
+class ConfigNode {
+ public:
+  ConfigNode(YAML::Node node, std::string path, const std::string* file, ConfigErrors* errors)
+      : node_(std::move(node)), path_(std::move(path)), file_(file), errors_(errors) {}
+
+  bool defined() const { return node_.IsDefined() && !node_.IsNull(); }
+  bool is_map() const { return node_.IsMap(); }
+  bool is_seq() const { return node_.IsSequence(); }
+  bool is_scalar() const { return node_.IsScalar(); }
+  const std::string& path() const { return path_; }
+  int line() const { return node_.Mark().line + 1; }
+  const YAML::Node& yaml() const { return node_; }
+
+  // Child by key; errors if this node is not a map.
+  ConfigNode operator[](const std::string& key) const;
+  // Sequence element.
+  ConfigNode at(size_t i) const;
+  size_t size() const { return node_.size(); }
+  std::vector<std::string> keys() const;
+
+  // Reports an error at this node: "file:line: path: msg".
+  void error(const std::string& msg) const;
+  // Errors for every key not in `allowed`.
+  void allow_keys(std::initializer_list<const char*> allowed) const;
+  // Requires a map (errors otherwise); returns whether it is one.
+  bool expect_map() const;
+  bool expect_seq() const;
+
+  // Typed reads. Each returns `fallback` (and records an error) when the value is malformed;
+  // an absent node returns `fallback` silently.
+  std::string str(const std::string& fallback = "") const;
+  bool boolean(bool fallback) const;
+  int64_t integer(int64_t fallback, int64_t min, int64_t max) const;
+  uint64_t duration_ms(uint64_t fallback) const;
+  uint64_t size_bytes(uint64_t fallback) const;
+  // One of `choices`; errors list the choices.
+  std::string choice(const std::string& fallback, std::initializer_list<const char*> choices) const;
+  std::vector<std::string> str_list() const;
+
+ private:
+  YAML::Node node_;
+  std::string path_;
+  const std::string* file_;
+  ConfigErrors* errors_;
+};
+
+// Loads `file` into a root node; a YAML syntax error is reported with its line.
+std::optional<YAML::Node> load_yaml_file(const std::string& file, ConfigErrors& errors);
+
+}  // namespace citadel::core

@@ -1,0 +1,78 @@
+#include "filters/headers/headers_filter.h"
+
+#include "http/http1/parser.h"
+
+namespace citadel::filters {
+namespace {
+
+class HeadersFilter final : public proxy::Filter {
+ public:
+  HeadersFilter(const HeaderOps& request, const HeaderOps& response)
+      : request_(request), response_(response) {}
+  proxy::FilterStatus on_request_headers(proxy::FilterContext&, http::RequestHead& head,
+                                         bool) override {
+    request_.apply(head.headers);
+    return proxy::FilterStatus::kContinue;
+  }
+  proxy::FilterStatus on_response_headers(proxy::FilterContext&, http::ResponseHead& head,
+                                          bool) override {
+    response_.apply(head.headers);
+    return proxy::FilterStatus::kContinue;
+  }
+
+ private:
+  const HeaderOps& request_;
+  const HeaderOps& response_;
+};
+
+bool valid_value(const std::string& v) {
+  for (char c : v) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7f) return false;
+  }
+  return true;
+}
+
+HeaderOps parse_side(const core::ConfigNode& n) {
+  HeaderOps ops;
+  if (!n.defined() || !n.expect_map()) return ops;
+  n.allow_keys({"add", "set", "remove"});
+  for (const char* kind : {"add", "set"}) {
+    core::ConfigNode m = n[kind];
+    if (!m.defined() || !m.expect_map()) continue;
+    for (const auto& key : m.keys()) {
+      std::string value = m[key].str();
+      if (!http::http1::is_token(key)) m.error("invalid header name \"" + key + "\"");
+      if (!valid_value(value)) m[key].error("control characters are not allowed in header values");
+      (std::string_view(kind) == "add" ? ops.add : ops.set).emplace_back(key, value);
+    }
+  }
+  for (const auto& name : n["remove"].str_list()) {
+    if (!http::http1::is_token(name)) n["remove"].error("invalid header name \"" + name + "\"");
+    ops.remove.push_back(name);
+  }
+  return ops;
+}
+
+}  // namespace
+
+void HeaderOps::apply(http::HeaderMap& headers) const {
+  for (const auto& name : remove) headers.remove(name);
+  for (const auto& [name, value] : set) headers.set(name, value);
+  for (const auto& [name, value] : add) headers.add(name, value);
+}
+
+proxy::Filter* HeadersFilterFactory::create(core::Arena& arena) const {
+  return proxy::arena_new<HeadersFilter>(arena, request_, response_);
+}
+
+std::unique_ptr<proxy::FilterFactory> HeadersFilterConfig::parse(
+    const core::ConfigNode& node) const {
+  if (!node.expect_map()) return nullptr;
+  node.allow_keys({"request", "response"});
+  HeaderOps req = parse_side(node["request"]);
+  HeaderOps resp = parse_side(node["response"]);
+  return std::make_unique<HeadersFilterFactory>(std::move(req), std::move(resp));
+}
+
+}  // namespace citadel::filters

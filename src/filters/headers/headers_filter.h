@@ -1,0 +1,45 @@
+// The `headers` filter: add, set and remove request and response header fields.
+//
+//   filters:
+//     - headers:
+//         request:  { set: { X-Env: prod }, add: { X-Tag: a }, remove: [X-Debug] }
+//         response: { set: { Cache-Control: no-store }, remove: [Server] }
+//
+// Order within a side: remove, then set, then add. Values are static strings from the config.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "proxy/filter.h"
+
+namespace citadel::filters {
+
+struct HeaderOps {
+  std::vector<std::string> remove;
+  std::vector<std::pair<std::string, std::string>> set;
+  std::vector<std::pair<std::string, std::string>> add;
+  bool empty() const { return remove.empty() && set.empty() && add.empty(); }
+  void apply(http::HeaderMap& headers) const;
+};
+
+class HeadersFilterFactory final : public proxy::FilterFactory {
+ public:
+  HeadersFilterFactory(HeaderOps request, HeaderOps response)
+      : request_(std::move(request)), response_(std::move(response)) {}
+  proxy::Filter* create(core::Arena& arena) const override;
+
+ private:
+  HeaderOps request_;
+  HeaderOps response_;
+};
+
+class HeadersFilterConfig final : public proxy::FilterConfigParser {
+ public:
+  std::string_view name() const override { return "headers"; }
+  std::unique_ptr<proxy::FilterFactory> parse(const core::ConfigNode& node) const override;
+};
+
+}  // namespace citadel::filters

@@ -1,0 +1,428 @@
+#include "http/http1/client_connection.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace citadel::http::http1 {
+namespace {
+
+std::string_view rebase(std::string_view v, const char* old_base, size_t len, const char* nb) {
+  if (v.data() >= old_base && v.data() < old_base + len) {
+    return {nb + (v.data() - old_base), v.size()};
+  }
+  return v;
+}
+
+void append_uint(core::Buffer& b, uint64_t v) {
+  char tmp[24];
+  size_t n = 0;
+  do {
+    tmp[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  char* w = b.prepare(n);
+  for (size_t i = 0; i < n; ++i) w[i] = tmp[n - 1 - i];
+  b.commit(n);
+}
+
+constexpr size_t kReadChunk = 16 * 1024;
+
+}  // namespace
+
+ClientConnection::ClientConnection(core::EventLoop& loop, core::BlockPool& pool,
+                                   ClientOwner& owner)
+    : idle_timer(&ClientConnection::on_idle_timeout, this), loop_(loop), owner_(owner), in_(&pool), out_(&pool) {}
+
+ClientConnection::~ClientConnection() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool ClientConnection::connect(const sockaddr* addr, socklen_t len) {
+  fd_ = ::socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) return false;
+  int one = 1;
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  int rc = ::connect(fd_, addr, len);
+  if (rc != 0 && errno != EINPROGRESS) {
+    ::close(fd_);
+    fd_ = -1;
+    return false;
+  }
+  state_ = State::kConnecting;
+  if (!loop_.add(fd_, this).ok()) {
+    ::close(fd_);
+    fd_ = -1;
+    return false;
+  }
+  return true;
+}
+
+void ClientConnection::send_head(const RequestHead& head, std::string_view target) {
+  state_ = State::kActive;
+  ++requests_;
+  head_request_ = head.is_head;
+  request_done_ = false;
+  head_received_ = false;
+  keep_alive_ = true;
+  eof_ = false;
+  chunked_.reset();
+  in_.clear();
+  out_.append(head.method);
+  out_.append(" ");
+  out_.append(target);
+  out_.append(" HTTP/1.1\r\n");
+  for (const auto& f : head.headers.fields()) {
+    out_.append(f.name);
+    out_.append(": ");
+    out_.append(f.value);
+    out_.append("\r\n");
+  }
+  chunked_out_ = false;
+  if (head.framing == BodyFraming::kContentLength) {
+    out_.append("Content-Length: ");
+    append_uint(out_, head.content_length);
+    out_.append("\r\n");
+  } else if (head.framing == BodyFraming::kChunked) {
+    out_.append("Transfer-Encoding: chunked\r\n");
+    chunked_out_ = true;
+  }
+  if (head.upgrade) out_.append("Connection: upgrade\r\n");
+  out_.append("\r\n");
+  if (head.framing == BodyFraming::kNone) request_done_ = true;
+  if (connected()) loop_.schedule(this);
+}
+
+void ClientConnection::send_data(std::string_view data, bool end_stream) {
+  if (state_ == State::kClosed) return;
+  if (chunked_out_) {
+    if (!data.empty()) {
+      char hdr[20];
+      out_.append(std::string_view(hdr, format_chunk_header(data.size(), hdr)));
+      out_.append(data);
+      out_.append("\r\n");
+    }
+    if (end_stream) out_.append("0\r\n\r\n");
+  } else {
+    out_.append(data);
+  }
+  if (end_stream) request_done_ = true;
+  if (connected()) loop_.schedule(this);
+  if (end_stream && head_received_ && resp_framing_ == BodyFraming::kNone && cb_ == nullptr) {
+    response_complete();
+  }
+}
+
+void ClientConnection::send_tunnel(std::string_view data, bool end_stream) {
+  if (state_ != State::kTunnel) return;
+  out_.append(data);
+  if (end_stream) request_done_ = true;  // shut the write side once flushed
+  loop_.schedule(this);
+}
+
+void ClientConnection::resume_reading() {
+  if (!read_paused_) return;
+  read_paused_ = false;
+  read_pending_ = true;
+  loop_.schedule(this);
+}
+
+void ClientConnection::run_task() {
+  if (state_ == State::kClosed) return;
+  if (!out_.empty() && connected()) flush();
+  if (state_ == State::kClosed) return;
+  if (read_pending_ && !read_paused_) do_read();
+}
+
+void ClientConnection::on_io(uint32_t events) {
+  if (state_ == State::kClosed) return;
+  if (state_ == State::kConnecting) {
+    if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == 0) return;
+    int err = 0;
+    socklen_t len = sizeof err;
+    ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0 || (events & EPOLLERR) != 0) {
+      fail(ClientFailure::kConnectFailure, err != 0 ? std::strerror(err) : "connect failed");
+      return;
+    }
+    state_ = requests_ > 0 ? State::kActive : State::kIdle;
+    if (cb_ != nullptr) cb_->on_connected();
+    if (state_ == State::kClosed) return;
+  }
+  if ((events & EPOLLOUT) != 0 && !out_.empty()) flush();
+  if (state_ == State::kClosed) return;
+  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) do_read();
+}
+
+void ClientConnection::flush() {
+  while (!out_.empty()) {
+    ssize_t n = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      out_.consume(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    fail(head_received_ ? ClientFailure::kResetAfterHead : ClientFailure::kReset,
+         "upstream write failed");
+    return;
+  }
+  if (out_.empty() && state_ == State::kTunnel && request_done_) ::shutdown(fd_, SHUT_WR);
+  if (out_.size() > kHighWatermark) {
+    was_blocked_ = true;
+  } else if (was_blocked_ && out_.size() <= kLowWatermark) {
+    was_blocked_ = false;
+    if (cb_ != nullptr) cb_->on_upstream_write_ready();
+  }
+}
+
+void ClientConnection::do_read() {
+  if (read_paused_) {
+    read_pending_ = true;
+    return;
+  }
+  read_pending_ = false;
+  while (!eof_) {
+    char* w = in_.prepare(kReadChunk);
+    size_t room = in_.writable();
+    ssize_t n = ::read(fd_, w, room);
+    if (n > 0) {
+      in_.commit(static_cast<size_t>(n));
+      if (static_cast<size_t>(n) < room || head_received_) break;
+      continue;
+    }
+    if (n == 0) {
+      eof_ = true;
+      break;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) break;
+    fail(head_received_ ? ClientFailure::kResetAfterHead : ClientFailure::kReset,
+         std::strerror(errno));
+    return;
+  }
+  process();
+}
+
+void ClientConnection::process() {
+  if (in_process_) return;
+  in_process_ = true;
+  while (state_ != State::kClosed) {
+    if (state_ == State::kIdle) {
+      // An idle pooled connection that becomes readable was closed by the upstream (or sent
+      // junk): it cannot be reused.
+      if (eof_ || !in_.empty()) {
+        in_process_ = false;
+        close();
+        return;
+      }
+      break;
+    }
+    if (state_ == State::kTunnel) {
+      if (!in_.empty() && cb_ != nullptr && !read_paused_) {
+        std::string_view v = in_.view();
+        size_t n = v.size();
+        cb_->on_response_data(v, false);
+        if (state_ != State::kClosed) in_.consume(n);
+        continue;
+      }
+      if (in_.empty() && eof_ && cb_ != nullptr) {
+        ClientCallbacks* cb = cb_;
+        cb_ = nullptr;
+        cb->on_response_data({}, true);
+        in_process_ = false;
+        close();
+        return;
+      }
+      break;
+    }
+    if (!head_received_) {
+      if (in_.empty()) {
+        if (eof_) {
+          in_process_ = false;
+          fail(ClientFailure::kReset, "upstream closed before responding");
+          return;
+        }
+        break;
+      }
+      if (cb_ == nullptr) {
+        in_process_ = false;
+        close();
+        return;
+      }
+      ResponseHead& head = cb_->response_head();
+      head.headers.clear();
+      std::string_view data = in_.view();
+      ParseOutcome r = parse_response(data, {}, head_request_, head);
+      if (r.kind == ParseOutcome::kIncomplete) {
+        if (eof_) {
+          in_process_ = false;
+          fail(ClientFailure::kReset, "upstream closed in the response head");
+          return;
+        }
+        break;
+      }
+      if (r.kind == ParseOutcome::kError) {
+        in_process_ = false;
+        fail(ClientFailure::kProtocolError, r.reason);
+        return;
+      }
+      // Move the head into the request's arena so the read buffer can advance.
+      core::Arena& arena = cb_->arena();
+      char* nb = arena.allocate(r.consumed);
+      std::memcpy(nb, data.data(), r.consumed);
+      head.reason = rebase(head.reason, data.data(), r.consumed, nb);
+      for (auto& f : head.headers.fields()) {
+        f.name = rebase(f.name, data.data(), r.consumed, nb);
+        f.value = rebase(f.value, data.data(), r.consumed, nb);
+      }
+      in_.consume(r.consumed);
+      if (head.status >= 100 && head.status < 200 && head.status != 101) {
+        cb_->on_informational(head);
+        continue;
+      }
+      head_received_ = true;
+      if (head.status == 101) {
+        state_ = State::kTunnel;
+        keep_alive_ = false;
+        cb_->on_response_headers(false);
+        continue;
+      }
+      resp_framing_ = head.framing;
+      resp_remaining_ = head.content_length;
+      keep_alive_ = head.keep_alive;
+      if (resp_framing_ == BodyFraming::kNone) {
+        ClientCallbacks* cb = cb_;
+        response_complete();
+        cb->on_response_headers(true);
+        break;
+      }
+      cb_->on_response_headers(false);
+      continue;
+    }
+    // Response body.
+    if (cb_ == nullptr || read_paused_) break;
+    if (in_.empty()) {
+      if (eof_) {
+        if (resp_framing_ == BodyFraming::kUntilClose) {
+          ClientCallbacks* cb = cb_;
+          cb_ = nullptr;
+          keep_alive_ = false;
+          cb->on_response_data({}, true);
+          in_process_ = false;
+          close();
+          return;
+        }
+        in_process_ = false;
+        fail(ClientFailure::kResetAfterHead, "upstream closed in the response body");
+        return;
+      }
+      break;
+    }
+    std::string_view v = in_.view();
+    if (resp_framing_ == BodyFraming::kContentLength) {
+      size_t n = v.size() < resp_remaining_ ? v.size() : static_cast<size_t>(resp_remaining_);
+      resp_remaining_ -= n;
+      ClientCallbacks* cb = cb_;
+      if (resp_remaining_ == 0) {
+        response_complete();
+        cb->on_response_data(v.substr(0, n), true);
+        // The connection may already be back in the pool (or closed): consume is still ours.
+        in_.consume(n);
+        if (!in_.empty() && state_ == State::kIdle) {
+          in_process_ = false;
+          close();  // bytes after the response: not reusable
+          return;
+        }
+        break;
+      }
+      cb->on_response_data(v.substr(0, n), false);
+      in_.consume(n);
+      continue;
+    }
+    if (resp_framing_ == BodyFraming::kUntilClose) {
+      cb_->on_response_data(v, false);
+      in_.consume(v.size());
+      continue;
+    }
+    // Chunked.
+    std::string_view rest = v;
+    std::string_view piece;
+    bool done = false;
+    bool error = false;
+    while (cb_ != nullptr && !read_paused_) {
+      auto res = chunked_.decode(rest, piece);
+      if (res == ChunkedDecoder::Result::kData) {
+        cb_->on_response_data(piece, false);
+        continue;
+      }
+      if (res == ChunkedDecoder::Result::kDone) done = true;
+      if (res == ChunkedDecoder::Result::kError) error = true;
+      break;
+    }
+    in_.consume(v.size() - rest.size());
+    if (error) {
+      in_process_ = false;
+      fail(ClientFailure::kResetAfterHead, chunked_.error());
+      return;
+    }
+    if (done) {
+      ClientCallbacks* cb = cb_;
+      response_complete();
+      cb->on_response_data({}, true);
+      if (!in_.empty() && state_ == State::kIdle) {
+        in_process_ = false;
+        close();
+        return;
+      }
+      break;
+    }
+    if (rest.empty() && !v.empty()) continue;
+    break;
+  }
+  in_process_ = false;
+}
+
+void ClientConnection::response_complete() {
+  cb_ = nullptr;
+  if (!request_done_ || !keep_alive_ || eof_) {
+    // An upstream that answered before reading the whole request, or that asked to close,
+    // cannot carry another request.
+    keep_alive_ = false;
+    close();
+    return;
+  }
+  state_ = State::kIdle;
+  owner_.on_client_idle(*this);
+}
+
+void ClientConnection::fail(ClientFailure kind, std::string_view detail) {
+  ClientCallbacks* cb = cb_;
+  cb_ = nullptr;
+  close();
+  if (cb != nullptr) cb->on_failure(kind, detail);
+}
+
+void ClientConnection::on_idle_timeout(void* self) {
+  static_cast<ClientConnection*>(self)->close();
+}
+
+void ClientConnection::close() {
+  if (state_ == State::kClosed) return;
+  state_ = State::kClosed;
+  loop_.timers().cancel(idle_timer);
+  if (fd_ >= 0) {
+    loop_.remove(fd_);
+    ::close(fd_);
+    fd_ = -1;
+  }
+  in_.release();
+  out_.release();
+  owner_.on_client_closed(*this);
+}
+
+}  // namespace citadel::http::http1

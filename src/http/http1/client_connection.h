@@ -1,0 +1,133 @@
+// The HTTP/1.1 client codec for upstream connections.
+//
+// Owned by a connection pool on one worker (created on demand, destroyed through
+// EventLoop::defer_delete after close); all methods run on that worker's thread. One request at
+// a time; the pool reuses the connection when both directions ended cleanly with keep-alive.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <string_view>
+
+#include "core/arena.h"
+#include "core/buffer.h"
+#include "core/event_loop.h"
+#include "http/http1/chunked.h"
+#include "http/http1/parser.h"
+#include "http/message.h"
+
+namespace citadel::http::http1 {
+
+enum class ClientFailure : uint8_t {
+  kConnectFailure,  // the TCP connect failed or was refused
+  kReset,           // closed or errored before a complete response head
+  kResetAfterHead,  // closed in the middle of a response body
+  kProtocolError,   // the upstream's response is malformed
+};
+
+// The request that currently uses the connection.
+class ClientCallbacks {
+ public:
+  virtual ResponseHead& response_head() = 0;
+  virtual core::Arena& arena() = 0;
+  virtual void on_connected() = 0;
+  virtual void on_informational(const ResponseHead& head) = 0;
+  // `head` strings live in arena(). end_stream: no body follows.
+  virtual void on_response_headers(bool end_stream) = 0;
+  virtual void on_response_data(std::string_view data, bool end_stream) = 0;
+  // The send buffer drained below its low watermark (request body backpressure).
+  virtual void on_upstream_write_ready() = 0;
+  // The connection failed; the callbacks are detached and nothing more follows.
+  virtual void on_failure(ClientFailure kind, std::string_view detail) = 0;
+
+ protected:
+  ~ClientCallbacks() = default;
+};
+
+class ClientConnection;
+
+// The pool's side: learns when a connection may be reused or has gone.
+class ClientOwner {
+ public:
+  virtual void on_client_idle(ClientConnection& c) = 0;
+  virtual void on_client_closed(ClientConnection& c) = 0;
+
+ protected:
+  ~ClientOwner() = default;
+};
+
+class ClientConnection final : public core::IoHandler,
+                               public core::LoopTask,
+                               public core::Deferred {
+ public:
+  ClientConnection(core::EventLoop& loop, core::BlockPool& pool, ClientOwner& owner);
+  ~ClientConnection() override;
+
+  // Starts a non-blocking connect. Returns false when the socket could not even be created.
+  bool connect(const sockaddr* addr, socklen_t len);
+  bool connected() const { return state_ != State::kConnecting; }
+
+  void attach(ClientCallbacks* cb) { cb_ = cb; }
+  void detach() { cb_ = nullptr; }
+
+  // Writes the request line and fields. `head.framing`/`content_length` select the framing
+  // this codec writes (Content-Length or chunked); hop-by-hop fields are the caller's job.
+  void send_head(const RequestHead& head, std::string_view target);
+  void send_data(std::string_view data, bool end_stream);
+  // After a 101: raw bytes both ways; end_stream half-closes the upstream write side.
+  void send_tunnel(std::string_view data, bool end_stream);
+  bool write_blocked() const { return out_.size() > kHighWatermark; }
+
+  // Response backpressure: stop or resume reading the socket.
+  void pause_reading() { read_paused_ = true; }
+  void resume_reading();
+
+  // Closes now; no callback to the attached request.
+  void close();
+  bool closed() const { return state_ == State::kClosed; }
+  uint64_t requests() const { return requests_; }
+
+  void on_io(uint32_t events) override;
+  void run_task() override;
+
+  // Pool bookkeeping.
+  core::Timer idle_timer;
+  void* pool_tag = nullptr;
+
+  static constexpr size_t kHighWatermark = 256 * 1024;
+  static constexpr size_t kLowWatermark = 64 * 1024;
+
+ private:
+  enum class State : uint8_t { kConnecting, kIdle, kActive, kTunnel, kClosed };
+  void do_read();
+  void process();
+  void flush();
+  void fail(ClientFailure kind, std::string_view detail);
+  static void on_idle_timeout(void* self);
+  void response_complete();
+
+  int fd_ = -1;
+  core::EventLoop& loop_;
+  ClientOwner& owner_;
+  ClientCallbacks* cb_ = nullptr;
+  core::Buffer in_;
+  core::Buffer out_;
+  ChunkedDecoder chunked_;
+  State state_ = State::kConnecting;
+  BodyFraming resp_framing_ = BodyFraming::kNone;
+  uint64_t resp_remaining_ = 0;
+  uint64_t requests_ = 0;
+  bool head_request_ = false;
+  bool chunked_out_ = false;
+  bool request_done_ = false;
+  bool head_received_ = false;
+  bool keep_alive_ = true;
+  bool read_paused_ = false;
+  bool read_pending_ = false;
+  bool eof_ = false;
+  bool was_blocked_ = false;
+  bool in_process_ = false;
+};
+
+}  // namespace citadel::http::http1

@@ -1,0 +1,595 @@
+#include "http/http1/server_connection.h"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace citadel::http::http1 {
+namespace {
+
+constexpr size_t kReadChunk = 16 * 1024;
+constexpr size_t kMaxPipelinedBytes = 64 * 1024;  // stop reading ahead of the current response
+constexpr uint64_t kLingerMs = 2000;
+
+std::string_view rebase(std::string_view v, const char* old_base, size_t len, const char* nb) {
+  if (v.data() >= old_base && v.data() < old_base + len) {
+    return {nb + (v.data() - old_base), v.size()};
+  }
+  return v;
+}
+
+// Copies the head's bytes into the stream's arena so that the read buffer can move on.
+void move_head_to_arena(RequestHead& h, const char* base, size_t len, core::Arena& arena) {
+  char* nb = arena.allocate(len);
+  std::memcpy(nb, base, len);
+  h.method = rebase(h.method, base, len, nb);
+  h.target = rebase(h.target, base, len, nb);
+  h.path = rebase(h.path, base, len, nb);
+  h.query = rebase(h.query, base, len, nb);
+  h.authority = rebase(h.authority, base, len, nb);
+  for (auto& f : h.headers.fields()) {
+    f.name = rebase(f.name, base, len, nb);
+    f.value = rebase(f.value, base, len, nb);
+  }
+}
+
+void append_uint(core::Buffer& b, uint64_t v) {
+  char tmp[24];
+  size_t n = 0;
+  do {
+    tmp[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  char* w = b.prepare(n);
+  for (size_t i = 0; i < n; ++i) w[i] = tmp[n - 1 - i];
+  b.commit(n);
+}
+
+void append_status_line(core::Buffer& b, int status, std::string_view reason) {
+  b.append("HTTP/1.1 ");
+  append_uint(b, static_cast<uint64_t>(status));
+  b.append(" ");
+  b.append(reason.empty() ? reason_phrase(status) : reason);
+  b.append("\r\n");
+}
+
+}  // namespace
+
+ServerConnection::ServerConnection(int fd, const ConnectionInfo& info,
+                                   const ServerSettings& settings, core::EventLoop& loop,
+                                   core::BlockPool& pool, StreamFactory& factory,
+                                   ConnectionOwner& owner)
+    : fd_(fd),
+      info_(info),
+      settings_(settings),
+      loop_(loop),
+      factory_(factory),
+      owner_(owner),
+      in_(&pool),
+      out_(&pool),
+      idle_timer_(&ServerConnection::on_idle_timer, this),
+      request_timer_(&ServerConnection::on_request_timer, this) {}
+
+ServerConnection::~ServerConnection() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool ServerConnection::start() {
+  if (!loop_.add(fd_, this).ok()) return false;
+  arm_idle_timer(settings_.header_timeout_ms);
+  return true;
+}
+
+void ServerConnection::arm_idle_timer(uint64_t ms) {
+  if (ms == 0) {
+    loop_.timers().cancel(idle_timer_);
+    return;
+  }
+  loop_.arm(idle_timer_, ms);
+}
+
+void ServerConnection::close_when_idle() {
+  if (state_ == State::kClosed || state_ == State::kLingering) return;
+  if (state_ == State::kIdle && stream_ == nullptr) {
+    close("drain");
+  } else {
+    close_after_ = true;
+  }
+}
+
+void ServerConnection::on_io(uint32_t events) {
+  if (state_ == State::kClosed) return;
+  if ((events & EPOLLERR) != 0) {
+    close("socket error");
+    return;
+  }
+  if ((events & EPOLLOUT) != 0 && !out_.empty()) flush();
+  if (state_ == State::kClosed) return;
+  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) != 0) do_read();
+}
+
+void ServerConnection::do_read() {
+  if (state_ == State::kLingering) {
+    char sink[4096];
+    while (true) {
+      ssize_t n = ::read(fd_, sink, sizeof sink);
+      if (n > 0) continue;
+      if (n == 0 || errno != EAGAIN) close("lingering close done");
+      return;
+    }
+  }
+  if (read_paused_ || (state_ == State::kAwaitResponse && in_.size() >= kMaxPipelinedBytes)) {
+    read_pending_ = true;
+    return;
+  }
+  read_pending_ = false;
+  while (!read_eof_) {
+    char* w = in_.prepare(kReadChunk);
+    size_t room = in_.writable();
+    ssize_t n = ::read(fd_, w, room);
+    if (n > 0) {
+      in_.commit(static_cast<size_t>(n));
+      if (static_cast<size_t>(n) < room) break;  // drained (the next edge will tell more)
+      if (in_.size() >= settings_.limits.max_head_bytes + kReadChunk &&
+          (state_ == State::kIdle || state_ == State::kHead)) {
+        break;  // enough to decide; process() answers 431
+      }
+      if (state_ != State::kIdle && state_ != State::kHead) break;  // deliver before more
+      continue;
+    }
+    if (n == 0) {
+      read_eof_ = true;
+      break;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) break;
+    close("read error");
+    return;
+  }
+  if (in_.empty() && !read_eof_ && state_ == State::kIdle) in_.release();
+  process();
+}
+
+void ServerConnection::process() {
+  if (in_process_) {
+    need_process_ = true;
+    return;
+  }
+  in_process_ = true;
+  bool progress = true;
+  while (progress && state_ != State::kClosed && state_ != State::kLingering) {
+    progress = false;
+    need_process_ = false;
+    switch (state_) {
+      case State::kIdle:
+      case State::kHead:
+        if (in_.empty()) {
+          if (read_eof_) close(state_ == State::kHead ? "eof in head" : "client closed");
+          break;
+        }
+        progress = parse_head();
+        break;
+      case State::kBody:
+        progress = deliver_body();
+        break;
+      case State::kAwaitResponse:
+        if (resp_done_) {
+          finish_request();
+          progress = true;
+        } else if (read_eof_ && upgrade_requested_) {
+          // The client left before the upgrade answer.
+          close("client closed during upgrade");
+        }
+        break;
+      case State::kTunnel:
+        if (!in_.empty() && !read_paused_) {
+          std::string_view v = in_.view();
+          size_t n = v.size();
+          stream_->on_request_data(v, false);
+          if (state_ == State::kTunnel) in_.consume(n);
+          progress = true;
+        } else if (in_.empty() && read_eof_ && stream_ != nullptr && !tunnel_eof_sent_) {
+          tunnel_eof_sent_ = true;  // report the client's half-close once
+          stream_->on_request_data({}, true);
+          progress = true;
+        }
+        break;
+      default:
+        break;
+    }
+    if (need_process_) progress = true;
+  }
+  in_process_ = false;
+  if (read_pending_ && !read_paused_ && state_ != State::kClosed) loop_.schedule(this);
+}
+
+bool ServerConnection::parse_head() {
+  if (stream_ == nullptr) {
+    stream_ = factory_.new_stream(*this);
+    resp_started_ = resp_done_ = chunked_out_ = false;
+    is_head_ = upgrade_requested_ = false;
+    head_scanned_ = 0;
+    if (state_ == State::kIdle) arm_idle_timer(settings_.header_timeout_ms);
+    state_ = State::kHead;
+  }
+  std::string_view data = in_.view();
+  // Re-parse only when the head could be complete or a limit could be crossed: a slow client
+  // sending one byte at a time must not make this quadratic.
+  bool first = head_scanned_ == 0;
+  size_t end = find_head_end(data, head_scanned_);
+  if (end == std::string_view::npos && !first && data.size() <= settings_.limits.max_request_line) {
+    head_scanned_ = data.size();
+    if (read_eof_) close("eof in head");
+    return false;
+  }
+  head_scanned_ = data.size();
+  RequestHead& head = stream_->request_head();
+  head.headers.clear();
+  ParseOutcome r = parse_request(data, settings_.limits, head);
+  if (r.kind == ParseOutcome::kIncomplete) {
+    if (read_eof_) close("eof in head");
+    return false;
+  }
+  if (r.kind == ParseOutcome::kError) {
+    send_local_error(r.status, r.reason);
+    return false;
+  }
+  move_head_to_arena(head, data.data(), r.consumed, stream_->arena());
+  in_.consume(r.consumed);
+  head.scheme = info_.tls ? "https" : "http";
+  ++requests_;
+  keep_alive_ = head.keep_alive;
+  is_head_ = head.is_head;
+  request_http10_ = head.version_minor == 0;
+  upgrade_requested_ = head.upgrade;
+  bool has_body = head.framing != BodyFraming::kNone;
+  body_remaining_ = head.content_length;
+  if (head.framing == BodyFraming::kChunked) chunked_.reset();
+  if (settings_.request_timeout_ms != 0) loop_.arm(request_timer_, settings_.request_timeout_ms);
+  if (has_body) {
+    state_ = State::kBody;
+    arm_idle_timer(settings_.body_idle_timeout_ms);
+  } else {
+    state_ = State::kAwaitResponse;
+    arm_idle_timer(0);
+  }
+  StreamHandler* s = stream_;
+  s->on_request_headers(!has_body && !upgrade_requested_);
+  if (has_body && head.expect_continue && !resp_started_ && state_ == State::kBody) {
+    out_.append("HTTP/1.1 100 Continue\r\n\r\n");
+    loop_.schedule(this);
+  }
+  return true;
+}
+
+bool ServerConnection::deliver_body() {
+  if (read_paused_) return false;
+  if (in_.empty()) {
+    if (read_eof_) {
+      release_stream("client closed during request body");
+      close("eof in body");
+    }
+    return false;
+  }
+  arm_idle_timer(settings_.body_idle_timeout_ms);
+  std::string_view v = in_.view();
+  RequestHead& head = stream_->request_head();
+  if (head.framing == BodyFraming::kContentLength) {
+    size_t n = v.size() < body_remaining_ ? v.size() : static_cast<size_t>(body_remaining_);
+    body_remaining_ -= n;
+    bool end = body_remaining_ == 0;
+    if (end) {
+      state_ = State::kAwaitResponse;
+      arm_idle_timer(0);
+    }
+    stream_->on_request_data(v.substr(0, n), end);
+    if (state_ != State::kClosed) in_.consume(n);
+    return true;
+  }
+  // Chunked: hand over each piece of data as it is decoded.
+  std::string_view rest = v;
+  std::string_view piece;
+  while (state_ == State::kBody && !read_paused_) {
+    ChunkedDecoder::Result res = chunked_.decode(rest, piece);
+    if (res == ChunkedDecoder::Result::kData) {
+      stream_->on_request_data(piece, false);
+      continue;
+    }
+    if (res == ChunkedDecoder::Result::kDone) {
+      state_ = State::kAwaitResponse;
+      arm_idle_timer(0);
+      stream_->on_request_data({}, true);
+      break;
+    }
+    if (res == ChunkedDecoder::Result::kError) {
+      if (!resp_started_) {
+        release_stream("invalid chunked body");
+        send_local_error(400, chunked_.error());
+      } else {
+        release_stream("invalid chunked body");
+        close("invalid chunked body");
+      }
+      return false;
+    }
+    break;  // kNeedMore
+  }
+  if (state_ != State::kClosed) in_.consume(v.size() - rest.size());
+  return true;
+}
+
+void ServerConnection::resume_request_body() {
+  if (!read_paused_) return;
+  read_paused_ = false;
+  // Data may already be buffered or waiting in the socket, and no new edge will announce it.
+  need_process_ = true;
+  loop_.schedule(this);
+}
+
+void ServerConnection::run_task() {
+  if (state_ == State::kClosed) return;
+  if (!out_.empty()) flush();
+  if (state_ == State::kClosed) return;
+  if (read_pending_ && !read_paused_) {
+    do_read();
+    return;
+  }
+  if (need_process_) process();
+}
+
+void ServerConnection::send_informational(const ResponseHead& head) {
+  if (request_http10_ || resp_started_) return;  // HTTP/1.0 clients get no 1xx
+  append_status_line(out_, head.status, head.reason);
+  for (const auto& f : head.headers.fields()) {
+    out_.append(f.name);
+    out_.append(": ");
+    out_.append(f.value);
+    out_.append("\r\n");
+  }
+  out_.append("\r\n");
+  loop_.schedule(this);
+}
+
+void ServerConnection::send_headers(ResponseHead& head, bool end_stream) {
+  if (state_ == State::kClosed || resp_started_) return;
+  resp_started_ = true;
+  const bool upgrade = head.status == 101;
+  const bool no_body = is_head_ || head.status == 204 || head.status == 304 ||
+                       (head.status >= 100 && head.status < 200);
+  if (owner_.draining()) close_after_ = true;
+  if (upgrade_requested_ && !upgrade) close_after_ = true;  // the request never really ended
+  append_status_line(out_, head.status, head.reason);
+  for (const auto& f : head.headers.fields()) {
+    out_.append(f.name);
+    out_.append(": ");
+    out_.append(f.value);
+    out_.append("\r\n");
+  }
+  chunked_out_ = false;
+  if (upgrade) {
+    out_.append("Connection: upgrade\r\n\r\n");
+    state_ = State::kTunnel;
+    arm_idle_timer(0);
+    loop_.timers().cancel(request_timer_);
+    need_process_ = true;  // buffered client bytes are tunnel data now
+    loop_.schedule(this);
+    return;
+  }
+  if (head.framing == BodyFraming::kContentLength ||
+      (no_body && head.content_length > 0 && head.status != 204 && head.status >= 200)) {
+    out_.append("Content-Length: ");
+    append_uint(out_, head.content_length);
+    out_.append("\r\n");
+  } else if (head.framing == BodyFraming::kNone) {
+    if (!no_body) out_.append("Content-Length: 0\r\n");
+  } else if (!no_body) {
+    if (request_http10_) {
+      close_after_ = true;  // close-delimited for HTTP/1.0 clients
+    } else {
+      out_.append("Transfer-Encoding: chunked\r\n");
+      chunked_out_ = true;
+    }
+  }
+  const bool closing = close_after_ || !keep_alive_;
+  if (closing) {
+    out_.append("Connection: close\r\n\r\n");
+  } else if (request_http10_) {
+    out_.append("Connection: keep-alive\r\n\r\n");
+  } else {
+    out_.append("\r\n");
+  }
+  if (no_body) chunked_out_ = false;
+  loop_.schedule(this);
+  if (end_stream) send_data({}, true);
+}
+
+void ServerConnection::send_data(std::string_view data, bool end_stream) {
+  if (state_ == State::kClosed || !resp_started_ || resp_done_) return;
+  if (state_ == State::kTunnel) {
+    out_.append(data);
+    if (end_stream) {
+      // The upstream closed its side: finish writing, then close.
+      resp_done_ = true;
+      close_after_ = true;
+      keep_alive_ = false;
+    }
+    loop_.schedule(this);
+    return;
+  }
+  if (!is_head_) {
+    if (chunked_out_) {
+      if (!data.empty()) {
+        char hdr[20];
+        out_.append(std::string_view(hdr, format_chunk_header(data.size(), hdr)));
+        out_.append(data);
+        out_.append("\r\n");
+      }
+      if (end_stream) out_.append("0\r\n\r\n");
+    } else {
+      out_.append(data);
+    }
+  }
+  loop_.schedule(this);
+  if (!end_stream) return;
+  resp_done_ = true;
+  if (state_ == State::kAwaitResponse) {
+    if (in_process_) need_process_ = true;
+    else finish_request();
+  } else if (state_ == State::kBody) {
+    // Answered before the request body was read (an early error, or an upstream that did not
+    // wait): the rest of the body cannot be trusted to be skipped, so close after writing.
+    close_after_ = true;
+    finish_request();
+  }
+}
+
+void ServerConnection::finish_request() {
+  StreamHandler* s = stream_;
+  stream_ = nullptr;
+  loop_.timers().cancel(request_timer_);
+  if (s != nullptr) s->on_complete();
+  resp_started_ = resp_done_ = false;
+  if (close_after_ || !keep_alive_ || owner_.draining()) {
+    state_ = State::kAwaitResponse;  // nothing more is read
+    read_paused_ = true;
+    if (out_.empty()) start_lingering_close();
+    else loop_.schedule(this);
+    close_after_ = true;
+    return;
+  }
+  state_ = State::kIdle;
+  head_scanned_ = 0;
+  arm_idle_timer(settings_.keepalive_timeout_ms);
+  if (in_.empty()) in_.release();
+  need_process_ = true;
+  if (!in_process_) loop_.schedule(this);
+}
+
+void ServerConnection::flush() {
+  while (!out_.empty()) {
+    ssize_t n = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      out_.consume(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    release_stream("downstream write failed");
+    close("write error");
+    return;
+  }
+  if (out_.empty()) {
+    if (state_ == State::kIdle) out_.release();
+    if (close_after_ && stream_ == nullptr && state_ != State::kTunnel) {
+      start_lingering_close();
+      return;
+    }
+    if (close_after_ && state_ == State::kTunnel && resp_done_) {
+      release_stream("tunnel closed");
+      close("tunnel closed");
+      return;
+    }
+  }
+  if (out_.size() <= settings_.low_watermark && stream_ != nullptr && was_blocked_) {
+    was_blocked_ = false;
+    stream_->on_write_ready();
+  } else if (out_.size() > settings_.high_watermark) {
+    was_blocked_ = true;
+  }
+}
+
+void ServerConnection::send_local_error(int status, std::string_view reason) {
+  release_stream(reason);
+  close_after_ = true;
+  keep_alive_ = false;
+  append_status_line(out_, status, {});
+  out_.append("Content-Type: text/plain\r\nConnection: close\r\nContent-Length: ");
+  append_uint(out_, reason.size() + 1);
+  out_.append("\r\n\r\n");
+  out_.append(reason);
+  out_.append("\n");
+  state_ = State::kAwaitResponse;
+  read_paused_ = true;
+  flush();
+}
+
+void ServerConnection::start_lingering_close() {
+  if (state_ == State::kClosed || state_ == State::kLingering) return;
+  ::shutdown(fd_, SHUT_WR);
+  if (read_eof_) {
+    close("closed after response");
+    return;
+  }
+  state_ = State::kLingering;
+  in_.release();
+  loop_.arm(idle_timer_, kLingerMs);
+  do_read();
+}
+
+void ServerConnection::release_stream(std::string_view reset_reason) {
+  if (stream_ == nullptr) return;
+  StreamHandler* s = stream_;
+  stream_ = nullptr;
+  s->on_reset(reset_reason);
+  s->on_complete();
+}
+
+void ServerConnection::reset() {
+  // Called by the handler: it expects no more callbacks, but on_complete() still follows.
+  if (stream_ != nullptr) {
+    StreamHandler* s = stream_;
+    stream_ = nullptr;
+    s->on_complete();
+  }
+  close("reset by handler");
+}
+
+void ServerConnection::close(std::string_view reason) {
+  if (state_ == State::kClosed) return;
+  release_stream(reason);
+  state_ = State::kClosed;
+  loop_.timers().cancel(idle_timer_);
+  loop_.timers().cancel(request_timer_);
+  loop_.remove(fd_);
+  ::close(fd_);
+  fd_ = -1;
+  in_.release();
+  out_.release();
+  owner_.on_connection_closed(*this);  // hands us to defer_delete
+}
+
+void ServerConnection::on_idle_timer(void* arg) {
+  auto* c = static_cast<ServerConnection*>(arg);
+  switch (c->state_) {
+    case State::kHead:
+      c->send_local_error(408, "request head timeout");
+      break;
+    case State::kBody:
+      if (!c->resp_started_) {
+        c->send_local_error(408, "request body timeout");
+      } else {
+        c->close("request body timeout");
+      }
+      break;
+    case State::kLingering:
+    case State::kIdle:
+    default:
+      c->close("idle timeout");
+      break;
+  }
+}
+
+void ServerConnection::on_request_timer(void* arg) {
+  auto* c = static_cast<ServerConnection*>(arg);
+  if (c->state_ == State::kClosed || c->stream_ == nullptr) return;
+  if (!c->resp_started_) {
+    bool waiting_upstream = c->state_ == State::kAwaitResponse;
+    c->send_local_error(waiting_upstream ? 504 : 408, "request timeout");
+  } else {
+    c->close("request timeout");
+  }
+}
+
+}  // namespace citadel::http::http1

@@ -1,0 +1,762 @@
+#include "proxy/active_stream.h"
+
+#include <ctime>
+
+#include "observe/log.h"
+#include "proxy/upstream_pool.h"
+#include "proxy/worker.h"
+
+namespace citadel::proxy {
+namespace {
+
+using http::HeaderField;
+using http::iequals;
+
+constexpr char kHex[] = "0123456789abcdef";
+
+void random_hex(Rng& rng, char* out, size_t n) {
+  uint64_t bits = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (i % 16 == 0) bits = rng.next();
+    out[i] = kHex[bits & 15];
+    bits >>= 4;
+  }
+}
+
+bool is_hex_string(std::string_view s) {
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+bool all_zero(std::string_view s) {
+  for (char c : s) {
+    if (c != '0') return false;
+  }
+  return true;
+}
+
+bool is_hop_by_hop(std::string_view name) {
+  switch (name.size()) {
+    case 2: return iequals(name, "te");
+    case 6: return iequals(name, "expect");
+    case 7: return iequals(name, "upgrade") || iequals(name, "trailer");
+    case 10: return iequals(name, "connection") || iequals(name, "keep-alive");
+    case 14: return iequals(name, "content-length");
+    case 16: return iequals(name, "proxy-connection");
+    case 17: return iequals(name, "transfer-encoding");
+    default: return false;
+  }
+}
+
+// Removes hop-by-hop fields and the fields that `Connection` names (RFC 9110 section 7.6.1).
+// `keep_upgrade` keeps Upgrade for a protocol switch.
+void strip_hop_by_hop(http::HeaderMap& headers, bool keep_upgrade) {
+  std::string_view listed[16];
+  size_t nlisted = 0;
+  for (const auto& f : headers.fields()) {
+    if (iequals(f.name, "connection")) {
+      http::for_each_list_element(f.value, [&](std::string_view e) {
+        if (nlisted < 16) listed[nlisted++] = e;
+      });
+    }
+  }
+  auto& fields = headers.fields();
+  size_t w = 0;
+  for (size_t r = 0; r < fields.size(); ++r) {
+    std::string_view n = fields[r].name;
+    bool drop = is_hop_by_hop(n) && !(keep_upgrade && iequals(n, "upgrade"));
+    for (size_t i = 0; i < nlisted && !drop; ++i) {
+      drop = iequals(n, listed[i]) && !(keep_upgrade && iequals(n, "upgrade"));
+    }
+    if (!drop) fields[w++] = fields[r];
+  }
+  fields.resize(w);
+}
+
+bool is_safe_method(std::string_view m) {
+  return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE";
+}
+
+int status_class(int status) {
+  if (status < 100 || status > 599) return 0;
+  return status / 100;
+}
+
+}  // namespace
+
+ActiveStream::ActiveStream(Worker& worker)
+    : worker_(worker),
+      arena_(4096),
+      pending_body_(&worker.blocks()),
+      upstream_timer_(&ActiveStream::on_upstream_timer, this) {}
+
+ActiveStream::~ActiveStream() = default;
+
+core::EventLoop& ActiveStream::loop() { return worker_.loop(); }
+
+std::string_view ActiveStream::route_name() const {
+  return route_ != nullptr ? std::string_view(route_->name) : std::string_view();
+}
+
+uint64_t ActiveStream::now_us() const {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
+}
+
+void ActiveStream::begin(http::ServerStream& downstream) {
+  ds_ = &downstream;
+  req_.reset();
+  resp_.reset();
+  arena_.reset();
+  snap_ = nullptr;
+  route_ = nullptr;
+  nfilters_ = req_filter_next_ = 0;
+  filters_done_ = req_end_ = reset_ = response_started_ = local_reply_ = false;
+  body_bytes_ = 0;
+  pending_body_.clear();
+  pending_end_ = false;
+  wc_ = nullptr;
+  ep_ = nullptr;
+  conn_ = nullptr;
+  attempt_ = 0;
+  counted_retry_ = body_forwarded_ = request_sent_ = upgraded_ = attempt_active_ = false;
+  timer_mode_ = TimerMode::kNone;
+  has_hash_ = false;
+  start_us_ = now_us();
+  upstream_start_us_ = upstream_us_ = bytes_in_ = bytes_out_ = 0;
+  status_ = 0;
+  request_id_[0] = trace_id_[0] = 0;
+  reset_reason_ = {};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request path
+
+void ActiveStream::on_request_headers(bool end_stream) {
+  start_us_ = now_us();
+  req_end_ = end_stream;
+  snap_ = worker_.acquire_snapshot();
+  const Snapshot& snap = *snap_->snap;
+
+  // Route on the normalised path; the original target is what gets forwarded.
+  std::string_view path = req_.path;
+  bool plain = path.find('%') == std::string_view::npos &&
+               path.find("/.") == std::string_view::npos &&
+               path.find("//") == std::string_view::npos;
+  if (!plain && req_.target != "*") {
+    http::PathNormalizeOptions opts;
+    opts.merge_slashes = ds_->connection().merge_slashes;
+    if (http::normalize_path(path, opts, norm_path_)) path = norm_path_;
+  }
+  route_ = snap.routes.match(req_, path);
+
+  // Request id and trace context, before any filter or local reply, so that both are logged.
+  const HeaderField* rid = req_.headers.find("x-request-id");
+  if (rid != nullptr && !rid->value.empty() && rid->value.size() <= 64) {
+    size_t n = rid->value.size() < 32 ? rid->value.size() : 32;
+    std::memcpy(request_id_, rid->value.data(), n);
+    request_id_[n] = 0;
+  } else {
+    if (rid != nullptr) req_.headers.remove("x-request-id");
+    random_hex(worker_.rng(), request_id_, 32);
+    request_id_[32] = 0;
+    req_.headers.add("X-Request-Id", arena_.copy(std::string_view(request_id_, 32)));
+  }
+  const HeaderField* tp = req_.headers.find("traceparent");
+  char span[16];
+  random_hex(worker_.rng(), span, 16);
+  std::string_view flags = "01";
+  bool have_trace = false;
+  if (tp != nullptr && tp->value.size() == 55 && tp->value.substr(0, 3) == "00-" &&
+      tp->value[35] == '-' && tp->value[52] == '-' && is_hex_string(tp->value.substr(3, 32)) &&
+      is_hex_string(tp->value.substr(36, 16)) && is_hex_string(tp->value.substr(53, 2)) &&
+      !all_zero(tp->value.substr(3, 32))) {
+    std::memcpy(trace_id_, tp->value.data() + 3, 32);
+    flags = tp->value.substr(53, 2);
+    have_trace = true;
+  }
+  if (!have_trace) random_hex(worker_.rng(), trace_id_, 32);
+  trace_id_[32] = 0;
+  req_.headers.set("traceparent",
+                   arena_.concat({"00-", std::string_view(trace_id_, 32), "-",
+                                  std::string_view(span, 16), "-", flags}));
+
+  if (route_ == nullptr) {
+    worker_.services().no_route->add(worker_.index());
+    send_local_reply(404, "no route matches this request\n");
+    return;
+  }
+  if (req_.framing == http::BodyFraming::kContentLength && req_.content_length > route_->max_body) {
+    send_local_reply(413, "request body too large\n");
+    return;
+  }
+  for (const FilterFactory* f : route_->filters) {
+    if (nfilters_ == kMaxFilters) break;
+    filters_[nfilters_++] = f->create(arena_);
+  }
+  run_request_filters();
+}
+
+void ActiveStream::run_request_filters() {
+  while (req_filter_next_ < nfilters_) {
+    Filter* f = filters_[req_filter_next_++];
+    FilterStatus st = f->on_request_headers(*this, req_, req_end_);
+    if (local_reply_ || reset_) return;
+    if (st == FilterStatus::kStop) return;  // suspended: continue_request() resumes
+  }
+  filters_done_ = true;
+  start_target();
+  // Body that arrived while the filters were suspended.
+  if (!local_reply_ && !reset_ && (!pending_body_.empty() || pending_end_) && conn_ != nullptr) {
+    std::string_view v = pending_body_.view();
+    bool end = pending_end_;
+    pending_end_ = false;
+    forward_request_body(v, end);
+    pending_body_.clear();
+    ds_->resume_request_body();
+  }
+}
+
+void ActiveStream::continue_request() {
+  if (local_reply_ || reset_ || filters_done_) return;
+  run_request_filters();
+}
+
+void ActiveStream::start_target() {
+  switch (route_->target) {
+    case RouteConfig::kRespond:
+      send_local_reply(route_->respond.status, route_->respond.body, route_->respond.content_type);
+      return;
+    case RouteConfig::kRedirect: {
+      const RedirectConfig& rd = route_->redirect;
+      std::string_view location;
+      if (!rd.url.empty()) {
+        location = rd.url;
+      } else {
+        std::string_view scheme = rd.scheme.empty() ? req_.scheme : std::string_view(rd.scheme);
+        std::string_view host = rd.host.empty() ? req_.authority : std::string_view(rd.host);
+        std::string_view path = rd.path.empty() ? req_.path : std::string_view(rd.path);
+        bool q = rd.keep_query && !req_.query.empty();
+        location = arena_.concat({scheme, "://", host, path, q ? "?" : "", q ? req_.query : ""});
+      }
+      resp_.reset();
+      resp_.status = rd.status;
+      resp_.headers.add("Location", location);
+      resp_.framing = http::BodyFraming::kNone;
+      local_reply_ = true;
+      send_response_headers(true);
+      return;
+    }
+    case RouteConfig::kCluster:
+      start_upstream();
+      return;
+  }
+}
+
+void ActiveStream::start_upstream() {
+  wc_ = &worker_.cluster_state(*route_->cluster);
+  ++wc_->active_requests;
+  const HashPolicy& hp = route_->cluster->config().hash;
+  if (route_->cluster->config().lb == LbPolicy::kConsistentHash) {
+    if (hp.kind == HashPolicy::kSourceIp) {
+      has_hash_ = true;
+      lb_hash_ = stable_hash(ds_->connection().peer_ip);
+    } else if (hp.kind == HashPolicy::kHeader) {
+      if (const HeaderField* f = req_.headers.find(hp.name)) {
+        has_hash_ = true;
+        lb_hash_ = stable_hash(f->value);
+      }
+    } else {
+      for (const auto& f : req_.headers.fields()) {
+        if (!iequals(f.name, "cookie")) continue;
+        // Cookie: a=1; b=2
+        size_t i = 0;
+        std::string_view v = f.value;
+        while (i < v.size() && !has_hash_) {
+          size_t semi = v.find(';', i);
+          if (semi == std::string_view::npos) semi = v.size();
+          std::string_view pair = v.substr(i, semi - i);
+          while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
+          size_t eq = pair.find('=');
+          if (eq != std::string_view::npos && pair.substr(0, eq) == hp.name) {
+            has_hash_ = true;
+            lb_hash_ = stable_hash(pair.substr(eq + 1));
+          }
+          i = semi + 1;
+        }
+      }
+    }
+  }
+  prepare_upstream_head();
+  send_upstream_attempt();
+}
+
+void ActiveStream::prepare_upstream_head() {
+  // Target: the original, unless the route rewrites the path.
+  if (!rewrite_target(*route_, req_.path, req_.query, target_)) target_.assign(req_.target);
+  const bool absolute_form = !req_.target.empty() && req_.target.front() != '/' &&
+                             req_.target != "*";
+  if (absolute_form && target_ == req_.target) {
+    // Forward origin-form to the upstream.
+    target_.assign(req_.path);
+    if (!req_.query.empty()) target_.append("?").append(req_.query);
+  }
+  strip_hop_by_hop(req_.headers, req_.upgrade);
+  const http::ConnectionInfo& ci = ds_->connection();
+  std::string_view peer(ci.peer_ip);
+  // X-Forwarded-For: append the client to whatever the client claimed.
+  std::string_view xff;
+  for (const auto& f : req_.headers.fields()) {
+    if (iequals(f.name, "x-forwarded-for")) {
+      xff = xff.empty() ? f.value : arena_.concat({xff, ", ", f.value});
+    }
+  }
+  req_.headers.set("X-Forwarded-For", xff.empty() ? arena_.copy(peer)
+                                                   : arena_.concat({xff, ", ", peer}));
+  req_.headers.set("X-Forwarded-Proto", req_.scheme);
+  if (!req_.authority.empty() && req_.headers.find("x-forwarded-host") == nullptr) {
+    req_.headers.add("X-Forwarded-Host", req_.authority);
+  }
+  const HeaderField* via = req_.headers.find("via");
+  std::string_view hop = req_.version_minor == 0 ? "1.0 citadel" : "1.1 citadel";
+  req_.headers.set("Via", via != nullptr ? arena_.concat({via->value, ", ", hop}) : hop);
+  if (route_->rewrite.host) {
+    req_.headers.set("Host", *route_->rewrite.host);
+  } else if (req_.headers.find("host") == nullptr && !req_.authority.empty()) {
+    req_.headers.add("Host", req_.authority);
+  }
+}
+
+void ActiveStream::send_upstream_attempt() {
+  LbContext ctx;
+  ctx.has_hash = has_hash_;
+  ctx.hash = lb_hash_;
+  ctx.avoid = ep_;
+  uint64_t now = worker_.loop().now_ms();
+  Cluster& cluster = wc_->cluster();
+  ep_ = wc_->pick(ctx, now);
+  if (ep_ == nullptr) {
+    cluster.stats().no_healthy->add(worker_.index());
+    upstream_error(503, "no healthy upstream\n");
+    return;
+  }
+  conn_ = wc_->pool(*ep_).acquire();
+  if (conn_ == nullptr) {
+    cluster.stats().connect_failures->add(worker_.index());
+    if (!try_retry("socket", true)) upstream_error(502, "upstream connect failed\n");
+    return;
+  }
+  ++wc_->active[ep_->index];
+  ep_->active_requests->add(worker_.index(), 1);
+  attempt_active_ = true;
+  upstream_start_us_ = now_us();
+  conn_->attach(this);
+  conn_->send_head(req_, target_);
+  if (req_.framing == http::BodyFraming::kNone && !req_.upgrade) request_sent_ = true;
+  if (!conn_->connected()) {
+    arm_upstream_timer(TimerMode::kConnect, cluster.config().timeouts.connect_ms);
+  } else {
+    arm_upstream_timer(request_sent_ ? TimerMode::kResponse : TimerMode::kIdle,
+                       request_sent_ ? cluster.config().timeouts.response_ms
+                                     : cluster.config().timeouts.idle_ms);
+  }
+}
+
+void ActiveStream::on_connected() {
+  const UpstreamTimeouts& t = wc_->cluster().config().timeouts;
+  if (request_sent_) arm_upstream_timer(TimerMode::kResponse, t.response_ms);
+  else arm_upstream_timer(TimerMode::kIdle, t.idle_ms);
+}
+
+void ActiveStream::on_request_data(std::string_view data, bool end_stream) {
+  bytes_in_ += data.size();
+  if (upgraded_) {
+    if (conn_ != nullptr) conn_->send_tunnel(data, end_stream);
+    if (conn_ != nullptr && conn_->write_blocked()) ds_->pause_request_body();
+    return;
+  }
+  req_end_ = end_stream;
+  if (local_reply_ || reset_ || route_ == nullptr) return;
+  body_bytes_ += data.size();
+  if (body_bytes_ > route_->max_body) {
+    if (!response_started_) {
+      send_local_reply(413, "request body too large\n");
+    } else {
+      ds_->reset();
+    }
+    return;
+  }
+  if (!filters_done_ || (conn_ == nullptr && route_->target == RouteConfig::kCluster)) {
+    // Not ready for the body yet (filters suspended, or between retry attempts).
+    pending_body_.append(data);
+    pending_end_ = pending_end_ || end_stream;
+    ds_->pause_request_body();
+    return;
+  }
+  for (size_t i = 0; i < nfilters_; ++i) {
+    filters_[i]->on_request_data(*this, data, end_stream);
+    if (local_reply_ || reset_) return;
+  }
+  if (route_->target != RouteConfig::kCluster) return;
+  forward_request_body(data, end_stream);
+}
+
+void ActiveStream::forward_request_body(std::string_view data, bool end_stream) {
+  if (conn_ == nullptr) return;
+  if (!data.empty() || end_stream) body_forwarded_ = true;
+  conn_->send_data(data, end_stream);
+  if (end_stream) {
+    request_sent_ = true;
+    if (conn_ != nullptr && conn_->connected()) {
+      arm_upstream_timer(TimerMode::kResponse, wc_->cluster().config().timeouts.response_ms);
+    }
+  } else if (conn_->connected()) {
+    arm_upstream_timer(TimerMode::kIdle, wc_->cluster().config().timeouts.idle_ms);
+  }
+  if (conn_ != nullptr && conn_->write_blocked()) ds_->pause_request_body();
+}
+
+void ActiveStream::on_upstream_write_ready() {
+  if (!reset_ && ds_ != nullptr) ds_->resume_request_body();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Response path
+
+void ActiveStream::on_informational(const http::ResponseHead& head) {
+  if (reset_ || response_started_) return;
+  if (head.status == 100) return;  // Citadel answered the client's Expect itself
+  ds_->send_informational(head);
+}
+
+void ActiveStream::on_response_headers(bool end_stream) {
+  if (end_stream) conn_ = nullptr;  // the codec has already returned it to the pool
+  Cluster& cluster = wc_->cluster();
+  const RetryConfig& rc = cluster.config().retry;
+  const int status = resp_.status;
+  upstream_us_ = now_us() - upstream_start_us_;
+  cluster.stats().rq_class[status_class(status)]->add(worker_.index());
+  if (status >= 500) {
+    cluster.report_failure(*ep_, worker_.loop().now_ms(), worker_.index(), *worker_.services().log);
+  } else {
+    cluster.report_success(*ep_);
+  }
+  bool retry_status = false;
+  for (int s : rc.statuses) retry_status = retry_status || s == status;
+  if (retry_status && attempt_ < rc.attempts) {
+    // Drop this answer (and its connection: its body is unread) and try again.
+    if (conn_ != nullptr) {
+      conn_->detach();
+      conn_->close();
+      conn_ = nullptr;
+    }
+    finish_attempt(false);
+    if (try_retry("status", false)) return;
+    // Out of budget: there is no response to forward any more.
+    upstream_error(status >= 500 ? status : 502, "upstream error\n");
+    return;
+  }
+  if (end_stream) {
+    finish_attempt(true);
+  } else {
+    arm_upstream_timer(TimerMode::kIdle, cluster.config().timeouts.idle_ms);
+  }
+  upgraded_ = status == 101;
+  strip_hop_by_hop(resp_.headers, upgraded_);
+  send_response_headers(end_stream);
+}
+
+void ActiveStream::send_response_headers(bool end_stream) {
+  response_started_ = true;
+  status_ = resp_.status;
+  for (size_t i = nfilters_; i-- > 0;) {
+    filters_[i]->on_response_headers(*this, resp_, end_stream);
+  }
+  ds_->send_headers(resp_, end_stream);  // may complete the stream: nothing after this
+}
+
+void ActiveStream::on_response_data(std::string_view data, bool end_stream) {
+  if (reset_) return;
+  if (end_stream) {
+    conn_ = nullptr;  // detached by the codec (pooled or closed)
+    finish_attempt(true);
+  } else if (!upgraded_) {
+    arm_upstream_timer(TimerMode::kIdle, wc_->cluster().config().timeouts.idle_ms);
+  }
+  send_response_data(data, end_stream);
+}
+
+void ActiveStream::send_response_data(std::string_view data, bool end_stream) {
+  bytes_out_ += data.size();
+  for (size_t i = nfilters_; i-- > 0;) {
+    filters_[i]->on_response_data(*this, data, end_stream);
+  }
+  http::ServerStream* ds = ds_;
+  http::http1::ClientConnection* conn = conn_;
+  ds->send_data(data, end_stream);  // may complete the stream: use locals only after this
+  if (!end_stream && conn != nullptr && ds->write_blocked()) conn->pause_reading();
+}
+
+void ActiveStream::on_write_ready() {
+  if (conn_ != nullptr) conn_->resume_reading();
+}
+
+void ActiveStream::finish_attempt(bool success) {
+  loop().timers().cancel(upstream_timer_);
+  timer_mode_ = TimerMode::kNone;
+  end_active();
+  if (success && wc_ != nullptr) {
+    wc_->cluster().stats().upstream_latency->observe(worker_.index(), now_us() - upstream_start_us_);
+  }
+}
+
+void ActiveStream::end_active() {
+  if (!attempt_active_) return;
+  attempt_active_ = false;
+  --wc_->active[ep_->index];
+  ep_->active_requests->add(worker_.index(), -1);
+}
+
+void ActiveStream::on_failure(http::http1::ClientFailure kind, std::string_view detail) {
+  conn_ = nullptr;  // the codec closed it and detached us
+  Cluster& cluster = wc_->cluster();
+  finish_attempt(false);
+  const RetryConfig& rc = cluster.config().retry;
+  bool connect_failure = kind == http::http1::ClientFailure::kConnectFailure;
+  if (connect_failure) cluster.stats().connect_failures->add(worker_.index());
+  else cluster.stats().rq_class[0]->add(worker_.index());
+  cluster.report_failure(*ep_, worker_.loop().now_ms(), worker_.index(), *worker_.services().log);
+  reset_reason_ = connect_failure ? "upstream connect failure" : "upstream reset";
+  if (reset_) return;
+  if (upgraded_) {
+    ds_->reset();
+    return;
+  }
+  if (!response_started_) {
+    bool eligible = (connect_failure && rc.on_connect_failure) ||
+                    (kind == http::http1::ClientFailure::kReset && rc.on_reset);
+    if (eligible && try_retry(connect_failure ? "connect failure" : "reset", connect_failure)) {
+      return;
+    }
+    upstream_error(502, connect_failure ? "upstream connect failed\n" : "upstream reset\n");
+    return;
+  }
+  ds_->reset();  // a truncated response must not look complete
+}
+
+bool ActiveStream::try_retry(const char* why, bool connect_failure) {
+  Cluster& cluster = wc_->cluster();
+  const RetryConfig& rc = cluster.config().retry;
+  if (attempt_ >= rc.attempts || reset_ || response_started_) return false;
+  // A request body already handed to an upstream cannot be replayed.
+  if (body_forwarded_ || req_.upgrade) return false;
+  if (!connect_failure && !is_safe_method(req_.method)) return false;
+  if (!counted_retry_ && !wc_->retry_allowed()) {
+    cluster.stats().retry_overflow->add(worker_.index());
+    return false;
+  }
+  if (!counted_retry_) {
+    counted_retry_ = true;
+    ++wc_->active_retries;
+  }
+  ++attempt_;
+  cluster.stats().retries->add(worker_.index());
+  (void)why;
+  // Exponential backoff with full jitter.
+  uint64_t cap = rc.backoff_base_ms << (attempt_ - 1 < 16 ? attempt_ - 1 : 16);
+  if (cap > rc.backoff_max_ms) cap = rc.backoff_max_ms;
+  uint64_t delay = cap == 0 ? 0 : worker_.rng().below(static_cast<uint32_t>(cap) + 1);
+  if (delay == 0) {
+    send_upstream_attempt();
+  } else {
+    arm_upstream_timer(TimerMode::kBackoff, delay);
+  }
+  return true;
+}
+
+void ActiveStream::upstream_error(int status, std::string_view body) {
+  if (response_started_) {
+    ds_->reset();
+    return;
+  }
+  send_local_reply(status, body);
+}
+
+void ActiveStream::arm_upstream_timer(TimerMode mode, uint64_t ms) {
+  timer_mode_ = mode;
+  if (ms == 0) {
+    loop().timers().cancel(upstream_timer_);
+    return;
+  }
+  loop().arm(upstream_timer_, ms);
+}
+
+void ActiveStream::on_upstream_timer(void* arg) {
+  auto* s = static_cast<ActiveStream*>(arg);
+  TimerMode mode = s->timer_mode_;
+  s->timer_mode_ = TimerMode::kNone;
+  if (s->reset_ || s->ds_ == nullptr) return;
+  if (mode == TimerMode::kBackoff) {
+    s->send_upstream_attempt();
+    return;
+  }
+  Cluster& cluster = s->wc_->cluster();
+  cluster.stats().timeouts->add(s->worker_.index());
+  if (s->conn_ != nullptr) {
+    s->conn_->detach();
+    s->conn_->close();
+    s->conn_ = nullptr;
+  }
+  s->finish_attempt(false);
+  if (s->ep_ != nullptr) {
+    cluster.report_failure(*s->ep_, s->loop().now_ms(), s->worker_.index(),
+                           *s->worker_.services().log);
+  }
+  s->reset_reason_ = "upstream timeout";
+  if (mode == TimerMode::kConnect && cluster.config().retry.on_connect_failure &&
+      s->try_retry("connect timeout", true)) {
+    return;
+  }
+  if (mode == TimerMode::kResponse) {
+    bool retry_504 = false;
+    for (int st : cluster.config().retry.statuses) retry_504 = retry_504 || st == 504;
+    if (retry_504 && s->try_retry("response timeout", false)) return;
+  }
+  if (s->upgraded_ || s->response_started_) {
+    s->ds_->reset();
+    return;
+  }
+  s->send_local_reply(504, "upstream timeout\n");
+}
+
+void ActiveStream::release_upstream(bool reusable) {
+  loop().timers().cancel(upstream_timer_);
+  if (conn_ != nullptr) {
+    conn_->detach();
+    if (!reusable) conn_->close();
+    conn_ = nullptr;
+    end_active();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Local replies and the end of the stream
+
+void ActiveStream::send_local_reply(int status, std::string_view body,
+                                    std::string_view content_type) {
+  if (reset_ || ds_ == nullptr) return;
+  if (response_started_) {
+    ds_->reset();
+    return;
+  }
+  local_reply_ = true;
+  release_upstream(false);
+  resp_.reset();
+  resp_.status = status;
+  if (!body.empty()) resp_.headers.add("Content-Type", content_type);
+  resp_.framing = body.empty() ? http::BodyFraming::kNone : http::BodyFraming::kContentLength;
+  resp_.content_length = body.size();
+  response_started_ = true;
+  status_ = status;
+  for (size_t i = nfilters_; i-- > 0;) filters_[i]->on_response_headers(*this, resp_, body.empty());
+  http::ServerStream* ds = ds_;
+  if (body.empty()) {
+    ds->send_headers(resp_, true);
+    return;
+  }
+  ds->send_headers(resp_, false);
+  bytes_out_ += body.size();
+  ds->send_data(body, true);
+}
+
+void ActiveStream::on_reset(std::string_view reason) {
+  reset_ = true;
+  if (reset_reason_.empty()) reset_reason_ = reason;
+  release_upstream(false);
+}
+
+void ActiveStream::on_complete() {
+  release_upstream(false);
+  loop().timers().cancel(upstream_timer_);
+  const uint64_t dur = now_us() - start_us_;
+  if (route_ != nullptr) {
+    route_->stats.rq_class[reset_ && !response_started_ ? 0 : status_class(status_)]->add(
+        worker_.index());
+    route_->stats.latency->observe(worker_.index(), dur);
+  }
+  if (snap_ != nullptr && worker_.services().access_log != nullptr) write_access_log();
+  for (size_t i = 0; i < nfilters_; ++i) filters_[i]->~Filter();
+  nfilters_ = 0;
+  if (wc_ != nullptr) {
+    --wc_->active_requests;
+    if (counted_retry_) --wc_->active_retries;
+    wc_ = nullptr;
+  }
+  if (snap_ != nullptr) {
+    WorkerSnapshot* s = snap_;
+    snap_ = nullptr;
+    route_ = nullptr;
+    worker_.release_snapshot(s);
+  }
+  ds_ = nullptr;
+  worker_.recycle(this);
+}
+
+void ActiveStream::write_access_log() {
+  std::string& line = scratch_;
+  line.clear();
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  tm t;
+  gmtime_r(&ts.tv_sec, &t);
+  char when[48];
+  size_t n = std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &t);
+  std::snprintf(when + n, sizeof when - n, ".%03ldZ", ts.tv_nsec / 1'000'000);
+  const uint64_t dur_ns = (now_us() - start_us_) * 1000;
+  line += "{\"@timestamp\":\"";
+  line += when;
+  line += "\",\"http.request.method\":\"";
+  observe::json_escape(req_.method, line);
+  line += "\",\"url.original\":\"";
+  observe::json_escape(req_.target, line);
+  line += "\",\"url.path\":\"";
+  observe::json_escape(req_.path, line);
+  line += "\",\"http.response.status_code\":";
+  line += std::to_string(status_);
+  line += ",\"event.duration\":";
+  line += std::to_string(dur_ns);
+  line += ",\"source.address\":\"";
+  line += ds_->connection().peer_ip;
+  line += "\",\"http.request.body.bytes\":";
+  line += std::to_string(bytes_in_);
+  line += ",\"http.response.body.bytes\":";
+  line += std::to_string(bytes_out_);
+  line += ",\"http.request.id\":\"";
+  observe::json_escape(request_id_, line);
+  line += "\",\"trace.id\":\"";
+  line += trace_id_;
+  line += "\"";
+  if (route_ != nullptr) {
+    line += ",\"citadel.route\":\"";
+    observe::json_escape(route_->name, line);
+    line += "\"";
+  }
+  if (ep_ != nullptr) {
+    line += ",\"upstream.address\":\"";
+    line += ep_->label;
+    line += "\",\"upstream.duration\":";
+    line += std::to_string(upstream_us_ * 1000);
+  }
+  if (reset_ || !reset_reason_.empty()) {
+    line += ",\"citadel.termination\":\"";
+    observe::json_escape(reset_reason_, line);
+    line += "\"";
+  }
+  line += "}\n";
+  worker_.services().access_log->ring(worker_.index()).push(line);
+}
+
+}  // namespace citadel::proxy

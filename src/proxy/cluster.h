@@ -1,0 +1,81 @@
+// A cluster: a named set of upstream endpoints with its policies, shared by every worker.
+//
+// Built on the control thread when a config snapshot is compiled; a reload whose cluster text is
+// unchanged reuses the same Cluster so health state survives. Workers keep their own per-cluster
+// state (load balancer, connection pools, counters) in WorkerCluster, reached by worker index.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "observe/log.h"
+#include "observe/metrics.h"
+#include "proxy/config.h"
+#include "proxy/endpoint.h"
+
+namespace citadel::proxy {
+
+class WorkerCluster;
+
+struct ClusterStats {
+  observe::Counter* rq_class[6] = {};  // by status class 1xx..5xx; [0] = reset / no response
+  observe::Counter* retries = nullptr;
+  observe::Counter* retry_overflow = nullptr;  // retries refused by the budget
+  observe::Counter* connect_failures = nullptr;
+  observe::Counter* timeouts = nullptr;
+  observe::Counter* no_healthy = nullptr;
+  observe::Counter* ejections = nullptr;
+  observe::Counter* cx_total = nullptr;
+  observe::Histogram* upstream_latency = nullptr;
+};
+
+class Cluster {
+ public:
+  // Resolves endpoint addresses (start-up or reload, control thread). Fails on an address that
+  // does not resolve.
+  static core::Result<std::shared_ptr<Cluster>> create(const ClusterConfig& config,
+                                                       size_t workers,
+                                                       observe::Registry& metrics);
+  ~Cluster();
+
+  const ClusterConfig& config() const { return config_; }
+  const std::string& name() const { return config_.name; }
+  const std::vector<std::unique_ptr<Endpoint>>& endpoints() const { return endpoints_; }
+  ClusterStats& stats() { return stats_; }
+
+  // Bumped whenever an endpoint's usability may have changed; workers then rebuild their host
+  // lists. Relaxed loads on the request path.
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+  void bump_generation() { generation_.fetch_add(1, std::memory_order_acq_rel); }
+
+  // Passive outlier detection, called by workers after each upstream attempt.
+  void report_success(Endpoint& e) {
+    if (e.consecutive_failures.load(std::memory_order_relaxed) != 0) {
+      e.consecutive_failures.store(0, std::memory_order_relaxed);
+    }
+  }
+  // Returns true when this failure ejected the endpoint.
+  bool report_failure(Endpoint& e, uint64_t now_ms, size_t worker, observe::ErrorLog& log);
+  // Endpoints currently ejected (for max_ejection_percent).
+  uint32_t ejected_now(uint64_t now_ms) const;
+
+  // The worker's own state; created on first use by that worker, destroyed with the cluster.
+  WorkerCluster*& worker_slot(size_t worker) { return worker_state_[worker]; }
+  void set_worker_state_deleter(void (*deleter)(WorkerCluster*)) { deleter_ = deleter; }
+
+ private:
+  Cluster(const ClusterConfig& config, size_t workers);
+  ClusterConfig config_;
+  std::vector<std::unique_ptr<Endpoint>> endpoints_;
+  std::atomic<uint64_t> generation_{1};
+  std::mutex eject_mu_;  // serialises ejection decisions (failure path only)
+  ClusterStats stats_;
+  std::vector<WorkerCluster*> worker_state_;
+  void (*deleter_)(WorkerCluster*) = nullptr;
+};
+
+}  // namespace citadel::proxy

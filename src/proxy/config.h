@@ -1,0 +1,212 @@
+// The validated configuration model: what the YAML file says, as plain values.
+//
+// Built by load_config() on the control thread; immutable afterwards. The runtime snapshot
+// (snapshot.h) is compiled from it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/config_reader.h"
+
+namespace citadel::proxy {
+
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+  std::string text() const { return host.find(':') != std::string::npos
+                                        ? "[" + host + "]:" + std::to_string(port)
+                                        : host + ":" + std::to_string(port); }
+};
+
+struct ServerTimeouts {
+  uint64_t header_ms = 10'000;     // whole request head must arrive within this: 408
+  uint64_t body_idle_ms = 30'000;  // no request body byte for this long: 408
+  uint64_t keepalive_ms = 60'000;  // idle keep-alive connection closed
+  uint64_t request_ms = 0;         // whole request, 0 = unlimited: 408 / 504
+};
+
+struct ServerLimits {
+  uint64_t request_line = 8 * 1024;
+  uint64_t header_count = 100;
+  uint64_t header_bytes = 32 * 1024;
+  uint64_t body = 16ull << 20;  // per request; routes may override
+};
+
+struct ListenerConfig {
+  std::string name;
+  HostPort address;
+  ServerTimeouts timeouts;
+  ServerLimits limits;
+  bool merge_slashes = true;
+  int line = 0;
+};
+
+struct HealthCheckConfig {
+  bool enabled = false;
+  std::string path = "/healthz";
+  std::string host;  // Host header; default: the endpoint address
+  uint64_t interval_ms = 5000;
+  uint64_t timeout_ms = 1000;
+  uint32_t healthy = 2;
+  uint32_t unhealthy = 2;
+  std::vector<std::pair<int, int>> expected = {{200, 399}};
+};
+
+struct OutlierConfig {
+  bool enabled = false;
+  uint32_t consecutive_failures = 5;
+  uint64_t base_ejection_ms = 10'000;
+  uint64_t max_ejection_ms = 300'000;
+  uint32_t max_ejection_percent = 50;
+};
+
+struct RetryConfig {
+  uint32_t attempts = 0;  // extra tries after the first
+  bool on_connect_failure = false;
+  bool on_reset = false;
+  std::vector<int> statuses;
+  uint32_t budget_percent = 20;   // retries in flight at most this share of active requests
+  uint32_t min_retry_concurrency = 3;
+  uint64_t backoff_base_ms = 25;
+  uint64_t backoff_max_ms = 250;
+};
+
+struct UpstreamTimeouts {
+  uint64_t connect_ms = 1000;
+  uint64_t response_ms = 15'000;  // request sent to first response byte
+  uint64_t idle_ms = 60'000;      // no byte either way while streaming
+};
+
+struct PoolConfig {
+  uint32_t max_idle = 128;  // per endpoint per worker
+  uint64_t idle_timeout_ms = 60'000;
+};
+
+enum class LbPolicy { kRoundRobin, kLeastRequest, kWeighted, kConsistentHash };
+
+struct HashPolicy {
+  enum Kind { kSourceIp, kHeader, kCookie } kind = kSourceIp;
+  std::string name;
+};
+
+struct EndpointConfig {
+  HostPort address;
+  uint32_t weight = 1;
+};
+
+struct ClusterConfig {
+  std::string name;
+  LbPolicy lb = LbPolicy::kRoundRobin;
+  HashPolicy hash;
+  std::vector<EndpointConfig> endpoints;
+  uint64_t dns_refresh_ms = 30'000;
+  HealthCheckConfig health;
+  OutlierConfig outlier;
+  RetryConfig retry;
+  UpstreamTimeouts timeouts;
+  PoolConfig pool;
+  uint32_t panic_threshold_percent = 50;
+  int line = 0;
+
+  // Identity for reuse across reloads: a cluster whose text is unchanged keeps its health state.
+  std::string fingerprint;
+};
+
+struct HeaderMatch {
+  std::string name;
+  enum Kind { kPresent, kAbsent, kExact, kRegex } kind = kPresent;
+  std::string value;
+};
+
+struct RouteMatchConfig {
+  std::vector<std::string> hosts;  // exact "a.example.com" or "*.example.com"; empty = any
+  enum PathKind { kAny, kExact, kPrefix, kRegex } path_kind = kAny;
+  std::string path;
+  std::vector<std::string> methods;
+  std::vector<HeaderMatch> headers;
+};
+
+struct RewriteConfig {
+  std::optional<std::string> strip_prefix;
+  std::optional<std::pair<std::string, std::string>> replace_prefix;  // from, to
+  std::optional<std::pair<std::string, std::string>> regex;           // pattern, substitution
+  std::optional<std::string> host;
+};
+
+struct RespondConfig {
+  int status = 200;
+  std::string body;
+  std::string content_type = "text/plain";
+};
+
+struct RedirectConfig {
+  int status = 302;
+  std::string url;           // full URL; or compose from the parts below
+  std::string scheme;
+  std::string host;
+  std::string path;
+  bool keep_query = true;
+};
+
+// One entry of a `filters:` list: the filter's name and its raw options, parsed by the filter.
+struct FilterEntry {
+  std::string name;
+  YAML::Node options;
+  std::string path;  // for errors
+  int line = 0;
+};
+
+struct RouteConfig {
+  std::string name;
+  RouteMatchConfig match;
+  std::vector<FilterEntry> filters;
+  RewriteConfig rewrite;
+  enum TargetKind { kCluster, kRespond, kRedirect } target = kRespond;
+  std::string cluster;
+  RespondConfig respond;
+  RedirectConfig redirect;
+  std::optional<uint64_t> max_body;
+  std::optional<uint64_t> timeout_ms;
+  int line = 0;
+};
+
+struct AccessLogConfig {
+  bool enabled = true;
+  std::string path = "-";  // "-" = stdout
+};
+
+struct Config {
+  std::string file;
+  uint32_t workers = 0;  // 0 = one per core
+  std::vector<ListenerConfig> listeners;
+  std::optional<HostPort> admin;
+  std::vector<ClusterConfig> clusters;
+  std::vector<RouteConfig> routes;
+  AccessLogConfig access_log;
+  std::string error_log_level = "info";
+  uint64_t drain_timeout_ms = 15'000;
+  std::vector<FilterEntry> listener_filters;  // apply to every route
+  YAML::Node raw;  // for /config
+};
+
+// Validates the options of one filter entry; implemented by the filter registry (cli wiring).
+class FilterValidator {
+ public:
+  virtual ~FilterValidator() = default;
+  virtual void validate(const FilterEntry& entry, const core::ConfigNode& node) const = 0;
+};
+
+// Loads and validates `file`. On failure returns nullptr and fills `errors` with every problem.
+std::unique_ptr<Config> load_config(const std::string& file, const FilterValidator& filters,
+                                    core::ConfigErrors& errors);
+
+// Parses "host:port" / "[v6]:port".
+std::optional<HostPort> parse_host_port(const std::string& text);
+
+}  // namespace citadel::proxy

@@ -1,0 +1,469 @@
+// YAML -> Config, with every error reported as file:line: key: what was expected.
+#include <regex>
+#include <set>
+#include <thread>
+
+#include "proxy/config.h"
+
+namespace citadel::proxy {
+
+using core::ConfigNode;
+
+std::optional<HostPort> parse_host_port(const std::string& text) {
+  HostPort hp;
+  std::string port;
+  if (!text.empty() && text.front() == '[') {
+    size_t close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return std::nullopt;
+    }
+    hp.host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    size_t colon = text.rfind(':');
+    if (colon == std::string::npos || colon == 0) return std::nullopt;
+    hp.host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (hp.host.find(':') != std::string::npos) return std::nullopt;
+  }
+  if (port.empty() || port.size() > 5) return std::nullopt;
+  unsigned v = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (v > 65535) return std::nullopt;
+  hp.port = static_cast<uint16_t>(v);
+  return hp;
+}
+
+namespace {
+
+HostPort read_address(const ConfigNode& n, bool allow_port_zero) {
+  std::string s = n.str();
+  auto hp = parse_host_port(s);
+  if (!hp || (!allow_port_zero && hp->port == 0)) {
+    n.error("expected an address host:port, got \"" + s + "\"");
+    return {};
+  }
+  return *hp;
+}
+
+void read_filters(const ConfigNode& n, const FilterValidator& validator,
+                  std::vector<FilterEntry>& out) {
+  if (!n.defined() || !n.expect_seq()) return;
+  for (size_t i = 0; i < n.size(); ++i) {
+    ConfigNode f = n.at(i);
+    if (!f.expect_map()) continue;
+    if (f.size() != 1) {
+      f.error("each filter entry names exactly one filter, e.g. `- headers: {...}`");
+      continue;
+    }
+    FilterEntry e;
+    e.name = f.keys()[0];
+    ConfigNode opts = f[e.name];
+    e.options = opts.yaml();
+    e.path = opts.path();
+    e.line = f.line();
+    validator.validate(e, opts);
+    out.push_back(std::move(e));
+  }
+}
+
+void read_listener(const ConfigNode& n, ListenerConfig& l) {
+  n.allow_keys({"name", "address", "timeouts", "limits", "merge_slashes", "filters"});
+  l.line = n.line();
+  l.name = n["name"].str();
+  if (l.name.empty()) n.error("a listener needs a name");
+  if (!n["address"].defined()) n.error("a listener needs an address");
+  else l.address = read_address(n["address"], true);
+  ConfigNode t = n["timeouts"];
+  if (t.defined() && t.expect_map()) {
+    t.allow_keys({"header", "body_idle", "keepalive", "request"});
+    l.timeouts.header_ms = t["header"].duration_ms(l.timeouts.header_ms);
+    l.timeouts.body_idle_ms = t["body_idle"].duration_ms(l.timeouts.body_idle_ms);
+    l.timeouts.keepalive_ms = t["keepalive"].duration_ms(l.timeouts.keepalive_ms);
+    l.timeouts.request_ms = t["request"].duration_ms(l.timeouts.request_ms);
+  }
+  ConfigNode lim = n["limits"];
+  if (lim.defined() && lim.expect_map()) {
+    lim.allow_keys({"request_line", "header_count", "header_bytes", "body"});
+    l.limits.request_line = lim["request_line"].size_bytes(l.limits.request_line);
+    l.limits.header_count =
+        static_cast<uint64_t>(lim["header_count"].integer(100, 1, 10'000));
+    l.limits.header_bytes = lim["header_bytes"].size_bytes(l.limits.header_bytes);
+    l.limits.body = lim["body"].size_bytes(l.limits.body);
+  }
+  l.merge_slashes = n["merge_slashes"].boolean(true);
+}
+
+void read_cluster(const ConfigNode& n, ClusterConfig& c) {
+  n.allow_keys({"name", "lb", "hash", "endpoints", "dns_refresh", "health_check", "outlier",
+                "retry", "timeouts", "pool", "panic_threshold"});
+  c.line = n.line();
+  c.name = n["name"].str();
+  if (c.name.empty()) n.error("a cluster needs a name");
+  std::string lb = n["lb"].choice("round_robin",
+                                  {"round_robin", "least_request", "weighted", "consistent_hash"});
+  c.lb = lb == "least_request" ? LbPolicy::kLeastRequest
+         : lb == "weighted"    ? LbPolicy::kWeighted
+         : lb == "consistent_hash" ? LbPolicy::kConsistentHash
+                                   : LbPolicy::kRoundRobin;
+  ConfigNode h = n["hash"];
+  if (h.defined()) {
+    if (h.is_scalar() && h.str() == "source_ip") {
+      c.hash.kind = HashPolicy::kSourceIp;
+    } else if (h.expect_map()) {
+      h.allow_keys({"header", "cookie", "source_ip"});
+      if (h["header"].defined()) {
+        c.hash.kind = HashPolicy::kHeader;
+        c.hash.name = h["header"].str();
+      } else if (h["cookie"].defined()) {
+        c.hash.kind = HashPolicy::kCookie;
+        c.hash.name = h["cookie"].str();
+      } else {
+        c.hash.kind = HashPolicy::kSourceIp;
+      }
+    }
+  }
+  ConfigNode eps = n["endpoints"];
+  if (!eps.defined()) {
+    n.error("a cluster needs endpoints");
+  } else if (eps.expect_seq()) {
+    for (size_t i = 0; i < eps.size(); ++i) {
+      ConfigNode e = eps.at(i);
+      EndpointConfig ec;
+      if (e.is_scalar()) {
+        ec.address = read_address(e, false);
+      } else if (e.expect_map()) {
+        e.allow_keys({"address", "weight"});
+        ec.address = read_address(e["address"], false);
+        ec.weight = static_cast<uint32_t>(e["weight"].integer(1, 1, 1000));
+      }
+      c.endpoints.push_back(ec);
+    }
+    if (c.endpoints.empty()) eps.error("a cluster needs at least one endpoint");
+  }
+  c.dns_refresh_ms = n["dns_refresh"].duration_ms(c.dns_refresh_ms);
+  ConfigNode hc = n["health_check"];
+  if (hc.defined() && hc.expect_map()) {
+    hc.allow_keys({"path", "host", "interval", "timeout", "healthy", "unhealthy",
+                   "expected_statuses"});
+    c.health.enabled = true;
+    c.health.path = hc["path"].str("/healthz");
+    if (c.health.path.empty() || c.health.path[0] != '/') hc["path"].error("expected a path starting with /");
+    c.health.host = hc["host"].str();
+    c.health.interval_ms = hc["interval"].duration_ms(c.health.interval_ms);
+    c.health.timeout_ms = hc["timeout"].duration_ms(c.health.timeout_ms);
+    c.health.healthy = static_cast<uint32_t>(hc["healthy"].integer(2, 1, 100));
+    c.health.unhealthy = static_cast<uint32_t>(hc["unhealthy"].integer(2, 1, 100));
+    ConfigNode ex = hc["expected_statuses"];
+    if (ex.defined() && ex.expect_seq()) {
+      c.health.expected.clear();
+      for (size_t i = 0; i < ex.size(); ++i) {
+        std::string s = ex.at(i).str();
+        int lo = 0, hi = 0;
+        char dash = 0;
+        int got = std::sscanf(s.c_str(), "%d%c%d", &lo, &dash, &hi);
+        if (got == 1) hi = lo;
+        if ((got != 1 && !(got == 3 && dash == '-')) || lo < 100 || hi > 599 || lo > hi) {
+          ex.at(i).error("expected a status (200) or a range (200-299)");
+          continue;
+        }
+        c.health.expected.emplace_back(lo, hi);
+      }
+    }
+    if (c.health.timeout_ms > c.health.interval_ms) {
+      hc["timeout"].error("the timeout must not exceed the interval");
+    }
+  }
+  ConfigNode o = n["outlier"];
+  if (o.defined() && o.expect_map()) {
+    o.allow_keys({"consecutive_failures", "base_ejection", "max_ejection", "max_ejection_percent"});
+    c.outlier.enabled = true;
+    c.outlier.consecutive_failures =
+        static_cast<uint32_t>(o["consecutive_failures"].integer(5, 1, 1000));
+    c.outlier.base_ejection_ms = o["base_ejection"].duration_ms(c.outlier.base_ejection_ms);
+    c.outlier.max_ejection_ms = o["max_ejection"].duration_ms(c.outlier.max_ejection_ms);
+    c.outlier.max_ejection_percent =
+        static_cast<uint32_t>(o["max_ejection_percent"].integer(50, 0, 100));
+  }
+  ConfigNode r = n["retry"];
+  if (r.defined() && r.expect_map()) {
+    r.allow_keys({"attempts", "on", "budget_percent", "min_concurrency", "backoff_base",
+                  "backoff_max"});
+    c.retry.attempts = static_cast<uint32_t>(r["attempts"].integer(1, 0, 10));
+    ConfigNode on = r["on"];
+    if (on.defined() && on.expect_seq()) {
+      for (size_t i = 0; i < on.size(); ++i) {
+        std::string v = on.at(i).str();
+        if (v == "connect_failure") c.retry.on_connect_failure = true;
+        else if (v == "reset") c.retry.on_reset = true;
+        else if (v.size() == 3 && v[0] >= '1' && v[0] <= '5' && std::isdigit(v[1]) &&
+                 std::isdigit(v[2])) c.retry.statuses.push_back(std::stoi(v));
+        else on.at(i).error("unknown retry condition \"" + v +
+                            "\" (expected connect_failure, reset or a status such as 503)");
+      }
+    } else if (!on.defined()) {
+      c.retry.on_connect_failure = true;
+      c.retry.on_reset = true;
+    }
+    c.retry.budget_percent = static_cast<uint32_t>(r["budget_percent"].integer(20, 0, 100));
+    c.retry.min_retry_concurrency =
+        static_cast<uint32_t>(r["min_concurrency"].integer(3, 0, 10'000));
+    c.retry.backoff_base_ms = r["backoff_base"].duration_ms(c.retry.backoff_base_ms);
+    c.retry.backoff_max_ms = r["backoff_max"].duration_ms(c.retry.backoff_max_ms);
+  }
+  ConfigNode t = n["timeouts"];
+  if (t.defined() && t.expect_map()) {
+    t.allow_keys({"connect", "response", "idle"});
+    c.timeouts.connect_ms = t["connect"].duration_ms(c.timeouts.connect_ms);
+    c.timeouts.response_ms = t["response"].duration_ms(c.timeouts.response_ms);
+    c.timeouts.idle_ms = t["idle"].duration_ms(c.timeouts.idle_ms);
+  }
+  ConfigNode p = n["pool"];
+  if (p.defined() && p.expect_map()) {
+    p.allow_keys({"max_idle", "idle_timeout"});
+    c.pool.max_idle = static_cast<uint32_t>(p["max_idle"].integer(128, 0, 100'000));
+    c.pool.idle_timeout_ms = p["idle_timeout"].duration_ms(c.pool.idle_timeout_ms);
+  }
+  c.panic_threshold_percent = static_cast<uint32_t>(n["panic_threshold"].integer(50, 0, 100));
+  c.fingerprint = YAML::Dump(n.yaml());
+}
+
+bool valid_regex(const ConfigNode& n, const std::string& re) {
+  try {
+    std::regex r(re, std::regex::ECMAScript);
+    return true;
+  } catch (const std::regex_error& e) {
+    n.error(std::string("invalid regular expression: ") + e.what());
+    return false;
+  }
+}
+
+void read_route(const ConfigNode& n, const FilterValidator& fv,
+                const std::set<std::string>& clusters, RouteConfig& r) {
+  n.allow_keys({"name", "match", "filters", "rewrite", "to", "max_body", "timeout"});
+  r.line = n.line();
+  r.name = n["name"].str();
+  ConfigNode m = n["match"];
+  if (m.defined() && m.expect_map()) {
+    m.allow_keys({"host", "path", "path_prefix", "path_regex", "methods", "headers"});
+    r.match.hosts = m["host"].str_list();
+    for (const auto& h : r.match.hosts) {
+      if (h.empty() || (h.find('*') != std::string::npos && h.rfind("*.", 0) != 0)) {
+        m["host"].error("expected an exact host or a wildcard such as *.example.com");
+      }
+    }
+    int kinds = 0;
+    if (m["path"].defined()) {
+      r.match.path_kind = RouteMatchConfig::kExact;
+      r.match.path = m["path"].str();
+      ++kinds;
+    }
+    if (m["path_prefix"].defined()) {
+      r.match.path_kind = RouteMatchConfig::kPrefix;
+      r.match.path = m["path_prefix"].str();
+      ++kinds;
+    }
+    if (m["path_regex"].defined()) {
+      r.match.path_kind = RouteMatchConfig::kRegex;
+      r.match.path = m["path_regex"].str();
+      valid_regex(m["path_regex"], r.match.path);
+      ++kinds;
+    }
+    if (kinds > 1) m.error("use only one of path, path_prefix, path_regex");
+    if ((r.match.path_kind == RouteMatchConfig::kExact ||
+         r.match.path_kind == RouteMatchConfig::kPrefix) &&
+        (r.match.path.empty() || r.match.path[0] != '/')) {
+      m.error("paths start with /");
+    }
+    r.match.methods = m["methods"].str_list();
+    ConfigNode hs = m["headers"];
+    if (hs.defined() && hs.expect_seq()) {
+      for (size_t i = 0; i < hs.size(); ++i) {
+        ConfigNode h = hs.at(i);
+        if (!h.expect_map()) continue;
+        h.allow_keys({"name", "exact", "regex", "present", "absent"});
+        HeaderMatch hm;
+        hm.name = h["name"].str();
+        if (hm.name.empty()) h.error("a header match needs a name");
+        if (h["exact"].defined()) {
+          hm.kind = HeaderMatch::kExact;
+          hm.value = h["exact"].str();
+        } else if (h["regex"].defined()) {
+          hm.kind = HeaderMatch::kRegex;
+          hm.value = h["regex"].str();
+          valid_regex(h["regex"], hm.value);
+        } else if (h["absent"].boolean(false)) {
+          hm.kind = HeaderMatch::kAbsent;
+        } else {
+          hm.kind = HeaderMatch::kPresent;
+        }
+        r.match.headers.push_back(hm);
+      }
+    }
+  }
+  read_filters(n["filters"], fv, r.filters);
+  ConfigNode rw = n["rewrite"];
+  if (rw.defined() && rw.expect_map()) {
+    rw.allow_keys({"strip_prefix", "replace_prefix", "regex", "host"});
+    if (rw["strip_prefix"].defined()) r.rewrite.strip_prefix = rw["strip_prefix"].str();
+    ConfigNode rp = rw["replace_prefix"];
+    if (rp.defined() && rp.expect_map()) {
+      rp.allow_keys({"from", "to"});
+      r.rewrite.replace_prefix = std::make_pair(rp["from"].str(), rp["to"].str());
+    }
+    ConfigNode rr = rw["regex"];
+    if (rr.defined() && rr.expect_map()) {
+      rr.allow_keys({"pattern", "substitution"});
+      r.rewrite.regex = std::make_pair(rr["pattern"].str(), rr["substitution"].str());
+      valid_regex(rr["pattern"], r.rewrite.regex->first);
+    }
+    if (rw["host"].defined()) r.rewrite.host = rw["host"].str();
+    int n_rw = (r.rewrite.strip_prefix ? 1 : 0) + (r.rewrite.replace_prefix ? 1 : 0) +
+               (r.rewrite.regex ? 1 : 0);
+    if (n_rw > 1) rw.error("use only one of strip_prefix, replace_prefix, regex");
+  }
+  ConfigNode to = n["to"];
+  if (!to.defined()) {
+    n.error("a route needs a target `to:` (cluster, respond or redirect)");
+  } else if (to.expect_map()) {
+    to.allow_keys({"cluster", "respond", "redirect", "service", "static"});
+    int targets = 0;
+    if (to["cluster"].defined()) {
+      ++targets;
+      r.target = RouteConfig::kCluster;
+      r.cluster = to["cluster"].str();
+      if (!clusters.count(r.cluster)) {
+        to["cluster"].error("no cluster named \"" + r.cluster + "\"");
+      }
+    }
+    if (to["respond"].defined()) {
+      ++targets;
+      r.target = RouteConfig::kRespond;
+      ConfigNode rs = to["respond"];
+      if (rs.expect_map()) {
+        rs.allow_keys({"status", "body", "content_type"});
+        r.respond.status = static_cast<int>(rs["status"].integer(200, 200, 599));
+        r.respond.body = rs["body"].str();
+        r.respond.content_type = rs["content_type"].str("text/plain");
+      }
+    }
+    if (to["redirect"].defined()) {
+      ++targets;
+      r.target = RouteConfig::kRedirect;
+      ConfigNode rd = to["redirect"];
+      if (rd.expect_map()) {
+        rd.allow_keys({"status", "url", "scheme", "host", "path", "keep_query"});
+        r.redirect.status = static_cast<int>(rd["status"].integer(302, 300, 399));
+        r.redirect.url = rd["url"].str();
+        r.redirect.scheme = rd["scheme"].choice("", {"http", "https"});
+        r.redirect.host = rd["host"].str();
+        r.redirect.path = rd["path"].str();
+        r.redirect.keep_query = rd["keep_query"].boolean(true);
+      }
+    }
+    if (to["service"].defined() || to["static"].defined()) {
+      ++targets;
+      to.error("service and static targets are not available in this version");
+    }
+    if (targets != 1) to.error("a route's `to:` names exactly one of cluster, respond, redirect");
+  }
+  if (n["max_body"].defined()) r.max_body = n["max_body"].size_bytes(0);
+  if (n["timeout"].defined()) r.timeout_ms = n["timeout"].duration_ms(0);
+}
+
+}  // namespace
+
+std::unique_ptr<Config> load_config(const std::string& file, const FilterValidator& filters,
+                                    core::ConfigErrors& errors) {
+  auto yaml = core::load_yaml_file(file, errors);
+  if (!yaml) return nullptr;
+  auto cfg = std::make_unique<Config>();
+  cfg->file = file;
+  cfg->raw = *yaml;
+  ConfigNode root(*yaml, "", &cfg->file, &errors);
+  if (!root.is_map()) {
+    errors.add(file + ":1: the config must be a mapping of top-level keys");
+    return nullptr;
+  }
+  root.allow_keys({"workers", "listeners", "admin", "clusters", "routes", "access_log",
+                   "error_log", "drain_timeout"});
+
+  ConfigNode w = root["workers"];
+  if (w.defined() && !(w.is_scalar() && w.str() == "auto")) {
+    cfg->workers = static_cast<uint32_t>(w.integer(0, 1, 256));
+  }
+  if (cfg->workers == 0) {
+    cfg->workers = std::max(1u, std::thread::hardware_concurrency());
+  }
+
+  ConfigNode ls = root["listeners"];
+  if (!ls.defined()) {
+    root.error("at least one listener is needed under `listeners:`");
+  } else if (ls.expect_seq()) {
+    std::set<std::string> names;
+    for (size_t i = 0; i < ls.size(); ++i) {
+      ListenerConfig l;
+      ConfigNode ln = ls.at(i);
+      if (!ln.expect_map()) continue;
+      read_listener(ln, l);
+      read_filters(ln["filters"], filters, cfg->listener_filters);
+      if (!names.insert(l.name).second) ln["name"].error("duplicate listener name \"" + l.name + "\"");
+      cfg->listeners.push_back(std::move(l));
+    }
+  }
+  ConfigNode admin = root["admin"];
+  if (admin.defined() && admin.expect_map()) {
+    admin.allow_keys({"address"});
+    cfg->admin = read_address(admin["address"], true);
+  }
+  std::set<std::string> cluster_names;
+  ConfigNode cs = root["clusters"];
+  if (cs.defined() && cs.expect_seq()) {
+    for (size_t i = 0; i < cs.size(); ++i) {
+      ClusterConfig c;
+      ConfigNode cn = cs.at(i);
+      if (!cn.expect_map()) continue;
+      read_cluster(cn, c);
+      if (!cluster_names.insert(c.name).second) {
+        cn["name"].error("duplicate cluster name \"" + c.name + "\"");
+      }
+      cfg->clusters.push_back(std::move(c));
+    }
+  }
+  ConfigNode rs = root["routes"];
+  if (!rs.defined()) {
+    root.error("at least one route is needed under `routes:`");
+  } else if (rs.expect_seq()) {
+    for (size_t i = 0; i < rs.size(); ++i) {
+      RouteConfig r;
+      ConfigNode rn = rs.at(i);
+      if (!rn.expect_map()) continue;
+      read_route(rn, filters, cluster_names, r);
+      if (r.name.empty()) r.name = "route" + std::to_string(i);
+      cfg->routes.push_back(std::move(r));
+    }
+  }
+  ConfigNode al = root["access_log"];
+  if (al.defined()) {
+    if (al.is_scalar() && (al.str() == "off" || al.str() == "false")) {
+      cfg->access_log.enabled = false;
+    } else if (al.expect_map()) {
+      al.allow_keys({"path", "enabled"});
+      cfg->access_log.enabled = al["enabled"].boolean(true);
+      cfg->access_log.path = al["path"].str("-");
+    }
+  }
+  ConfigNode el = root["error_log"];
+  if (el.defined() && el.expect_map()) {
+    el.allow_keys({"level"});
+    cfg->error_log_level = el["level"].choice("info", {"debug", "info", "warn", "error"});
+  }
+  cfg->drain_timeout_ms = root["drain_timeout"].duration_ms(cfg->drain_timeout_ms);
+  if (!errors.empty()) return nullptr;
+  return cfg;
+}
+
+}  // namespace citadel::proxy

@@ -1,0 +1,127 @@
+#include "proxy/router.h"
+
+namespace citadel::proxy {
+
+std::string_view host_without_port(std::string_view authority, std::string& buf) {
+  std::string_view h = authority;
+  if (!h.empty() && h.front() == '[') {
+    size_t close = h.find(']');
+    h = close == std::string_view::npos ? h : h.substr(0, close + 1);
+  } else {
+    size_t colon = h.rfind(':');
+    if (colon != std::string_view::npos) h = h.substr(0, colon);
+  }
+  bool lower = true;
+  for (char c : h) lower = lower && !(c >= 'A' && c <= 'Z');
+  if (!lower) {
+    buf.assign(h);
+    for (char& c : buf) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+    return buf;
+  }
+  return h;
+}
+
+bool Route::matches(const http::RequestHead& head, std::string_view host,
+                    std::string_view norm_path) const {
+  if (!exact_hosts.empty() || !wildcard_hosts.empty()) {
+    bool ok = false;
+    for (const auto& h : exact_hosts) {
+      if (h == host) {
+        ok = true;
+        break;
+      }
+    }
+    if (!ok) {
+      for (const auto& suffix : wildcard_hosts) {
+        // "*.example.com" matches "a.example.com" and "a.b.example.com", not "example.com".
+        if (host.size() > suffix.size() &&
+            host.compare(host.size() - suffix.size(), suffix.size(), suffix) == 0) {
+          ok = true;
+          break;
+        }
+      }
+    }
+    if (!ok) return false;
+  }
+  switch (path_kind) {
+    case RouteMatchConfig::kAny:
+      break;
+    case RouteMatchConfig::kExact:
+      if (norm_path != path) return false;
+      break;
+    case RouteMatchConfig::kPrefix:
+      if (norm_path.substr(0, path.size()) != path) return false;
+      break;
+    case RouteMatchConfig::kRegex:
+      if (!std::regex_match(norm_path.begin(), norm_path.end(), path_regex)) return false;
+      break;
+  }
+  if (!methods.empty()) {
+    bool ok = false;
+    for (const auto& m : methods) ok = ok || m == head.method;
+    if (!ok) return false;
+  }
+  for (const auto& hm : headers) {
+    const http::HeaderField* f = head.headers.find(hm.spec.name);
+    switch (hm.spec.kind) {
+      case HeaderMatch::kPresent:
+        if (f == nullptr) return false;
+        break;
+      case HeaderMatch::kAbsent:
+        if (f != nullptr) return false;
+        break;
+      case HeaderMatch::kExact:
+        if (f == nullptr || f->value != hm.spec.value) return false;
+        break;
+      case HeaderMatch::kRegex:
+        if (f == nullptr || !std::regex_match(f->value.begin(), f->value.end(), hm.re)) {
+          return false;
+        }
+        break;
+    }
+  }
+  return true;
+}
+
+const Route* RouteTable::match(const http::RequestHead& head, std::string_view norm_path) const {
+  std::string buf;
+  std::string_view host = host_without_port(head.authority, buf);
+  for (const auto& r : routes_) {
+    if (r->matches(head, host, norm_path)) return r.get();
+  }
+  return nullptr;
+}
+
+bool rewrite_target(const Route& r, std::string_view path, std::string_view query,
+                    std::string& out) {
+  const RewriteConfig& rw = r.rewrite;
+  if (rw.strip_prefix) {
+    const std::string& p = *rw.strip_prefix;
+    std::string_view rest = path.substr(0, p.size()) == p ? path.substr(p.size()) : path;
+    out.clear();
+    if (rest.empty() || rest.front() != '/') out.push_back('/');
+    out.append(rest);
+  } else if (rw.replace_prefix) {
+    const auto& [from, to] = *rw.replace_prefix;
+    out.clear();
+    if (path.substr(0, from.size()) == from) {
+      out.append(to);
+      out.append(path.substr(from.size()));
+    } else {
+      out.append(path);
+    }
+    if (out.empty() || out.front() != '/') out.insert(out.begin(), '/');
+  } else if (rw.regex) {
+    out = std::regex_replace(std::string(path), r.rewrite_regex, rw.regex->second);
+    if (out.empty() || out.front() != '/') out.insert(out.begin(), '/');
+  } else {
+    return false;
+  }
+  if (!query.empty()) {
+    out.push_back('?');
+    out.append(query);
+  }
+  return true;
+}
+
+}  // namespace citadel::proxy

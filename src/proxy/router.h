@@ -1,0 +1,77 @@
+// Routes compiled from config, and the table that picks one per request.
+//
+// Immutable once built (part of a Snapshot); match() runs on workers concurrently.
+#pragma once
+
+#include <memory>
+#include <regex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "http/message.h"
+#include "observe/metrics.h"
+#include "proxy/cluster.h"
+#include "proxy/config.h"
+#include "proxy/filter.h"
+
+namespace citadel::proxy {
+
+struct RouteStats {
+  observe::Counter* rq_class[6] = {};  // [0]: reset before a response; then 1xx..5xx
+  observe::Histogram* latency = nullptr;
+};
+
+struct Route {
+  std::string name;
+  // Match.
+  std::vector<std::string> exact_hosts;     // lower-case, without port
+  std::vector<std::string> wildcard_hosts;  // ".example.com" for "*.example.com"
+  RouteMatchConfig::PathKind path_kind = RouteMatchConfig::kAny;
+  std::string path;
+  std::regex path_regex;
+  std::vector<std::string> methods;
+  struct CompiledHeaderMatch {
+    HeaderMatch spec;
+    std::regex re;
+  };
+  std::vector<CompiledHeaderMatch> headers;
+  // Rewrite.
+  RewriteConfig rewrite;
+  std::regex rewrite_regex;
+  // Target.
+  RouteConfig::TargetKind target = RouteConfig::kRespond;
+  std::shared_ptr<Cluster> cluster;
+  RespondConfig respond;
+  RedirectConfig redirect;
+  // Limits.
+  uint64_t max_body = 0;
+  uint64_t timeout_ms = 0;
+  // Filters: listener-wide first, then the route's own.
+  std::vector<const FilterFactory*> filters;
+  RouteStats stats;
+
+  bool matches(const http::RequestHead& head, std::string_view host_no_port,
+               std::string_view norm_path) const;
+};
+
+class RouteTable {
+ public:
+  void add(std::unique_ptr<Route> r) { routes_.push_back(std::move(r)); }
+  // First route that matches, or nullptr. `norm_path` is the normalised path.
+  const Route* match(const http::RequestHead& head, std::string_view norm_path) const;
+  const std::vector<std::unique_ptr<Route>>& routes() const { return routes_; }
+
+ private:
+  std::vector<std::unique_ptr<Route>> routes_;
+};
+
+// Applies a route's path rewrite to `path`, writing the new request target (with `query`)
+// into `out`. Returns false when the route has no path rewrite.
+bool rewrite_target(const Route& r, std::string_view path, std::string_view query,
+                    std::string& out);
+
+// "Host:port" -> "host" (lower-cased into `buf` when needed).
+std::string_view host_without_port(std::string_view authority, std::string& buf);
+
+}  // namespace citadel::proxy

@@ -1,0 +1,114 @@
+#include "proxy/snapshot.h"
+
+namespace citadel::proxy {
+namespace {
+
+std::string lower(std::string s) {
+  for (char& c : s) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+  return s;
+}
+
+}  // namespace
+
+core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
+    std::shared_ptr<const Config> config, const Snapshot* previous, const FilterRegistry& filters,
+    observe::Registry& metrics, size_t workers, uint64_t version) {
+  auto snap = std::make_shared<Snapshot>();
+  snap->version = version;
+  snap->config = config;
+  core::ConfigErrors errors;
+
+  for (const auto& cc : config->clusters) {
+    std::shared_ptr<Cluster> cluster;
+    if (previous != nullptr) {
+      auto it = previous->clusters.find(cc.name);
+      if (it != previous->clusters.end() && it->second->config().fingerprint == cc.fingerprint) {
+        cluster = it->second;
+      }
+    }
+    if (!cluster) {
+      auto created = Cluster::create(cc, workers, metrics);
+      if (!created.ok()) {
+        return core::Status::error(config->file + ":" + std::to_string(cc.line) + ": " +
+                                   created.error().message());
+      }
+      cluster = created.value();
+    }
+    snap->clusters[cc.name] = cluster;
+  }
+
+  std::vector<const FilterFactory*> listener_filters;
+  for (const auto& fe : config->listener_filters) {
+    auto f = filters.build(fe, config->file, errors);
+    if (!f) continue;
+    listener_filters.push_back(f.get());
+    snap->filter_factories.push_back(std::move(f));
+  }
+
+  for (const auto& l : config->listeners) {
+    ListenerRuntime lr;
+    lr.name = l.name;
+    lr.address = l.address;
+    lr.settings.limits.max_request_line = l.limits.request_line;
+    lr.settings.limits.max_header_count = l.limits.header_count;
+    lr.settings.limits.max_head_bytes = l.limits.header_bytes;
+    lr.settings.header_timeout_ms = l.timeouts.header_ms;
+    lr.settings.body_idle_timeout_ms = l.timeouts.body_idle_ms;
+    lr.settings.keepalive_timeout_ms = l.timeouts.keepalive_ms;
+    lr.settings.request_timeout_ms = l.timeouts.request_ms;
+    lr.path_options.merge_slashes = l.merge_slashes;
+    lr.default_max_body = l.limits.body;
+    snap->listeners.push_back(lr);
+  }
+  const uint64_t default_body = config->listeners.empty() ? (16ull << 20)
+                                                          : config->listeners[0].limits.body;
+
+  for (const auto& rc : config->routes) {
+    auto r = std::make_unique<Route>();
+    r->name = rc.name;
+    for (const auto& h : rc.match.hosts) {
+      if (h.rfind("*.", 0) == 0) r->wildcard_hosts.push_back(lower(h.substr(1)));
+      else r->exact_hosts.push_back(lower(h));
+    }
+    r->path_kind = rc.match.path_kind;
+    r->path = rc.match.path;
+    if (r->path_kind == RouteMatchConfig::kRegex) {
+      r->path_regex = std::regex(r->path, std::regex::ECMAScript | std::regex::optimize);
+    }
+    r->methods = rc.match.methods;
+    for (const auto& hm : rc.match.headers) {
+      Route::CompiledHeaderMatch c{hm, {}};
+      if (hm.kind == HeaderMatch::kRegex) c.re = std::regex(hm.value, std::regex::ECMAScript);
+      r->headers.push_back(std::move(c));
+    }
+    r->rewrite = rc.rewrite;
+    if (rc.rewrite.regex) r->rewrite_regex = std::regex(rc.rewrite.regex->first);
+    r->target = rc.target;
+    if (rc.target == RouteConfig::kCluster) r->cluster = snap->clusters.at(rc.cluster);
+    r->respond = rc.respond;
+    r->redirect = rc.redirect;
+    r->max_body = rc.max_body.value_or(default_body);
+    r->timeout_ms = rc.timeout_ms.value_or(0);
+    r->filters = listener_filters;
+    for (const auto& fe : rc.filters) {
+      auto f = filters.build(fe, config->file, errors);
+      if (!f) continue;
+      r->filters.push_back(f.get());
+      snap->filter_factories.push_back(std::move(f));
+    }
+    const std::string labels = "route=\"" + rc.name + "\"";
+    static const char* kClass[] = {"reset", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    for (int i = 0; i < 6; ++i) {
+      r->stats.rq_class[i] = metrics.counter("citadel_requests_total",
+                                             "Downstream requests by route and status class",
+                                             labels + ",class=\"" + kClass[i] + "\"");
+    }
+    r->stats.latency = metrics.histogram("citadel_request_duration_seconds",
+                                         "Downstream request duration by route", labels);
+    snap->routes.add(std::move(r));
+  }
+  if (!errors.empty()) return core::Status::error(errors.all().front());
+  return std::shared_ptr<const Snapshot>(std::move(snap));
+}
+
+}  // namespace citadel::proxy

@@ -1,0 +1,45 @@
+// A complete, immutable runtime configuration: routes, clusters, filter factories, listener
+// settings. Compiled on the control thread, published to every worker; a request keeps the
+// snapshot it started with until it ends (see Worker).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "http/http1/server_connection.h"
+#include "http/path.h"
+#include "observe/metrics.h"
+#include "proxy/cluster.h"
+#include "proxy/config.h"
+#include "proxy/filter_registry.h"
+#include "proxy/router.h"
+
+namespace citadel::proxy {
+
+struct ListenerRuntime {
+  std::string name;
+  HostPort address;
+  http::http1::ServerSettings settings;
+  http::PathNormalizeOptions path_options;
+  uint64_t default_max_body = 0;
+};
+
+struct Snapshot {
+  uint64_t version = 0;
+  std::shared_ptr<const Config> config;
+  std::vector<std::unique_ptr<FilterFactory>> filter_factories;
+  std::map<std::string, std::shared_ptr<Cluster>> clusters;
+  RouteTable routes;
+  std::vector<ListenerRuntime> listeners;
+};
+
+// Compiles `config`. Clusters whose configuration is unchanged from `previous` are reused (their
+// health state carries over). Errors name the config file and line.
+core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
+    std::shared_ptr<const Config> config, const Snapshot* previous, const FilterRegistry& filters,
+    observe::Registry& metrics, size_t workers, uint64_t version);
+
+}  // namespace citadel::proxy

@@ -1,0 +1,266 @@
+#include "proxy/worker.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "proxy/active_stream.h"
+#include "proxy/upstream_pool.h"
+
+namespace citadel::proxy {
+
+// One listening socket of this worker.
+class Worker::Listener final : public core::IoHandler {
+ public:
+  Listener(Worker& w, std::string name, int fd, bool merge_slashes)
+      : worker(w), name(std::move(name)), fd(fd), merge_slashes(merge_slashes) {}
+  ~Listener() {
+    if (fd >= 0) ::close(fd);
+  }
+  void on_io(uint32_t) override { worker.accept_from(*this); }
+
+  Worker& worker;
+  std::string name;
+  int fd;
+  bool merge_slashes;
+  http::http1::ServerSettings settings;
+};
+
+namespace {
+
+void delete_worker_cluster(WorkerCluster* w) { delete w; }
+
+void fill_address(const sockaddr_storage& ss, char* ip, uint16_t& port) {
+  if (ss.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &a->sin_addr, ip, 46);
+    port = ntohs(a->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &a->sin6_addr, ip, 46);
+    port = ntohs(a->sin6_port);
+  }
+}
+
+}  // namespace
+
+Worker::Worker(size_t index, WorkerServices services)
+    : index_(index), services_(services), rng_(0x5eed0000u + index * 7919u + 1) {}
+
+Worker::~Worker() {
+  stop();
+  // Close whatever is left (a drain that timed out); the loop's thread has ended, so this
+  // thread now owns everything the loop owned.
+  while (connections_ != nullptr) connections_->abort();
+  listeners_.clear();
+  for (Cluster* c : owned_cluster_state_) {
+    WorkerCluster*& slot = c->worker_slot(index_);
+    delete slot;
+    slot = nullptr;
+  }
+  for (auto* s : free_streams_) delete s;
+  delete current_;
+  for (auto* s : old_snapshots_) delete s;
+  loop_.clear_graveyard();  // before blocks_ goes: buffers return their blocks to it
+}
+
+void Worker::start() {
+  thread_ = std::thread([this] {
+    loop_.run();
+  });
+}
+
+void Worker::stop() {
+  if (!thread_.joinable()) return;
+  loop_.stop();
+  thread_.join();
+}
+
+void Worker::publish(std::shared_ptr<const Snapshot> snap) {
+  loop_.post([this, snap = std::move(snap)]() mutable {
+    auto* ws = new WorkerSnapshot{std::move(snap), 0};
+    WorkerSnapshot* old = current_;
+    current_ = ws;
+    if (old != nullptr) {
+      if (old->refs == 0) {
+        delete old;
+      } else {
+        old_snapshots_.push_back(old);
+      }
+    }
+    // Listener settings follow the snapshot.
+    for (auto& l : listeners_) {
+      for (const auto& lr : current_->snap->listeners) {
+        if (lr.name == l->name) {
+          l->settings = lr.settings;
+          l->merge_slashes = lr.path_options.merge_slashes;
+        }
+      }
+    }
+    retire_unused_clusters();
+  });
+}
+
+void Worker::release_snapshot(WorkerSnapshot* s) {
+  --s->refs;
+  if (s == current_ || s->refs != 0) return;
+  auto it = std::find(old_snapshots_.begin(), old_snapshots_.end(), s);
+  if (it != old_snapshots_.end()) old_snapshots_.erase(it);
+  delete s;
+  retire_unused_clusters();
+}
+
+// Drops this worker's state for clusters that no live snapshot of this worker references.
+void Worker::retire_unused_clusters() {
+  auto referenced = [this](Cluster* c) {
+    auto in = [c](const WorkerSnapshot* ws) {
+      for (const auto& [_, cl] : ws->snap->clusters) {
+        if (cl.get() == c) return true;
+      }
+      return false;
+    };
+    if (current_ != nullptr && in(current_)) return true;
+    for (auto* ws : old_snapshots_) {
+      if (in(ws)) return true;
+    }
+    return false;
+  };
+  for (size_t i = 0; i < owned_cluster_state_.size();) {
+    Cluster* c = owned_cluster_state_[i];
+    if (referenced(c)) {
+      ++i;
+      continue;
+    }
+    WorkerCluster*& slot = c->worker_slot(index_);
+    delete slot;
+    slot = nullptr;
+    owned_cluster_state_.erase(owned_cluster_state_.begin() + static_cast<long>(i));
+  }
+}
+
+WorkerCluster& Worker::cluster_state(Cluster& c) {
+  WorkerCluster*& slot = c.worker_slot(index_);
+  if (slot == nullptr) {
+    slot = new WorkerCluster(c, loop_, blocks_, index_, rng_.next());
+    c.set_worker_state_deleter(&delete_worker_cluster);
+    owned_cluster_state_.push_back(&c);
+  }
+  return *slot;
+}
+
+void Worker::add_listener(const std::string& name, int fd, bool merge_slashes) {
+  loop_.post([this, name, fd, merge_slashes] {
+    auto l = std::make_unique<Listener>(*this, name, fd, merge_slashes);
+    if (current_ != nullptr) {
+      for (const auto& lr : current_->snap->listeners) {
+        if (lr.name == name) l->settings = lr.settings;
+      }
+    }
+    if (draining_ || !loop_.add(fd, l.get(), EPOLLIN).ok()) return;
+    listeners_.push_back(std::move(l));
+    accept_from(*listeners_.back());
+  });
+}
+
+void Worker::remove_listener(const std::string& name) {
+  loop_.post([this, name] {
+    for (size_t i = 0; i < listeners_.size(); ++i) {
+      if (listeners_[i]->name == name) {
+        loop_.remove(listeners_[i]->fd);
+        listeners_.erase(listeners_.begin() + static_cast<long>(i));
+        return;
+      }
+    }
+  });
+}
+
+void Worker::accept_from(Listener& l) {
+  // Bounded per wake-up so that one busy listener cannot starve established connections.
+  for (int i = 0; i < 64; ++i) {
+    sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int fd = ::accept4(l.fd, reinterpret_cast<sockaddr*>(&ss), &len,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EMFILE || errno == ENFILE) {
+        services_.log->log(observe::LogLevel::kError, "accept: out of file descriptors");
+      }
+      return;  // EAGAIN, or an error that a later edge will retry
+    }
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    http::ConnectionInfo info;
+    fill_address(ss, info.peer_ip, info.peer_port);
+    info.merge_slashes = l.merge_slashes;
+    info.id = (static_cast<uint64_t>(index_) << 48) | next_connection_id_++;
+    auto* c = new http::http1::ServerConnection(fd, info, l.settings, loop_, blocks_, *this, *this);
+    c->next = connections_;
+    if (connections_ != nullptr) connections_->prev = c;
+    connections_ = c;
+    ++connection_count_;
+    services_.cx_total->add(index_);
+    services_.cx_active->add(index_, 1);
+    if (!c->start()) c->close_when_idle();
+    if (i == 63) {
+      // More may be waiting; edge-triggered epoll will not say so again.
+      loop_.post([this, &l] { accept_from(l); });
+    }
+  }
+}
+
+void Worker::on_connection_closed(http::http1::ServerConnection& c) {
+  if (c.prev != nullptr) c.prev->next = c.next;
+  else connections_ = c.next;
+  if (c.next != nullptr) c.next->prev = c.prev;
+  c.prev = c.next = nullptr;
+  --connection_count_;
+  services_.cx_active->add(index_, -1);
+  loop_.defer_delete(std::unique_ptr<core::Deferred>(&c));
+  if (draining_) check_drained();
+}
+
+http::StreamHandler* Worker::new_stream(http::ServerStream& downstream) {
+  ActiveStream* s;
+  if (free_streams_.empty()) {
+    s = new ActiveStream(*this);
+  } else {
+    s = free_streams_.back();
+    free_streams_.pop_back();
+  }
+  s->begin(downstream);
+  return s;
+}
+
+void Worker::recycle(ActiveStream* s) {
+  // Kept for reuse: the list is bounded by this worker's peak of concurrent requests.
+  free_streams_.push_back(s);
+}
+
+void Worker::drain() {
+  loop_.post([this] {
+    draining_ = true;
+    for (auto& l : listeners_) loop_.remove(l->fd);
+    listeners_.clear();
+    // close_when_idle() may close (and unlink) the connection: walk with a saved next.
+    for (auto* c = connections_; c != nullptr;) {
+      auto* next = c->next;
+      c->close_when_idle();
+      c = next;
+    }
+    check_drained();
+  });
+}
+
+void Worker::check_drained() {
+  if (connection_count_ == 0) drained_.store(true, std::memory_order_release);
+}
+
+}  // namespace citadel::proxy

@@ -1,0 +1,107 @@
+// A worker: one thread, one event loop, its own SO_REUSEPORT listening sockets, and every
+// connection it accepts for that connection's whole life. Workers share nothing mutable on the
+// request path; the control thread talks to them only through EventLoop::post.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/buffer.h"
+#include "core/event_loop.h"
+#include "http/http1/server_connection.h"
+#include "observe/log.h"
+#include "observe/metrics.h"
+#include "proxy/lb/load_balancer.h"
+#include "proxy/snapshot.h"
+
+namespace citadel::proxy {
+
+class ActiveStream;
+class WorkerCluster;
+
+// Process-wide services a worker uses; owned by the server, outlive the workers.
+struct WorkerServices {
+  observe::Registry* metrics = nullptr;
+  observe::ErrorLog* log = nullptr;
+  observe::AccessLogWriter* access_log = nullptr;  // nullptr: access log off
+  observe::Counter* cx_total = nullptr;
+  observe::Gauge* cx_active = nullptr;
+  observe::Counter* protocol_errors = nullptr;
+  observe::Counter* no_route = nullptr;
+};
+
+// A snapshot as one worker holds it: counted without atomics by this worker's requests.
+struct WorkerSnapshot {
+  std::shared_ptr<const Snapshot> snap;
+  uint32_t refs = 0;
+};
+
+class Worker final : public http::http1::ConnectionOwner, public http::StreamFactory {
+ public:
+  Worker(size_t index, WorkerServices services);
+  ~Worker();
+
+  // Control thread. Starts the thread and its loop.
+  void start();
+  // Control thread: publish a new snapshot. Requests in flight keep theirs.
+  void publish(std::shared_ptr<const Snapshot> snap);
+  // Control thread: listen on `fd` (already bound, listening, SO_REUSEPORT) as listener `name`.
+  void add_listener(const std::string& name, int fd, bool merge_slashes);
+  void remove_listener(const std::string& name);
+  // Control thread: stop accepting, close idle connections, close the rest after their current
+  // response. `done` becomes true when no connection is left.
+  void drain();
+  bool drained() const { return drained_.load(std::memory_order_acquire); }
+  // Control thread: stop the loop and join the thread.
+  void stop();
+
+  size_t index() const { return index_; }
+  core::EventLoop& loop() { return loop_; }
+  core::BlockPool& blocks() { return blocks_; }
+  const WorkerServices& services() const { return services_; }
+  Rng& rng() { return rng_; }
+
+  // Worker thread, for ActiveStream.
+  WorkerSnapshot* acquire_snapshot() {
+    ++current_->refs;
+    return current_;
+  }
+  void release_snapshot(WorkerSnapshot* s);
+  WorkerCluster& cluster_state(Cluster& c);
+  void recycle(ActiveStream* s);
+
+  // ConnectionOwner
+  void on_connection_closed(http::http1::ServerConnection& conn) override;
+  bool draining() const override { return draining_; }
+  // StreamFactory
+  http::StreamHandler* new_stream(http::ServerStream& downstream) override;
+
+ private:
+  class Listener;
+  void accept_from(Listener& l);
+  void retire_unused_clusters();
+  void check_drained();
+
+  size_t index_;
+  WorkerServices services_;
+  core::EventLoop loop_;
+  core::BlockPool blocks_;
+  Rng rng_;
+  std::thread thread_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  http::http1::ServerConnection* connections_ = nullptr;  // intrusive list
+  size_t connection_count_ = 0;
+  uint64_t next_connection_id_ = 1;
+  WorkerSnapshot* current_ = nullptr;
+  std::vector<WorkerSnapshot*> old_snapshots_;
+  std::vector<Cluster*> owned_cluster_state_;
+  std::vector<ActiveStream*> free_streams_;
+  bool draining_ = false;
+  std::atomic<bool> drained_{false};
+};
+
+}  // namespace citadel::proxy
