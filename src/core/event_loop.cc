@@ -96,7 +96,10 @@ void EventLoop::run_posted() {
 }
 
 void EventLoop::run_tasks() {
-  while (!tasks_.empty()) {
+  // A few rounds: tasks scheduled by tasks (a flush after a read) run now, but a connection
+  // that keeps rescheduling itself cannot starve the others; the rest waits for the next
+  // iteration, whose epoll_wait then does not block.
+  for (int round = 0; round < 4 && !tasks_.empty(); ++round) {
     running_tasks_.swap(tasks_);
     for (LoopTask* t : running_tasks_) {
       t->scheduled_ = false;
@@ -113,7 +116,7 @@ void EventLoop::run() {
   run_posted();
   run_tasks();
   while (!stopping_) {
-    int timeout = timers_.next_timeout_ms(now_ms_);
+    int timeout = tasks_.empty() ? timers_.next_timeout_ms(now_ms_) : 0;
     int n = epoll_wait(epfd_, events, kMaxEvents, timeout);
     update_time();
     bool woken = false;

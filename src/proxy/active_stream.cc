@@ -257,7 +257,7 @@ void ActiveStream::start_target() {
 }
 
 void ActiveStream::start_upstream() {
-  wc_ = &worker_.cluster_state(*route_->cluster);
+  wc_ = &worker_.cluster_state(route_->cluster);
   ++wc_->active_requests;
   const HashPolicy& hp = route_->cluster->config().hash;
   if (route_->cluster->config().lb == LbPolicy::kConsistentHash) {

@@ -10,15 +10,7 @@ namespace citadel::proxy {
 Cluster::Cluster(const ClusterConfig& config, size_t workers)
     : config_(config), worker_state_(workers + 1, nullptr) {}
 
-Cluster::~Cluster() {
-  // Worker state is released by its worker before the last snapshot reference goes (see
-  // Worker::retire_snapshot); anything left here belongs to a stopped worker.
-  if (deleter_ != nullptr) {
-    for (auto* w : worker_state_) {
-      if (w != nullptr) deleter_(w);
-    }
-  }
-}
+Cluster::~Cluster() = default;
 
 core::Result<std::shared_ptr<Cluster>> Cluster::create(const ClusterConfig& config, size_t workers,
                                                        observe::Registry& metrics) {

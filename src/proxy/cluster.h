@@ -63,9 +63,9 @@ class Cluster {
   // Endpoints currently ejected (for max_ejection_percent).
   uint32_t ejected_now(uint64_t now_ms) const;
 
-  // The worker's own state; created on first use by that worker, destroyed with the cluster.
+  // The worker's own state, created and destroyed by that worker only (Worker::cluster_state),
+  // which holds a reference to the cluster meanwhile.
   WorkerCluster*& worker_slot(size_t worker) { return worker_state_[worker]; }
-  void set_worker_state_deleter(void (*deleter)(WorkerCluster*)) { deleter_ = deleter; }
 
  private:
   Cluster(const ClusterConfig& config, size_t workers);
@@ -75,7 +75,6 @@ class Cluster {
   std::mutex eject_mu_;  // serialises ejection decisions (failure path only)
   ClusterStats stats_;
   std::vector<WorkerCluster*> worker_state_;
-  void (*deleter_)(WorkerCluster*) = nullptr;
 };
 
 }  // namespace citadel::proxy

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -35,8 +36,6 @@ class Worker::Listener final : public core::IoHandler {
 
 namespace {
 
-void delete_worker_cluster(WorkerCluster* w) { delete w; }
-
 void fill_address(const sockaddr_storage& ss, char* ip, uint16_t& port) {
   if (ss.ss_family == AF_INET) {
     const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
@@ -51,8 +50,21 @@ void fill_address(const sockaddr_storage& ss, char* ip, uint16_t& port) {
 
 }  // namespace
 
+namespace {
+
+// Request ids and trace ids must differ across workers, restarts and instances.
+uint64_t random_seed() {
+  uint64_t seed = 0;
+  if (getrandom(&seed, sizeof seed, 0) != static_cast<ssize_t>(sizeof seed)) {
+    seed = static_cast<uint64_t>(core::monotonic_ms()) ^ (static_cast<uint64_t>(getpid()) << 32);
+  }
+  return seed;
+}
+
+}  // namespace
+
 Worker::Worker(size_t index, WorkerServices services)
-    : index_(index), services_(services), rng_(0x5eed0000u + index * 7919u + 1) {}
+    : index_(index), services_(services), rng_(random_seed()) {}
 
 Worker::~Worker() {
   stop();
@@ -60,11 +72,12 @@ Worker::~Worker() {
   // thread now owns everything the loop owned.
   while (connections_ != nullptr) connections_->abort();
   listeners_.clear();
-  for (Cluster* c : owned_cluster_state_) {
+  for (auto& c : owned_cluster_state_) {
     WorkerCluster*& slot = c->worker_slot(index_);
     delete slot;
     slot = nullptr;
   }
+  owned_cluster_state_.clear();
   for (auto* s : free_streams_) delete s;
   delete current_;
   for (auto* s : old_snapshots_) delete s;
@@ -133,7 +146,7 @@ void Worker::retire_unused_clusters() {
     return false;
   };
   for (size_t i = 0; i < owned_cluster_state_.size();) {
-    Cluster* c = owned_cluster_state_[i];
+    Cluster* c = owned_cluster_state_[i].get();
     if (referenced(c)) {
       ++i;
       continue;
@@ -145,12 +158,11 @@ void Worker::retire_unused_clusters() {
   }
 }
 
-WorkerCluster& Worker::cluster_state(Cluster& c) {
-  WorkerCluster*& slot = c.worker_slot(index_);
+WorkerCluster& Worker::cluster_state(const std::shared_ptr<Cluster>& c) {
+  WorkerCluster*& slot = c->worker_slot(index_);
   if (slot == nullptr) {
-    slot = new WorkerCluster(c, loop_, blocks_, index_, rng_.next());
-    c.set_worker_state_deleter(&delete_worker_cluster);
-    owned_cluster_state_.push_back(&c);
+    slot = new WorkerCluster(*c, loop_, blocks_, index_, rng_.next());
+    owned_cluster_state_.push_back(c);
   }
   return *slot;
 }

@@ -71,12 +71,15 @@ class Worker final : public http::http1::ConnectionOwner, public http::StreamFac
     return current_;
   }
   void release_snapshot(WorkerSnapshot* s);
-  WorkerCluster& cluster_state(Cluster& c);
+  // This worker's state for `c`, created on first use. The worker keeps `c` alive while it has
+  // state in it, and drops both once none of its snapshots references `c`.
+  WorkerCluster& cluster_state(const std::shared_ptr<Cluster>& c);
   void recycle(ActiveStream* s);
 
   // ConnectionOwner
   void on_connection_closed(http::http1::ServerConnection& conn) override;
   bool draining() const override { return draining_; }
+  void on_protocol_error(int) override { services_.protocol_errors->add(index_); }
   // StreamFactory
   http::StreamHandler* new_stream(http::ServerStream& downstream) override;
 
@@ -98,7 +101,7 @@ class Worker final : public http::http1::ConnectionOwner, public http::StreamFac
   uint64_t next_connection_id_ = 1;
   WorkerSnapshot* current_ = nullptr;
   std::vector<WorkerSnapshot*> old_snapshots_;
-  std::vector<Cluster*> owned_cluster_state_;
+  std::vector<std::shared_ptr<Cluster>> owned_cluster_state_;
   std::vector<ActiveStream*> free_streams_;
   bool draining_ = false;
   std::atomic<bool> drained_{false};

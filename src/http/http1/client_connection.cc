@@ -63,7 +63,7 @@ bool ClientConnection::connect(const sockaddr* addr, socklen_t len) {
 }
 
 void ClientConnection::send_head(const RequestHead& head, std::string_view target) {
-  state_ = State::kActive;
+  if (state_ != State::kConnecting) state_ = State::kActive;
   ++requests_;
   head_request_ = head.is_head;
   request_done_ = false;
@@ -192,7 +192,13 @@ void ClientConnection::do_read() {
     ssize_t n = ::read(fd_, w, room);
     if (n > 0) {
       in_.commit(static_cast<size_t>(n));
-      if (static_cast<size_t>(n) < room || head_received_) break;
+      if (static_cast<size_t>(n) < room) break;  // drained: the next edge tells of more
+      if (head_received_) {
+        // More may be waiting, and an edge-triggered socket will not say so again: deliver
+        // this much (backpressure may pause us), then read on from the loop.
+        read_pending_ = true;
+        break;
+      }
       continue;
     }
     if (n == 0) {
@@ -206,6 +212,7 @@ void ClientConnection::do_read() {
     return;
   }
   process();
+  if (read_pending_ && !read_paused_ && state_ != State::kClosed) loop_.schedule(this);
 }
 
 void ClientConnection::process() {
@@ -297,6 +304,7 @@ void ClientConnection::process() {
       keep_alive_ = head.keep_alive;
       if (resp_framing_ == BodyFraming::kNone) {
         ClientCallbacks* cb = cb_;
+        if (!in_.empty()) keep_alive_ = false;  // bytes after a bodiless response: not reusable
         response_complete();
         cb->on_response_headers(true);
         break;

@@ -133,12 +133,10 @@ void ServerConnection::do_read() {
     if (n > 0) {
       in_.commit(static_cast<size_t>(n));
       if (static_cast<size_t>(n) < room) break;  // drained (the next edge will tell more)
-      if (in_.size() >= settings_.limits.max_head_bytes + kReadChunk &&
-          (state_ == State::kIdle || state_ == State::kHead)) {
-        break;  // enough to decide; process() answers 431
-      }
-      if (state_ != State::kIdle && state_ != State::kHead) break;  // deliver before more
-      continue;
+      // More may be waiting and an edge-triggered socket will not say so again: process this
+      // much first (backpressure may pause us, a head may be complete), then read on.
+      read_pending_ = true;
+      break;
     }
     if (n == 0) {
       read_eof_ = true;
@@ -234,6 +232,7 @@ bool ServerConnection::parse_head() {
     return false;
   }
   if (r.kind == ParseOutcome::kError) {
+    owner_.on_protocol_error(r.status);
     send_local_error(r.status, r.reason);
     return false;
   }
@@ -305,6 +304,7 @@ bool ServerConnection::deliver_body() {
       break;
     }
     if (res == ChunkedDecoder::Result::kError) {
+      owner_.on_protocol_error(400);
       if (!resp_started_) {
         release_stream("invalid chunked body");
         send_local_error(400, chunked_.error());

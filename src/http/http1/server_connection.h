@@ -37,6 +37,8 @@ class ConnectionOwner {
   virtual void on_connection_closed(ServerConnection& conn) = 0;
   // True while the worker drains: responses carry Connection: close, idle connections close.
   virtual bool draining() const = 0;
+  // A request was refused as malformed or over a limit (answered with `status`).
+  virtual void on_protocol_error(int status) { (void)status; }
 
  protected:
   ~ConnectionOwner() = default;

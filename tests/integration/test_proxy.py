@@ -1,0 +1,217 @@
+"""Reverse proxy behaviour: routing, rewrites, header handling, local targets."""
+import json
+import socket
+import time
+
+from conftest import raw_exchange
+
+
+def basic_config(up, extra_routes=""):
+    return f"""
+    workers: 2
+    listeners:
+      - name: public
+        address: 127.0.0.1:0
+    admin:
+      address: 127.0.0.1:0
+    access_log: {{ path: "-" }}
+    clusters:
+      - name: app
+        endpoints: [{up.address}]
+    routes:{extra_routes}
+      - name: v2
+        match: {{ path_prefix: /api/v2/ }}
+        rewrite: {{ strip_prefix: /api/v2 }}
+        filters:
+          - headers:
+              request: {{ set: {{ X-Api-Version: "2" }}, remove: [X-Debug] }}
+              response: {{ add: {{ X-Citadel: "yes" }}, remove: [X-Upstream] }}
+        to: {{ cluster: app }}
+      - name: regex
+        match: {{ path_regex: "^/users/[0-9]+$" }}
+        rewrite: {{ regex: {{ pattern: "^/users/([0-9]+)$", substitution: "/v1/user?id=$1" }} }}
+        to: {{ cluster: app }}
+      - name: replace
+        match: {{ path_prefix: /old/ }}
+        rewrite: {{ replace_prefix: {{ from: /old/, to: /new/ }} }}
+        to: {{ cluster: app }}
+      - name: host
+        match: {{ host: "*.example.com", path_prefix: / }}
+        to: {{ respond: {{ status: 200, body: "wildcard host\\n" }} }}
+      - name: post-only
+        match: {{ path: /only-post, methods: [POST] }}
+        to: {{ respond: {{ status: 201, body: "posted\\n" }} }}
+      - name: header
+        match: {{ path_prefix: /, headers: [{{ name: X-Canary, exact: "1" }}] }}
+        to: {{ respond: {{ status: 200, body: "canary\\n" }} }}
+      - name: moved
+        match: {{ path_prefix: /moved }}
+        to: {{ redirect: {{ status: 301, scheme: https, host: new.example.org }} }}
+      - name: api
+        match: {{ path_prefix: /api/ }}
+        to: {{ cluster: app }}
+      - name: small
+        match: {{ path_prefix: /small }}
+        max_body: 10B
+        to: {{ cluster: app }}
+      - name: fallback
+        match: {{ path_prefix: / }}
+        to: {{ respond: {{ status: 404, body: "not found\\n" }} }}
+    """
+
+
+def test_path_rewrite_reaches_upstream_path(upstreams, citadel):
+    up = upstreams("a")
+    c = citadel(basic_config(up))
+    status, headers, body = c.request("GET", "/api/v2/users?limit=5", headers={"X-Debug": "1"})
+    assert status == 200
+    info = json.loads(body)
+    assert info["target"] == "/users?limit=5"
+    sent = {k.lower(): v for k, v in info["headers"]}
+    assert sent["x-api-version"] == "2"
+    assert "x-debug" not in sent
+    assert headers.get("X-Citadel") == "yes"
+    assert "X-Upstream" not in headers
+
+    status, _, body = c.request("GET", "/users/42")
+    assert status == 200 and json.loads(body)["target"] == "/v1/user?id=42"
+    status, _, body = c.request("GET", "/old/thing")
+    assert json.loads(body)["target"] == "/new/thing"
+
+
+def test_original_target_is_forwarded_while_routing_uses_normalised_path(upstreams, citadel):
+    up = upstreams("a")
+    c = citadel(basic_config(up))
+    # Routing sees /api/x (dot segments and encoded unreserved characters resolved); the upstream
+    # receives the target exactly as the client sent it.
+    status, _, body = c.request("GET", "/static/../api/%78")
+    assert status == 200
+    assert json.loads(body)["target"] == "/static/../api/%78"
+
+
+def test_forwarding_headers(upstreams, citadel):
+    up = upstreams("a")
+    c = citadel(basic_config(up))
+    status, headers, body = c.request(
+        "GET", "/api/h", headers={"X-Forwarded-For": "10.1.2.3", "Connection": "X-Hop",
+                                  "X-Hop": "secret", "Keep-Alive": "timeout=5",
+                                  "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+    assert status == 200
+    sent = {k.lower(): v for k, v in json.loads(body)["headers"]}
+    assert sent["x-forwarded-for"] == "10.1.2.3, 127.0.0.1"
+    assert sent["x-forwarded-proto"] == "http"
+    assert sent["x-forwarded-host"].startswith("127.0.0.1:")
+    assert sent["via"] == "1.1 citadel"
+    assert len(sent["x-request-id"]) == 32
+    assert "x-hop" not in sent and "keep-alive" not in sent
+    tp = sent["traceparent"].split("-")
+    assert tp[0] == "00" and tp[1] == "4bf92f3577b34da6a3ce929d0e0e4736" and tp[3] == "01"
+    assert tp[2] != "00f067aa0ba902b7" and len(tp[2]) == 16  # a new span for this hop
+
+    # No traceparent: one is started. An incoming request id is kept.
+    status, _, body = c.request("GET", "/api/h", headers={"X-Request-Id": "abc-123"})
+    sent = {k.lower(): v for k, v in json.loads(body)["headers"]}
+    assert sent["x-request-id"] == "abc-123"
+    assert len(sent["traceparent"]) == 55
+
+
+def test_access_log_is_json_with_ecs_fields(upstreams, citadel):
+    up = upstreams("a")
+    c = citadel(basic_config(up))
+    c.request("GET", "/api/logme?x=1", headers={"X-Request-Id": "rid-1"})
+
+    def logged():
+        with c.lock:
+            return [l for l in c.access_lines if "rid-1" in l]
+    from conftest import wait_until
+    lines = wait_until(logged, 5, what="access log line")
+    rec = json.loads(lines[0])
+    assert rec["http.request.method"] == "GET"
+    assert rec["url.path"] == "/api/logme"
+    assert rec["http.response.status_code"] == 200
+    assert rec["http.request.id"] == "rid-1"
+    assert rec["event.duration"] > 0
+    assert rec["upstream.address"] == up.address
+    assert len(rec["trace.id"]) == 32
+    assert "@timestamp" in rec
+
+
+def test_match_by_host_method_header_and_local_targets(upstreams, citadel):
+    up = upstreams("a")
+    c = citadel(basic_config(up))
+    assert c.request("GET", "/x", headers={"Host": "shop.example.com"})[2] == b"wildcard host\n"
+    assert c.request("GET", "/x", headers={"Host": "example.com"})[0] == 404
+    assert c.request("POST", "/only-post", body=b"")[0] == 201
+    assert c.request("GET", "/only-post")[0] == 404
+    assert c.request("GET", "/anything", headers={"X-Canary": "1"})[2] == b"canary\n"
+    status, headers, _ = c.request("GET", "/moved/here?q=1")
+    assert status == 301
+    assert headers["Location"] == "https://new.example.org/moved/here?q=1"
+
+
+def test_body_limit_gives_413(upstreams, citadel):
+    up = upstreams("a")
+    c = citadel(basic_config(up))
+    assert c.request("POST", "/small", body=b"x" * 5)[0] == 200
+    assert c.request("POST", "/small", body=b"x" * 11)[0] == 413
+    # Chunked body over the limit: 413 once the limit is crossed.
+    data = (b"POST /small HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"8\r\n12345678\r\n8\r\n12345678\r\n0\r\n\r\n")
+    assert raw_exchange(c.port, data).startswith(b"HTTP/1.1 413 ")
+
+
+def test_head_and_keep_alive_and_expect_continue(upstreams, citadel):
+    up = upstreams("a")
+    c = citadel(basic_config(up))
+    s = socket.create_connection(("127.0.0.1", c.port), timeout=5)
+    try:
+        s.sendall(b"HEAD /api/v2/bytes?n=1234 HTTP/1.1\r\nHost: a\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(4096)
+        assert head.startswith(b"HTTP/1.1 200")
+        assert b"Content-Length: 1234" in head
+        # Same connection: the HEAD response had no body, the next request works.
+        s.sendall(b"POST /api/sink HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        interim = s.recv(4096)
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        s.sendall(b"hello")
+        resp = b""
+        deadline = time.monotonic() + 5
+        while b'"received": 5' not in resp and time.monotonic() < deadline:
+            resp += s.recv(4096)
+        assert b"HTTP/1.1 200" in resp and b'"received": 5' in resp
+    finally:
+        s.close()
+
+
+def test_pipelined_requests_are_answered_in_order(upstreams, citadel):
+    up = upstreams("a")
+    c = citadel(basic_config(up))
+    reqs = b"".join(b"GET /api/v2/slow?ms=%d&i=%d HTTP/1.1\r\nHost: a\r\n\r\n" % (ms, i)
+                    for i, ms in enumerate([150, 10, 60, 0, 5]))
+    reqs += b"GET /api/last HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    out = raw_exchange(c.port, reqs, timeout=10)
+    assert out.count(b"HTTP/1.1 200 OK") == 6
+    # Responses come back in request order: the slow first one is first.
+    assert out.index(b"slow a") < out.index(b'"/api/last"')
+    assert out.rstrip().endswith(b"}")
+
+
+def test_upstream_chunked_response_is_streamed(upstreams, citadel):
+    up = upstreams("a")
+    c = citadel(basic_config(up))
+    status, headers, body = c.request("GET", "/api/v2/chunked?n=50&size=1000")
+    assert status == 200 and len(body) == 50000
+    assert headers.get("Transfer-Encoding") == "chunked"
+
+
+def test_http10_client_gets_close_delimited_or_length(upstreams, citadel):
+    up = upstreams("a")
+    c = citadel(basic_config(up))
+    out = raw_exchange(c.port, b"GET /api/v2/chunked?n=3&size=4 HTTP/1.0\r\n\r\n")
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"Transfer-Encoding" not in head
+    assert body == b"xxxx" * 3

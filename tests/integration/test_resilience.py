@@ -1,0 +1,137 @@
+"""Failures upstream: killed endpoints, slow endpoints, retries, ejection, recovery."""
+import json
+import time
+
+from conftest import LoadGenerator, wait_until
+
+
+def cfg(endpoints, health="", outlier="", retry="", timeouts=""):
+    eps = "\n".join("          - %s" % e for e in endpoints)
+    return f"""
+    workers: 2
+    listeners:
+      - name: public
+        address: 127.0.0.1:0
+    admin:
+      address: 127.0.0.1:0
+    access_log: {{ path: "-" }}
+    clusters:
+      - name: app
+        endpoints:
+{eps}
+{health}
+{outlier}
+{retry}
+{timeouts}
+    routes:
+      - match: {{ path_prefix: / }}
+        to: {{ cluster: app }}
+    """
+
+
+def endpoint_state(c, address):
+    _, text = c.admin("GET", "/clusters")
+    for e in json.loads(text)["clusters"][0]["endpoints"]:
+        if e["address"] == address:
+            return e
+    raise AssertionError(address)
+
+
+def test_killed_upstream_under_load_fails_no_get_and_is_ejected_then_returns(upstreams, citadel):
+    a, b = upstreams("a"), upstreams("b")
+    interval = 0.5
+    c = citadel(cfg(
+        [a.address, b.address],
+        health="        health_check: { path: /health, interval: 500ms, timeout: 250ms, healthy: 1, unhealthy: 2 }",
+        retry="        retry: { attempts: 2, on: [connect_failure, reset, 502, 503] }"))
+    with LoadGenerator(c.port, "/echo", threads=4) as load:
+        time.sleep(0.5)
+        a.kill()
+        t_kill = time.monotonic()
+        wait_until(lambda: not endpoint_state(c, a.address)["healthy"], timeout=5,
+                   what="health check marks the killed endpoint down")
+        t_down = time.monotonic() - t_kill
+        time.sleep(0.5)
+        a.restart()
+        wait_until(lambda: endpoint_state(c, a.address)["healthy"], timeout=5,
+                   what="health check brings the endpoint back")
+        time.sleep(0.5)
+    bad = [l for l in c.access_lines if '"status_code":200' not in l]
+    assert load.failed == [], (load.failed[:5], bad[:5])
+    assert load.ok > 100
+    # Marked down within two health intervals (plus one timeout and scheduling slack).
+    assert t_down <= 2 * interval + 0.25 + 0.5, t_down
+    # After recovery, traffic reaches it again.
+    seen = set()
+    for _ in range(20):
+        seen.add(json.loads(c.request("GET", "/echo")[2])["name"])
+    assert seen == {"a", "b"}
+
+
+def test_slow_upstream_gives_504_at_the_configured_timeout(upstreams, citadel):
+    a = upstreams("a")
+    c = citadel(cfg([a.address], timeouts="        timeouts: { connect: 1s, response: 300ms }"))
+    t0 = time.monotonic()
+    status, _, body = c.request("GET", "/slow?ms=2000")
+    took = time.monotonic() - t0
+    assert status == 504
+    assert 0.25 < took < 1.0, took
+    assert c.metric('citadel_upstream_timeouts_total{cluster="app"}') >= 1
+    # A fast request right after still works.
+    assert c.request("GET", "/slow?ms=10")[0] == 200
+
+
+def test_connect_failure_is_retried_on_another_endpoint(upstreams, citadel):
+    a, b = upstreams("a"), upstreams("b")
+    a.kill()
+    c = citadel(cfg([a.address, b.address],
+                    retry="        retry: { attempts: 2, on: [connect_failure] }"))
+    for _ in range(10):
+        status, _, body = c.request("GET", "/echo")
+        assert status == 200 and json.loads(body)["name"] == "b"
+    assert c.metric('citadel_upstream_retries_total{cluster="app"}') >= 1
+
+
+def test_retry_on_status_then_502_without_retry(upstreams, citadel):
+    a = upstreams("a")
+    c = citadel(cfg([a.address], retry="        retry: { attempts: 2, on: [503], backoff_base: 1ms }"))
+    status, _, _ = c.request("GET", "/status/503")
+    assert status == 503
+    assert c.metric('citadel_upstream_retries_total{cluster="app"}') == 2
+    # POST is not a safe method: never retried on a status.
+    status, _, _ = c.request("POST", "/status/503", body=b"")
+    assert c.metric('citadel_upstream_retries_total{cluster="app"}') == 2
+
+
+def test_no_endpoint_gives_502_and_no_healthy_503(upstreams, citadel):
+    a = upstreams("a")
+    a.kill()
+    c = citadel(cfg(
+        [a.address],
+        health="        health_check: { path: /health, interval: 200ms, timeout: 100ms, healthy: 1, unhealthy: 1 }\n        panic_threshold: 0"))
+    status, _, body = c.request("GET", "/echo")
+    assert status in (502, 503)
+    wait_until(lambda: not endpoint_state(c, a.address)["healthy"], timeout=5, what="unhealthy")
+    status, _, body = c.request("GET", "/echo")
+    assert status == 503 and b"no healthy upstream" in body
+    assert c.metric('citadel_upstream_no_healthy_total{cluster="app"}') >= 1
+
+
+def test_outlier_detection_ejects_failing_endpoint(upstreams, citadel):
+    a, b = upstreams("a"), upstreams("b")
+    c = citadel(cfg(
+        [a.address, b.address],
+        outlier="        outlier: { consecutive_failures: 3, base_ejection: 2s, max_ejection_percent: 50 }"))
+    # /status/500 from every endpoint: whoever collects 3 in a row is ejected, at most one of two.
+    for _ in range(12):
+        c.request("GET", "/status/500")
+    states = [endpoint_state(c, u.address) for u in (a, b)]
+    assert sum(1 for s in states if s["ejected"]) == 1, states
+    assert c.metric('citadel_upstream_ejections_total{cluster="app"}') == 1
+    ejected = a if states[0]["ejected"] else b
+    other = b if ejected is a else a
+    # While ejected, healthy traffic goes to the other endpoint only.
+    for _ in range(6):
+        assert json.loads(c.request("GET", "/echo")[2])["name"] == other.name
+    # The ejection ends by itself.
+    wait_until(lambda: not endpoint_state(c, ejected.address)["ejected"], timeout=5, what="return")

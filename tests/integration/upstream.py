@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""A test upstream with the behaviours the integration tests need.
+
+Run as a process: `upstream.py NAME [PORT]`. It binds 127.0.0.1 (port 0 by default), prints
+`PORT <n>` on stdout, and serves until killed. Behaviour is chosen by path:
+
+  /health              200, or 503 after POST /health/down (and 200 again after /health/up)
+  /slow?ms=N           answers after N milliseconds
+  /chunked?n=N&size=S  N chunks of S bytes, Transfer-Encoding: chunked
+  /bytes?n=N           N bytes of body (streamed, Content-Length)
+  /sse?n=N&ms=M        N server-sent events, one every M ms
+  /ws                  WebSocket echo
+  /status/N            answers status N
+  POST /sink           reads the whole body (chunked or Content-Length), answers its size
+  anything else        200, JSON echo of name, method, path and headers
+"""
+import base64
+import hashlib
+import json
+import socket
+import socketserver
+import struct
+import sys
+import threading
+import time
+import http.server
+from urllib.parse import urlsplit, parse_qs
+
+NAME = sys.argv[1] if len(sys.argv) > 1 else "up"
+PORT = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+STATE = {"healthy": True}
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def send_body(self, status, body, ctype="text/plain"):
+        if isinstance(body, str):
+            body = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Upstream", NAME)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def read_body(self):
+        te = self.headers.get("Transfer-Encoding", "")
+        total = 0
+        if "chunked" in te.lower():
+            while True:
+                line = self.rfile.readline(1024)
+                size = int(line.split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return total
+                left = size
+                while left:
+                    got = self.rfile.read(min(left, 1 << 20))
+                    if not got:
+                        raise ConnectionError("eof in chunk")
+                    left -= len(got)
+                    total += len(got)
+                self.rfile.read(2)
+        n = int(self.headers.get("Content-Length", "0"))
+        left = n
+        while left:
+            got = self.rfile.read(min(left, 1 << 20))
+            if not got:
+                raise ConnectionError("eof in body")
+            left -= len(got)
+            total += len(got)
+        return total
+
+    def echo(self):
+        u = urlsplit(self.path)
+        info = {
+            "name": NAME,
+            "method": self.command,
+            "path": u.path,
+            "query": u.query,
+            "target": self.path,
+            "headers": [[k, v] for k, v in self.headers.items()],
+        }
+        self.send_body(200, json.dumps(info), "application/json")
+
+    def do_GET(self):
+        u = urlsplit(self.path)
+        q = parse_qs(u.query)
+        p = u.path
+        if p == "/health":
+            if STATE["healthy"]:
+                self.send_body(200, "ok\n")
+            else:
+                self.send_body(503, "down\n")
+        elif p == "/slow":
+            time.sleep(int(q.get("ms", ["1000"])[0]) / 1000.0)
+            self.send_body(200, "slow %s\n" % NAME)
+        elif p == "/chunked":
+            n = int(q.get("n", ["3"])[0])
+            size = int(q.get("size", ["10"])[0])
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("X-Upstream", NAME)
+            self.end_headers()
+            chunk = b"x" * size
+            for _ in range(n):
+                self.wfile.write(b"%x\r\n%s\r\n" % (size, chunk))
+            self.wfile.write(b"0\r\n\r\n")
+        elif p == "/bytes":
+            n = int(q.get("n", ["1000"])[0])
+            self.send_response(200)
+            self.send_header("Content-Length", str(n))
+            self.send_header("X-Upstream", NAME)
+            self.end_headers()
+            if self.command == "HEAD":
+                return
+            block = b"y" * (1 << 20)
+            left = n
+            try:
+                while left:
+                    k = min(left, len(block))
+                    self.wfile.write(block[:k])
+                    left -= k
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        elif p == "/sse":
+            n = int(q.get("n", ["3"])[0])
+            ms = int(q.get("ms", ["200"])[0])
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.flush()
+            for i in range(n):
+                ev = b"data: event %d %f\n\n" % (i, time.time())
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(ev), ev))
+                self.wfile.flush()
+                time.sleep(ms / 1000.0)
+            self.wfile.write(b"0\r\n\r\n")
+        elif p == "/ws":
+            self.websocket()
+        elif p.startswith("/status/"):
+            self.send_body(int(p.split("/")[2]), "status\n")
+        else:
+            self.echo()
+
+    do_HEAD = do_GET
+    do_DELETE = do_GET
+
+    def do_POST(self):
+        p = urlsplit(self.path).path
+        if p == "/health/down":
+            self.read_body()
+            STATE["healthy"] = False
+            self.send_body(200, "down\n")
+        elif p == "/health/up":
+            self.read_body()
+            STATE["healthy"] = True
+            self.send_body(200, "up\n")
+        else:
+            n = self.read_body()
+            self.send_body(200, json.dumps({"name": NAME, "received": n, "path": p}),
+                           "application/json")
+
+    do_PUT = do_POST
+
+    def websocket(self):
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.end_headers()
+        self.wfile.flush()
+        while True:
+            frame = read_ws_frame(self.rfile)
+            if frame is None:
+                return
+            opcode, payload = frame
+            if opcode == 8:
+                self.wfile.write(make_ws_frame(8, payload, mask=False))
+                self.wfile.flush()
+                return
+            self.wfile.write(make_ws_frame(opcode, payload, mask=False))
+            self.wfile.flush()
+
+
+def read_ws_frame(f):
+    hdr = f.read(2)
+    if len(hdr) < 2:
+        return None
+    opcode = hdr[0] & 0x0F
+    masked = hdr[1] & 0x80
+    n = hdr[1] & 0x7F
+    if n == 126:
+        n = struct.unpack("!H", f.read(2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", f.read(8))[0]
+    mask = f.read(4) if masked else b"\0\0\0\0"
+    data = bytearray(f.read(n))
+    for i in range(len(data)):
+        data[i] ^= mask[i % 4]
+    return opcode, bytes(data)
+
+
+def make_ws_frame(opcode, payload, mask=True):
+    b0 = 0x80 | opcode
+    n = len(payload)
+    m = 0x80 if mask else 0
+    if n < 126:
+        hdr = struct.pack("!BB", b0, m | n)
+    elif n < 65536:
+        hdr = struct.pack("!BBH", b0, m | 126, n)
+    else:
+        hdr = struct.pack("!BBQ", b0, m | 127, n)
+    if not mask:
+        return hdr + payload
+    key = b"\x01\x02\x03\x04"
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return hdr + key + masked
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 1024
+
+
+def main():
+    srv = Server(("127.0.0.1", PORT), Handler)
+    print("PORT %d" % srv.server_address[1], flush=True)
+    srv.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
