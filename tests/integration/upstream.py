@@ -26,8 +26,8 @@ import time
 import http.server
 from urllib.parse import urlsplit, parse_qs
 
-NAME = sys.argv[1] if len(sys.argv) > 1 else "up"
-PORT = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+NAME = "up"
+PORT = 0
 STATE = {"healthy": True}
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -235,6 +235,9 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 
 def main():
+    global NAME, PORT
+    NAME = sys.argv[1] if len(sys.argv) > 1 else "up"
+    PORT = int(sys.argv[2]) if len(sys.argv) > 2 else 0
     srv = Server(("127.0.0.1", PORT), Handler)
     print("PORT %d" % srv.server_address[1], flush=True)
     srv.serve_forever()

@@ -159,6 +159,9 @@ void ClientConnection::on_io(uint32_t events) {
 }
 
 void ClientConnection::flush() {
+  // The request saw write_blocked() when the buffer crossed the mark; remember that before
+  // writing, or a flush that drains everything at once would never wake it up.
+  if (out_.size() > kHighWatermark) was_blocked_ = true;
   while (!out_.empty()) {
     ssize_t n = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL);
     if (n > 0) {
@@ -296,6 +299,7 @@ void ClientConnection::process() {
       if (head.status == 101) {
         state_ = State::kTunnel;
         keep_alive_ = false;
+        request_done_ = false;  // from now on: the client's half-close, via send_tunnel()
         cb_->on_response_headers(false);
         continue;
       }

@@ -468,6 +468,9 @@ void ServerConnection::finish_request() {
 }
 
 void ServerConnection::flush() {
+  // The handler saw write_blocked() when the buffer crossed the mark; remember that before
+  // writing, or a flush that drains everything at once would never wake it up.
+  if (out_.size() > settings_.high_watermark) was_blocked_ = true;
   while (!out_.empty()) {
     ssize_t n = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL);
     if (n > 0) {
