@@ -102,7 +102,13 @@ class Server::SignalHandler final : public core::IoHandler {
 // Accepts admin connections on the control loop.
 class Server::AdminListener final : public core::IoHandler {
  public:
-  AdminListener(Server& s, int fd) : server_(s), fd_(fd) { server_.loop_.add(fd_, this, EPOLLIN); }
+  AdminListener(Server& s, int fd) : server_(s), fd_(fd) {
+    auto settings = std::make_shared<http::http1::ServerSettings>();
+    settings->header_timeout_ms = 5000;
+    settings->keepalive_timeout_ms = 15'000;
+    settings_ = settings;
+    server_.loop_.add(fd_, this, EPOLLIN);
+  }
   ~AdminListener() {
     server_.loop_.remove(fd_);
     ::close(fd_);
@@ -126,10 +132,7 @@ class Server::AdminListener final : public core::IoHandler {
       if (ss.ss_family == AF_INET) {
         inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, info.peer_ip, 46);
       }
-      http::http1::ServerSettings settings;
-      settings.header_timeout_ms = 5000;
-      settings.keepalive_timeout_ms = 15'000;
-      auto* c = new http::http1::ServerConnection(fd, info, settings, server_.loop_,
+      auto* c = new http::http1::ServerConnection(fd, info, settings_, server_.loop_,
                                                   server_.admin_blocks_, *server_.admin_factory_,
                                                   server_);
       c->next = conns_;
@@ -148,6 +151,7 @@ class Server::AdminListener final : public core::IoHandler {
  private:
   Server& server_;
   int fd_;
+  std::shared_ptr<const http::http1::ServerSettings> settings_;
   http::http1::ServerConnection* conns_ = nullptr;
 };
 

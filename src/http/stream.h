@@ -18,8 +18,6 @@ namespace citadel::http {
 struct ConnectionInfo {
   char peer_ip[46] = {0};  // textual address of the client
   uint16_t peer_port = 0;
-  char local_ip[46] = {0};
-  uint16_t local_port = 0;
   bool tls = false;
   bool merge_slashes = true;  // the listener's path normalisation option
   uint64_t id = 0;

@@ -31,7 +31,8 @@ class Worker::Listener final : public core::IoHandler {
   std::string name;
   int fd;
   bool merge_slashes;
-  http::http1::ServerSettings settings;
+  std::shared_ptr<const http::http1::ServerSettings> settings =
+      std::make_shared<http::http1::ServerSettings>();
 };
 
 namespace {
@@ -112,7 +113,7 @@ void Worker::publish(std::shared_ptr<const Snapshot> snap) {
     for (auto& l : listeners_) {
       for (const auto& lr : current_->snap->listeners) {
         if (lr.name == l->name) {
-          l->settings = lr.settings;
+          l->settings = std::make_shared<http::http1::ServerSettings>(lr.settings);
           l->merge_slashes = lr.path_options.merge_slashes;
         }
       }
@@ -172,7 +173,7 @@ void Worker::add_listener(const std::string& name, int fd, bool merge_slashes) {
     auto l = std::make_unique<Listener>(*this, name, fd, merge_slashes);
     if (current_ != nullptr) {
       for (const auto& lr : current_->snap->listeners) {
-        if (lr.name == name) l->settings = lr.settings;
+        if (lr.name == name) l->settings = std::make_shared<http::http1::ServerSettings>(lr.settings);
       }
     }
     if (draining_ || !loop_.add(fd, l.get(), EPOLLIN).ok()) return;

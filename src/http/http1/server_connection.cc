@@ -59,12 +59,13 @@ void append_status_line(core::Buffer& b, int status, std::string_view reason) {
 }  // namespace
 
 ServerConnection::ServerConnection(int fd, const ConnectionInfo& info,
-                                   const ServerSettings& settings, core::EventLoop& loop,
+                                   std::shared_ptr<const ServerSettings> settings,
+                                   core::EventLoop& loop,
                                    core::BlockPool& pool, StreamFactory& factory,
                                    ConnectionOwner& owner)
     : fd_(fd),
       info_(info),
-      settings_(settings),
+      settings_(std::move(settings)),
       loop_(loop),
       factory_(factory),
       owner_(owner),
@@ -79,7 +80,7 @@ ServerConnection::~ServerConnection() {
 
 bool ServerConnection::start() {
   if (!loop_.add(fd_, this).ok()) return false;
-  arm_idle_timer(settings_.header_timeout_ms);
+  arm_idle_timer(settings_->header_timeout_ms);
   return true;
 }
 
@@ -210,7 +211,7 @@ bool ServerConnection::parse_head() {
     resp_started_ = resp_done_ = chunked_out_ = false;
     is_head_ = upgrade_requested_ = false;
     head_scanned_ = 0;
-    if (state_ == State::kIdle) arm_idle_timer(settings_.header_timeout_ms);
+    if (state_ == State::kIdle) arm_idle_timer(settings_->header_timeout_ms);
     state_ = State::kHead;
   }
   std::string_view data = in_.view();
@@ -218,7 +219,7 @@ bool ServerConnection::parse_head() {
   // sending one byte at a time must not make this quadratic.
   bool first = head_scanned_ == 0;
   size_t end = find_head_end(data, head_scanned_);
-  if (end == std::string_view::npos && !first && data.size() <= settings_.limits.max_request_line) {
+  if (end == std::string_view::npos && !first && data.size() <= settings_->limits.max_request_line) {
     head_scanned_ = data.size();
     if (read_eof_) close("eof in head");
     return false;
@@ -226,7 +227,7 @@ bool ServerConnection::parse_head() {
   head_scanned_ = data.size();
   RequestHead& head = stream_->request_head();
   head.headers.clear();
-  ParseOutcome r = parse_request(data, settings_.limits, head);
+  ParseOutcome r = parse_request(data, settings_->limits, head);
   if (r.kind == ParseOutcome::kIncomplete) {
     if (read_eof_) close("eof in head");
     return false;
@@ -247,10 +248,10 @@ bool ServerConnection::parse_head() {
   bool has_body = head.framing != BodyFraming::kNone;
   body_remaining_ = head.content_length;
   if (head.framing == BodyFraming::kChunked) chunked_.reset();
-  if (settings_.request_timeout_ms != 0) loop_.arm(request_timer_, settings_.request_timeout_ms);
+  if (settings_->request_timeout_ms != 0) loop_.arm(request_timer_, settings_->request_timeout_ms);
   if (has_body) {
     state_ = State::kBody;
-    arm_idle_timer(settings_.body_idle_timeout_ms);
+    arm_idle_timer(settings_->body_idle_timeout_ms);
   } else {
     state_ = State::kAwaitResponse;
     arm_idle_timer(0);
@@ -273,7 +274,7 @@ bool ServerConnection::deliver_body() {
     }
     return false;
   }
-  arm_idle_timer(settings_.body_idle_timeout_ms);
+  arm_idle_timer(settings_->body_idle_timeout_ms);
   std::string_view v = in_.view();
   RequestHead& head = stream_->request_head();
   if (head.framing == BodyFraming::kContentLength) {
@@ -461,7 +462,7 @@ void ServerConnection::finish_request() {
   }
   state_ = State::kIdle;
   head_scanned_ = 0;
-  arm_idle_timer(settings_.keepalive_timeout_ms);
+  arm_idle_timer(settings_->keepalive_timeout_ms);
   if (in_.empty()) in_.release();
   need_process_ = true;
   if (!in_process_) loop_.schedule(this);
@@ -470,7 +471,7 @@ void ServerConnection::finish_request() {
 void ServerConnection::flush() {
   // The handler saw write_blocked() when the buffer crossed the mark; remember that before
   // writing, or a flush that drains everything at once would never wake it up.
-  if (out_.size() > settings_.high_watermark) was_blocked_ = true;
+  if (out_.size() > settings_->high_watermark) was_blocked_ = true;
   while (!out_.empty()) {
     ssize_t n = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL);
     if (n > 0) {
@@ -495,10 +496,10 @@ void ServerConnection::flush() {
       return;
     }
   }
-  if (out_.size() <= settings_.low_watermark && stream_ != nullptr && was_blocked_) {
+  if (out_.size() <= settings_->low_watermark && stream_ != nullptr && was_blocked_) {
     was_blocked_ = false;
     stream_->on_write_ready();
-  } else if (out_.size() > settings_.high_watermark) {
+  } else if (out_.size() > settings_->high_watermark) {
     was_blocked_ = true;
   }
 }

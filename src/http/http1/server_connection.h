@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string_view>
 
 #include "core/buffer.h"
@@ -51,7 +52,8 @@ class ServerConnection final : public core::IoHandler,
  public:
   // Takes ownership of the connected, non-blocking socket `fd`. `settings` must outlive the
   // connection (the listener keeps them alive through a shared_ptr the worker holds).
-  ServerConnection(int fd, const ConnectionInfo& info, const ServerSettings& settings,
+  ServerConnection(int fd, const ConnectionInfo& info,
+                   std::shared_ptr<const ServerSettings> settings,
                    core::EventLoop& loop, core::BlockPool& pool, StreamFactory& factory,
                    ConnectionOwner& owner);
   ~ServerConnection() override;
@@ -73,7 +75,7 @@ class ServerConnection final : public core::IoHandler,
   void send_informational(const ResponseHead& head) override;
   void send_headers(ResponseHead& head, bool end_stream) override;
   void send_data(std::string_view data, bool end_stream) override;
-  bool write_blocked() const override { return out_.size() > settings_.high_watermark; }
+  bool write_blocked() const override { return out_.size() > settings_->high_watermark; }
   void pause_request_body() override { read_paused_ = true; }
   void resume_request_body() override;
   void reset() override;
@@ -111,7 +113,9 @@ class ServerConnection final : public core::IoHandler,
 
   int fd_;
   ConnectionInfo info_;
-  ServerSettings settings_;  // a copy: reloads may change the listener's settings
+  // Shared with the listener; a reload gives the listener new settings, this connection keeps
+  // the ones it was accepted with.
+  std::shared_ptr<const ServerSettings> settings_;
   core::EventLoop& loop_;
   StreamFactory& factory_;
   ConnectionOwner& owner_;
