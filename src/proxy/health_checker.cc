@@ -17,6 +17,8 @@ class HealthChecker::Probe final : public http::http1::ClientCallbacks,
         log_(log),
         cluster_(cluster),
         ep_(ep),
+        state_(cluster.config().health.healthy, cluster.config().health.unhealthy,
+               ep.hc_healthy.load()),
         interval_timer_(&Probe::on_interval, this),
         timeout_timer_(&Probe::on_timeout, this) {
     // Spread the first probes over the interval so that many endpoints do not probe at once.
@@ -107,23 +109,21 @@ class HealthChecker::Probe final : public http::http1::ClientCallbacks,
     if (!in_flight_) return;
     in_flight_ = false;
     abandon();
-    const HealthCheckConfig& hc = cluster_.config().health;
-    if (ok) {
-      fails_ = 0;
-      if (++passes_ >= hc.healthy && !ep_.hc_healthy.load()) {
+    switch (state_.record(ok)) {
+      case HealthState::Change::kBecameHealthy:
         ep_.hc_healthy.store(true);
         cluster_.bump_generation();
         log_.log(observe::LogLevel::kInfo, "cluster %s: endpoint %s is healthy",
                  cluster_.name().c_str(), ep_.label.c_str());
-      }
-    } else {
-      passes_ = 0;
-      if (++fails_ >= hc.unhealthy && ep_.hc_healthy.load()) {
+        break;
+      case HealthState::Change::kBecameUnhealthy:
         ep_.hc_healthy.store(false);
         cluster_.bump_generation();
         log_.log(observe::LogLevel::kWarn, "cluster %s: endpoint %s is unhealthy (%s)",
                  cluster_.name().c_str(), ep_.label.c_str(), why.c_str());
-      }
+        break;
+      case HealthState::Change::kNone:
+        break;
     }
   }
 
@@ -132,6 +132,7 @@ class HealthChecker::Probe final : public http::http1::ClientCallbacks,
   observe::ErrorLog& log_;
   Cluster& cluster_;
   Endpoint& ep_;
+  HealthState state_;
   core::Timer interval_timer_;
   core::Timer timeout_timer_;
   core::Arena arena_{1024};
@@ -140,8 +141,6 @@ class HealthChecker::Probe final : public http::http1::ClientCallbacks,
   http::http1::ClientConnection* conn_ = nullptr;
   bool in_flight_ = false;
   bool passed_ = false;
-  uint32_t passes_ = 0;
-  uint32_t fails_ = 0;
 };
 
 HealthChecker::HealthChecker(core::EventLoop& loop, observe::ErrorLog& log)

@@ -18,6 +18,39 @@
 
 namespace citadel::proxy {
 
+// The threshold state machine of one endpoint's active checks: `healthy` consecutive passes
+// make an unhealthy endpoint healthy, `unhealthy` consecutive failures the reverse.
+class HealthState {
+ public:
+  enum class Change { kNone, kBecameHealthy, kBecameUnhealthy };
+  HealthState(uint32_t healthy_threshold, uint32_t unhealthy_threshold, bool initially_healthy)
+      : healthy_(healthy_threshold), unhealthy_(unhealthy_threshold), up_(initially_healthy) {}
+  Change record(bool passed) {
+    if (passed) {
+      fails_ = 0;
+      if (++passes_ >= healthy_ && !up_) {
+        up_ = true;
+        return Change::kBecameHealthy;
+      }
+    } else {
+      passes_ = 0;
+      if (++fails_ >= unhealthy_ && up_) {
+        up_ = false;
+        return Change::kBecameUnhealthy;
+      }
+    }
+    return Change::kNone;
+  }
+  bool healthy() const { return up_; }
+
+ private:
+  uint32_t healthy_;
+  uint32_t unhealthy_;
+  bool up_;
+  uint32_t passes_ = 0;
+  uint32_t fails_ = 0;
+};
+
 class HealthChecker {
  public:
   HealthChecker(core::EventLoop& loop, observe::ErrorLog& log);
