@@ -90,7 +90,8 @@ ActiveStream::ActiveStream(Worker& worker)
     : worker_(worker),
       arena_(4096),
       pending_body_(&worker.blocks()),
-      upstream_timer_(&ActiveStream::on_upstream_timer, this) {}
+      upstream_timer_(&ActiveStream::on_upstream_timer, this),
+      route_timer_(&ActiveStream::on_route_timer, this) {}
 
 ActiveStream::~ActiveStream() = default;
 
@@ -193,6 +194,7 @@ void ActiveStream::on_request_headers(bool end_stream) {
     send_local_reply(413, "request body too large\n");
     return;
   }
+  if (route_->timeout_ms != 0) loop().arm(route_timer_, route_->timeout_ms);
   for (const FilterFactory* f : route_->filters) {
     if (nfilters_ == kMaxFilters) break;
     filters_[nfilters_++] = f->create(arena_);
@@ -632,6 +634,18 @@ void ActiveStream::on_upstream_timer(void* arg) {
   s->send_local_reply(504, "upstream timeout\n");
 }
 
+void ActiveStream::on_route_timer(void* arg) {
+  auto* s = static_cast<ActiveStream*>(arg);
+  if (s->reset_ || s->ds_ == nullptr) return;
+  s->reset_reason_ = "route timeout";
+  if (s->wc_ != nullptr) s->wc_->cluster().stats().timeouts->add(s->worker_.index());
+  if (s->response_started_) {
+    s->ds_->reset();
+    return;
+  }
+  s->send_local_reply(s->req_end_ ? 504 : 408, "request timeout\n");
+}
+
 void ActiveStream::release_upstream(bool reusable) {
   loop().timers().cancel(upstream_timer_);
   if (conn_ != nullptr) {
@@ -681,6 +695,7 @@ void ActiveStream::on_reset(std::string_view reason) {
 void ActiveStream::on_complete() {
   release_upstream(false);
   loop().timers().cancel(upstream_timer_);
+  loop().timers().cancel(route_timer_);
   const uint64_t dur = now_us() - start_us_;
   if (route_ != nullptr) {
     route_->stats.rq_class[reset_ && !response_started_ ? 0 : status_class(status_)]->add(

@@ -80,6 +80,7 @@ class ActiveStream final : public http::StreamHandler,
   void release_upstream(bool reusable);
   void arm_upstream_timer(TimerMode mode, uint64_t ms);
   static void on_upstream_timer(void* self);
+  static void on_route_timer(void* self);
   void write_access_log();
   uint64_t now_us() const;
 
@@ -114,6 +115,7 @@ class ActiveStream final : public http::StreamHandler,
   bool attempt_active_ = false;  // counted in the endpoint's active requests
   TimerMode timer_mode_ = TimerMode::kNone;
   core::Timer upstream_timer_;
+  core::Timer route_timer_;     // the route's whole-request `timeout`
   std::string target_;          // upstream request target
   std::string norm_path_;
   std::string scratch_;

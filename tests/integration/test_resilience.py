@@ -135,3 +135,14 @@ def test_outlier_detection_ejects_failing_endpoint(upstreams, citadel):
         assert json.loads(c.request("GET", "/echo")[2])["name"] == other.name
     # The ejection ends by itself.
     wait_until(lambda: not endpoint_state(c, ejected.address)["ejected"], timeout=5, what="return")
+
+
+def test_route_timeout(upstreams, citadel):
+    a = upstreams("a")
+    c = citadel(cfg([a.address]).replace(
+        "      - match: { path_prefix: / }\n        to: { cluster: app }",
+        "      - match: { path_prefix: / }\n        timeout: 300ms\n        to: { cluster: app }"))
+    t0 = time.monotonic()
+    status, _, _ = c.request("GET", "/slow?ms=2000")
+    assert status == 504
+    assert time.monotonic() - t0 < 1.5

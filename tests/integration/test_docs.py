@@ -1,0 +1,30 @@
+"""Every YAML example in docs/configuration.md and examples/ is a valid config."""
+import glob
+import os
+import re
+import subprocess
+
+from conftest import CITADEL, ROOT
+
+
+def examples():
+    text = open(os.path.join(ROOT, "docs", "configuration.md")).read()
+    return re.findall(r"```yaml\n(.*?)```", text, re.S)
+
+
+def test_configuration_reference_examples_validate(tmp_path):
+    blocks = examples()
+    assert len(blocks) >= 5
+    for i, block in enumerate(blocks):
+        path = tmp_path / ("example%d.yaml" % i)
+        path.write_text(block)
+        r = subprocess.run([CITADEL, "validate", "-c", str(path)], capture_output=True, text=True)
+        assert r.returncode == 0, "docs example %d:\n%s\n%s" % (i, block, r.stderr)
+
+
+def test_shipped_examples_validate():
+    files = glob.glob(os.path.join(ROOT, "examples", "**", "*.yaml"), recursive=True)
+    assert files
+    for f in files:
+        r = subprocess.run([CITADEL, "validate", "-c", f], capture_output=True, text=True)
+        assert r.returncode == 0, "%s:\n%s" % (f, r.stderr)
