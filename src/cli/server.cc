@@ -158,7 +158,8 @@ class Server::AdminListener final : public core::IoHandler {
 Server::Server(std::string config_path, const proxy::FilterRegistry& filters)
     : config_path_(std::move(config_path)),
       filters_(filters),
-      drain_timer_(&Server::on_drain_tick, this) {}
+      drain_timer_(&Server::on_drain_tick, this),
+      dns_timer_(&Server::on_dns_refresh, this) {}
 
 Server::~Server() {
   admin_.reset();
@@ -296,9 +297,7 @@ int Server::run() {
     log_.log(LogLevel::kInfo, "admin listening on %s", bound.text().c_str());
   }
   health_ = std::make_unique<proxy::HealthChecker>(loop_, log_);
-  std::vector<std::shared_ptr<proxy::Cluster>> clusters;
-  for (const auto& [_, c] : current_->clusters) clusters.push_back(c);
-  health_->set_clusters(clusters);
+  publish(current_);
 
   metrics_->add_collector([this](std::string& out) {
     out += "# HELP citadel_build_info Build information\n# TYPE citadel_build_info gauge\n";
@@ -362,16 +361,57 @@ AdminResponse Server::reload() {
     return refuse(ls.message() + "\n");
   }
   ++version_;
-  current_ = snap.value();
-  for (auto& w : workers_) w->publish(current_);
-  std::vector<std::shared_ptr<proxy::Cluster>> clusters;
-  for (const auto& [_, c] : current_->clusters) clusters.push_back(c);
-  health_->set_clusters(clusters);
+  publish(snap.value());
   reloads_->add(nworkers_);
   log_.log(LogLevel::kInfo, "config reloaded (version %llu)",
            static_cast<unsigned long long>(version_));
   return {200, "text/plain; charset=utf-8",
           "reloaded: version " + std::to_string(version_) + "\n"};
+}
+
+void Server::publish(std::shared_ptr<const proxy::Snapshot> snap) {
+  current_ = std::move(snap);
+  for (auto& w : workers_) w->publish(current_);
+  std::vector<std::shared_ptr<proxy::Cluster>> clusters;
+  for (const auto& [_, c] : current_->clusters) clusters.push_back(c);
+  health_->set_clusters(clusters);
+  arm_dns_refresh();
+}
+
+void Server::arm_dns_refresh() {
+  uint64_t every = 0;
+  for (const auto& [_, c] : current_->clusters) {
+    if (!c->has_dns_names()) continue;
+    uint64_t r = c->config().dns_refresh_ms;
+    if (r > 0 && (every == 0 || r < every)) every = r;
+  }
+  if (every == 0) loop_.timers().cancel(dns_timer_);
+  else loop_.arm(dns_timer_, every);
+}
+
+void Server::on_dns_refresh(void* arg) {
+  auto* s = static_cast<Server*>(arg);
+  if (s->draining_) return;
+  auto snap = proxy::build_snapshot(s->current_->config, s->current_.get(), s->filters_,
+                                    *s->metrics_, s->nworkers_, s->version_ + 1);
+  bool changed = false;
+  if (snap.ok()) {
+    for (const auto& [name, c] : snap.value()->clusters) {
+      auto it = s->current_->clusters.find(name);
+      changed = changed || it == s->current_->clusters.end() || it->second != c;
+    }
+  } else {
+    s->log_.log(LogLevel::kWarn, "DNS refresh failed, keeping the old addresses: %s",
+                snap.error().message().c_str());
+  }
+  if (!changed) {
+    s->arm_dns_refresh();
+    return;
+  }
+  ++s->version_;
+  s->log_.log(LogLevel::kInfo, "DNS refresh: endpoint addresses changed (version %llu)",
+              static_cast<unsigned long long>(s->version_));
+  s->publish(snap.value());
 }
 
 void Server::start_drain() {

@@ -53,6 +53,10 @@ class Server final : public AdminBackend, public http::http1::ConnectionOwner {
   core::Status apply_listeners(const proxy::Config& cfg);
   void start_drain();
   static void on_drain_tick(void* self);
+  // Re-resolves clusters whose endpoints are DNS names; publishes a snapshot when one changed.
+  static void on_dns_refresh(void* self);
+  void arm_dns_refresh();
+  void publish(std::shared_ptr<const proxy::Snapshot> snap);
 
   std::string config_path_;
   const proxy::FilterRegistry& filters_;
@@ -69,6 +73,7 @@ class Server final : public AdminBackend, public http::http1::ConnectionOwner {
   std::unique_ptr<AdminStreamFactory> admin_factory_;
   core::BlockPool admin_blocks_;
   core::Timer drain_timer_;
+  core::Timer dns_timer_;
   uint64_t drain_deadline_ms_ = 0;
   uint64_t version_ = 0;
   bool draining_ = false;

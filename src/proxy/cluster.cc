@@ -7,6 +7,61 @@
 
 namespace citadel::proxy {
 
+namespace {
+
+struct Resolved {
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+};
+
+bool is_ip_literal(const std::string& host) {
+  in6_addr a6;
+  in_addr a4;
+  return inet_pton(AF_INET, host.c_str(), &a4) == 1 || inet_pton(AF_INET6, host.c_str(), &a6) == 1;
+}
+
+// Blocking lookup: runs on the control thread (config load, reload, DNS refresh).
+core::Result<Resolved> resolve(const HostPort& hp) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_family = AF_UNSPEC;
+  addrinfo* res = nullptr;
+  std::string port = std::to_string(hp.port);
+  int rc = getaddrinfo(hp.host.c_str(), port.c_str(), &hints, &res);
+  if (rc != 0 || res == nullptr) {
+    return core::Status::error("cannot resolve " + hp.text() + ": " + gai_strerror(rc));
+  }
+  // One address per endpoint: the first IPv4 one when there is one (a name such as localhost
+  // often lists ::1 first while services listen on IPv4 only), else the first.
+  const addrinfo* pick = res;
+  for (const addrinfo* a = res; a != nullptr; a = a->ai_next) {
+    if (a->ai_family == AF_INET) {
+      pick = a;
+      break;
+    }
+  }
+  Resolved r;
+  std::memcpy(&r.addr, pick->ai_addr, pick->ai_addrlen);
+  r.len = pick->ai_addrlen;
+  freeaddrinfo(res);
+  return r;
+}
+
+}  // namespace
+
+bool Cluster::addresses_match(const ClusterConfig& config) const {
+  if (config.endpoints.size() != endpoints_.size()) return false;
+  if (!has_dns_names_) return true;  // IP literals: the fingerprint already compares them
+  for (size_t i = 0; i < endpoints_.size(); ++i) {
+    auto r = resolve(config.endpoints[i].address);
+    if (!r.ok() || r.value().len != endpoints_[i]->addr_len ||
+        std::memcmp(&r.value().addr, &endpoints_[i]->addr, r.value().len) != 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
 Cluster::Cluster(const ClusterConfig& config, size_t workers)
     : config_(config), worker_state_(workers + 1, nullptr) {}
 
@@ -22,19 +77,13 @@ core::Result<std::shared_ptr<Cluster>> Cluster::create(const ClusterConfig& conf
     e->label = ec.address.text();
     e->host_header = e->label;
     e->weight = ec.weight;
-    addrinfo hints{};
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_family = AF_UNSPEC;
-    addrinfo* res = nullptr;
-    std::string port = std::to_string(ec.address.port);
-    int rc = getaddrinfo(ec.address.host.c_str(), port.c_str(), &hints, &res);
-    if (rc != 0 || res == nullptr) {
-      return core::Status::error("cluster " + config.name + ": cannot resolve " + e->label + ": " +
-                                 gai_strerror(rc));
+    auto resolved = resolve(ec.address);
+    if (!resolved.ok()) {
+      return core::Status::error("cluster " + config.name + ": " + resolved.error().message());
     }
-    std::memcpy(&e->addr, res->ai_addr, res->ai_addrlen);
-    e->addr_len = res->ai_addrlen;
-    freeaddrinfo(res);
+    e->addr = resolved.value().addr;
+    e->addr_len = resolved.value().len;
+    if (!is_ip_literal(ec.address.host)) c->has_dns_names_ = true;
     c->endpoints_.push_back(std::move(e));
   }
   const std::string l = "cluster=\"" + config.name + "\"";

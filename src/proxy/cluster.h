@@ -42,6 +42,12 @@ class Cluster {
                                                        observe::Registry& metrics);
   ~Cluster();
 
+  // True when `config` resolves to exactly this cluster's endpoint addresses (names are looked
+  // up again: a DNS change makes a reload or a DNS refresh build a new cluster).
+  bool addresses_match(const ClusterConfig& config) const;
+  // True when some endpoint is a DNS name rather than an IP literal.
+  bool has_dns_names() const { return has_dns_names_; }
+
   const ClusterConfig& config() const { return config_; }
   const std::string& name() const { return config_.name; }
   const std::vector<std::unique_ptr<Endpoint>>& endpoints() const { return endpoints_; }
@@ -75,6 +81,7 @@ class Cluster {
   std::mutex eject_mu_;  // serialises ejection decisions (failure path only)
   ClusterStats stats_;
   std::vector<WorkerCluster*> worker_state_;
+  bool has_dns_names_ = false;
 };
 
 }  // namespace citadel::proxy

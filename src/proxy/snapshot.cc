@@ -22,7 +22,8 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
     std::shared_ptr<Cluster> cluster;
     if (previous != nullptr) {
       auto it = previous->clusters.find(cc.name);
-      if (it != previous->clusters.end() && it->second->config().fingerprint == cc.fingerprint) {
+      if (it != previous->clusters.end() && it->second->config().fingerprint == cc.fingerprint &&
+          it->second->addresses_match(cc)) {
         cluster = it->second;
       }
     }

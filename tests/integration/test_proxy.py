@@ -215,3 +215,24 @@ def test_http10_client_gets_close_delimited_or_length(upstreams, citadel):
     assert head.startswith(b"HTTP/1.1 200")
     assert b"Transfer-Encoding" not in head
     assert body == b"xxxx" * 3
+
+
+def test_endpoint_by_dns_name_is_resolved_and_refreshed(upstreams, citadel):
+    up = upstreams("named")
+    c = citadel(f"""
+    listeners:
+      - name: public
+        address: 127.0.0.1:0
+    admin:
+      address: 127.0.0.1:0
+    clusters:
+      - name: app
+        endpoints: [localhost:{up.port}]
+        dns_refresh: 100ms
+    routes:
+      - to: {{ cluster: app }}
+    """)
+    assert json.loads(c.request("GET", "/x")[2])["name"] == "named"
+    time.sleep(0.5)  # several refreshes: the address is unchanged, so no new snapshot
+    assert c.metric("citadel_config_version") == 1
+    assert json.loads(c.request("GET", "/y")[2])["name"] == "named"

@@ -8,27 +8,10 @@
 #include <cerrno>
 #include <cstring>
 
+#include "http/http1/wire.h"
+
 namespace citadel::http::http1 {
 namespace {
-
-std::string_view rebase(std::string_view v, const char* old_base, size_t len, const char* nb) {
-  if (v.data() >= old_base && v.data() < old_base + len) {
-    return {nb + (v.data() - old_base), v.size()};
-  }
-  return v;
-}
-
-void append_uint(core::Buffer& b, uint64_t v) {
-  char tmp[24];
-  size_t n = 0;
-  do {
-    tmp[n++] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  char* w = b.prepare(n);
-  for (size_t i = 0; i < n; ++i) w[i] = tmp[n - 1 - i];
-  b.commit(n);
-}
 
 constexpr size_t kReadChunk = 16 * 1024;
 
@@ -76,12 +59,7 @@ void ClientConnection::send_head(const RequestHead& head, std::string_view targe
   out_.append(" ");
   out_.append(target);
   out_.append(" HTTP/1.1\r\n");
-  for (const auto& f : head.headers.fields()) {
-    out_.append(f.name);
-    out_.append(": ");
-    out_.append(f.value);
-    out_.append("\r\n");
-  }
+  append_fields(out_, head.headers);
   chunked_out_ = false;
   if (head.framing == BodyFraming::kContentLength) {
     out_.append("Content-Length: ");
@@ -282,14 +260,8 @@ void ClientConnection::process() {
         return;
       }
       // Move the head into the request's arena so the read buffer can advance.
-      core::Arena& arena = cb_->arena();
-      char* nb = arena.allocate(r.consumed);
-      std::memcpy(nb, data.data(), r.consumed);
+      const char* nb = move_fields_to_arena(head.headers, data.data(), r.consumed, cb_->arena());
       head.reason = rebase(head.reason, data.data(), r.consumed, nb);
-      for (auto& f : head.headers.fields()) {
-        f.name = rebase(f.name, data.data(), r.consumed, nb);
-        f.value = rebase(f.value, data.data(), r.consumed, nb);
-      }
       in_.consume(r.consumed);
       if (head.status >= 100 && head.status < 200 && head.status != 101) {
         cb_->on_informational(head);

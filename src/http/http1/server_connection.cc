@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "http/http1/wire.h"
+
 namespace citadel::http::http1 {
 namespace {
 
@@ -14,38 +16,14 @@ constexpr size_t kReadChunk = 16 * 1024;
 constexpr size_t kMaxPipelinedBytes = 64 * 1024;  // stop reading ahead of the current response
 constexpr uint64_t kLingerMs = 2000;
 
-std::string_view rebase(std::string_view v, const char* old_base, size_t len, const char* nb) {
-  if (v.data() >= old_base && v.data() < old_base + len) {
-    return {nb + (v.data() - old_base), v.size()};
-  }
-  return v;
-}
-
 // Copies the head's bytes into the stream's arena so that the read buffer can move on.
 void move_head_to_arena(RequestHead& h, const char* base, size_t len, core::Arena& arena) {
-  char* nb = arena.allocate(len);
-  std::memcpy(nb, base, len);
+  const char* nb = move_fields_to_arena(h.headers, base, len, arena);
   h.method = rebase(h.method, base, len, nb);
   h.target = rebase(h.target, base, len, nb);
   h.path = rebase(h.path, base, len, nb);
   h.query = rebase(h.query, base, len, nb);
   h.authority = rebase(h.authority, base, len, nb);
-  for (auto& f : h.headers.fields()) {
-    f.name = rebase(f.name, base, len, nb);
-    f.value = rebase(f.value, base, len, nb);
-  }
-}
-
-void append_uint(core::Buffer& b, uint64_t v) {
-  char tmp[24];
-  size_t n = 0;
-  do {
-    tmp[n++] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  char* w = b.prepare(n);
-  for (size_t i = 0; i < n; ++i) w[i] = tmp[n - 1 - i];
-  b.commit(n);
 }
 
 void append_status_line(core::Buffer& b, int status, std::string_view reason) {
@@ -343,12 +321,7 @@ void ServerConnection::run_task() {
 void ServerConnection::send_informational(const ResponseHead& head) {
   if (request_http10_ || resp_started_) return;  // HTTP/1.0 clients get no 1xx
   append_status_line(out_, head.status, head.reason);
-  for (const auto& f : head.headers.fields()) {
-    out_.append(f.name);
-    out_.append(": ");
-    out_.append(f.value);
-    out_.append("\r\n");
-  }
+  append_fields(out_, head.headers);
   out_.append("\r\n");
   loop_.schedule(this);
 }
@@ -362,12 +335,7 @@ void ServerConnection::send_headers(ResponseHead& head, bool end_stream) {
   if (owner_.draining()) close_after_ = true;
   if (upgrade_requested_ && !upgrade) close_after_ = true;  // the request never really ended
   append_status_line(out_, head.status, head.reason);
-  for (const auto& f : head.headers.fields()) {
-    out_.append(f.name);
-    out_.append(": ");
-    out_.append(f.value);
-    out_.append("\r\n");
-  }
+  append_fields(out_, head.headers);
   chunked_out_ = false;
   if (upgrade) {
     out_.append("Connection: upgrade\r\n\r\n");

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <fstream>
 #include <string>
 
@@ -14,7 +16,10 @@ class ConfigLoaderTest : public ::testing::Test {
  protected:
   void SetUp() override {
     registry.add(std::make_unique<filters::HeadersFilterConfig>());
-    path = ::testing::TempDir() + "citadel_config_test.yaml";
+    // One file per test: CTest runs tests in parallel processes.
+    path = ::testing::TempDir() + "citadel_" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" +
+           std::to_string(getpid()) + ".yaml";
   }
   std::unique_ptr<Config> load(const std::string& text) {
     std::ofstream(path) << text;
