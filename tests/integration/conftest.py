@@ -169,6 +169,13 @@ class Citadel:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
+        time.sleep(0.05)  # let the stderr pump take the last lines
+
+    def sanitizer_reports(self):
+        """Lines where a sanitizer build (make asan / make tsan) reported a problem."""
+        marks = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer",
+                 "runtime error:")
+        return [l for l in self.snapshot_lines() if any(m in l for m in marks)]
 
 
 @pytest.fixture
@@ -195,6 +202,8 @@ def citadel(tmp_path):
     yield make
     for c in started:
         c.stop()
+    reports = [r for c in started for r in c.sanitizer_reports()]
+    assert not reports, "sanitizer reports from citadel:\n" + "\n".join(reports[:20])
 
 
 def raw_exchange(port, data, timeout=5.0, read_until_close=True):
