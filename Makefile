@@ -30,7 +30,7 @@ tsan:
 
 fuzz: deps
 	@cmake --preset fuzz >/dev/null
-	@cmake --build --preset fuzz -j $(JOBS)
+	@cmake --build --preset fuzz -j $(JOBS) --target fuzz_http1_request fuzz_http1_response fuzz_chunked
 	@scripts/run-fuzzers $(FUZZ_SECONDS)
 
 clean:
