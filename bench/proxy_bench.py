@@ -218,13 +218,15 @@ STARTERS = {"citadel": start_citadel, "nginx": start_nginx, "haproxy": start_hap
 
 def parse_wrk(out):
     def dur(s):
-        m = re.match(r"([\d.]+)(us|ms|s)", s)
+        m = re.match(r"([\d.]+)(us|ms|s|m|h)$", s)
+        if not m:
+            raise ValueError("cannot read wrk's duration %r in:\n%s" % (s, out))
         v = float(m.group(1))
-        return v * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+        return v * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}[m.group(2)]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     reqs = int(re.search(r"(\d+) requests in", out).group(1))
-    p50 = dur(re.search(r"50%\s+(\S+)", out).group(1))
-    p99 = dur(re.search(r"99%\s+(\S+)", out).group(1))
+    p50 = dur(re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1))
+    p99 = dur(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: (.*)", out)
     return rps, reqs, p50, p99, (int(errors.group(1)) if errors else 0), (sock.group(1) if sock else "")
