@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Runs Citadel, nginx and haproxy as reverse proxies in front of one shared upstream (nginx
 returning a fixed 100-byte body), each under wrk with 64 connections, in interleaved rounds.
+nginx and haproxy are configured to add the forwarding headers Citadel always adds
+(X-Forwarded-For/-Proto/-Host, Via, X-Request-Id, traceparent), so that each contender does the
+same work and the upstream parses the same request.
 
 For each contender and worker count it prints requests/s, p50 and p99 latency, the proxy's own
 CPU time per request (user+sys from /proc divided by requests served), and the ratios against
@@ -178,6 +181,15 @@ http {{
       proxy_pass http://up;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      # The forwarding headers Citadel always adds, so that the upstream parses the same request
+      # from every contender (nginx has no W3C trace context: a fixed span id stands in).
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Host $http_host;
+      proxy_set_header Via "1.1 nginx";
+      proxy_set_header X-Request-Id $request_id;
+      proxy_set_header traceparent "00-$request_id-00f067aa0ba902b7-01";
     }}
   }}
 }}
@@ -206,6 +218,14 @@ frontend bench
   default_backend up
 backend up
   http-reuse always
+  # The forwarding headers Citadel always adds, so that the upstream parses the same request
+  # from every contender.
+  option forwardfor
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  http-request set-header Via "1.1 haproxy"
+  http-request set-header X-Request-Id %[uuid,regsub(-,,g)]
+  http-request set-header traceparent 00-%[uuid,regsub(-,,g)]-%[rand,hex]%[rand,hex]-01
   server s1 127.0.0.1:{up_port}
 """)
     p = Proc(["haproxy", "-f", conf], cpus=cpus)

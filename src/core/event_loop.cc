@@ -127,6 +127,7 @@ void EventLoop::run() {
         woken = true;
       } else {
         h->on_io(events[i].events);
+        run_tasks();  // flush what this event produced before serving the next one
       }
     }
     run_tasks();
