@@ -77,22 +77,9 @@ void ClientConnection::send_head(const RequestHead& head, std::string_view targe
 
 void ClientConnection::send_data(std::string_view data, bool end_stream) {
   if (state_ == State::kClosed) return;
-  if (chunked_out_) {
-    if (!data.empty()) {
-      char hdr[20];
-      out_.append(std::string_view(hdr, format_chunk_header(data.size(), hdr)));
-      out_.append(data);
-      out_.append("\r\n");
-    }
-    if (end_stream) out_.append("0\r\n\r\n");
-  } else {
-    out_.append(data);
-  }
+  append_body(out_, data, chunked_out_, end_stream);
   if (end_stream) request_done_ = true;
   if (connected()) loop_.schedule(this);
-  if (end_stream && head_received_ && resp_framing_ == BodyFraming::kNone && cb_ == nullptr) {
-    response_complete();
-  }
 }
 
 void ClientConnection::send_tunnel(std::string_view data, bool end_stream) {

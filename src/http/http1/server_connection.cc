@@ -387,19 +387,7 @@ void ServerConnection::send_data(std::string_view data, bool end_stream) {
     loop_.schedule(this);
     return;
   }
-  if (!is_head_) {
-    if (chunked_out_) {
-      if (!data.empty()) {
-        char hdr[20];
-        out_.append(std::string_view(hdr, format_chunk_header(data.size(), hdr)));
-        out_.append(data);
-        out_.append("\r\n");
-      }
-      if (end_stream) out_.append("0\r\n\r\n");
-    } else {
-      out_.append(data);
-    }
-  }
+  if (!is_head_) append_body(out_, data, chunked_out_, end_stream);
   loop_.schedule(this);
   if (!end_stream) return;
   resp_done_ = true;

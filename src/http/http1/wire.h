@@ -9,6 +9,7 @@
 #include "core/arena.h"
 #include "core/buffer.h"
 #include "http/headers.h"
+#include "http/http1/chunked.h"
 
 namespace citadel::http::http1 {
 
@@ -53,6 +54,22 @@ inline void append_fields(core::Buffer& b, const HeaderMap& headers) {
     b.append(f.value);
     b.append("\r\n");
   }
+}
+
+// Body bytes as the message's framing wants them: a chunk (header, data, CRLF) when `chunked`,
+// else the bytes as they are; `end_stream` adds the last chunk.
+inline void append_body(core::Buffer& b, std::string_view data, bool chunked, bool end_stream) {
+  if (!chunked) {
+    b.append(data);
+    return;
+  }
+  if (!data.empty()) {
+    char hdr[20];
+    b.append(std::string_view(hdr, format_chunk_header(data.size(), hdr)));
+    b.append(data);
+    b.append("\r\n");
+  }
+  if (end_stream) b.append("0\r\n\r\n");
 }
 
 }  // namespace citadel::http::http1
