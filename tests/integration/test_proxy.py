@@ -236,3 +236,35 @@ def test_endpoint_by_dns_name_is_resolved_and_refreshed(upstreams, citadel):
     time.sleep(0.5)  # several refreshes: the address is unchanged, so no new snapshot
     assert c.metric("citadel_config_version") == 1
     assert json.loads(c.request("GET", "/y")[2])["name"] == "named"
+
+
+def test_access_log_file_is_reopened_on_sigusr1(upstreams, citadel, tmp_path):
+    import os
+    import signal
+    from conftest import wait_until
+    up = upstreams("a")
+    log = tmp_path / "access.log"
+    c = citadel(basic_config(up).replace('access_log: { path: "-" }',
+                                         'access_log: { path: "%s" }' % log))
+    c.request("GET", "/api/one", headers={"X-Request-Id": "before-rotate"})
+    wait_until(lambda: log.exists() and b"before-rotate" in log.read_bytes(), 5, what="log")
+    os.rename(log, str(log) + ".1")  # what logrotate does
+    n = len(c.snapshot_lines())
+    c.signal(signal.SIGUSR1)
+    c.wait_for("reopening logs", start=n)
+    time.sleep(0.1)
+    c.request("GET", "/api/two", headers={"X-Request-Id": "after-rotate"})
+    wait_until(lambda: log.exists() and b"after-rotate" in log.read_bytes(), 5, what="new log")
+    assert b"after-rotate" not in open(str(log) + ".1", "rb").read()
+
+
+def test_interim_1xx_from_upstream_reaches_the_client(upstreams, citadel):
+    up = upstreams("a")
+    c = citadel(basic_config(up))
+    out = raw_exchange(c.port, b"GET /api/v2/early HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 103 Early Hints\r\n")
+    assert b"Link: </app.css>; rel=preload" in out
+    assert b"HTTP/1.1 200 OK" in out and out.endswith(b"final\n")
+    # HTTP/1.0 clients get no interim responses.
+    out = raw_exchange(c.port, b"GET /api/v2/early HTTP/1.0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200 OK")

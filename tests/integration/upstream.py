@@ -11,7 +11,9 @@ Run as a process: `upstream.py NAME [PORT]`. It binds 127.0.0.1 (port 0 by defau
   /sse?n=N&ms=M        N server-sent events, one every M ms
   /ws                  WebSocket echo
   /status/N            answers status N
+  /early               103 Early Hints, then 200
   POST /sink           reads the whole body (chunked or Content-Length), answers its size
+  POST /slowsink       reads a Content-Length body at 64 KiB per 10 ms
   anything else        200, JSON echo of name, method, path and headers
 """
 import base64
@@ -147,6 +149,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
         elif p == "/ws":
             self.websocket()
+        elif p == "/early":
+            self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </app.css>; rel=preload\r\n\r\n")
+            self.wfile.flush()
+            time.sleep(0.05)
+            self.send_body(200, "final\n")
         elif p.startswith("/status/"):
             self.send_body(int(p.split("/")[2]), "status\n")
         else:
@@ -165,6 +172,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.read_body()
             STATE["healthy"] = True
             self.send_body(200, "up\n")
+        elif p == "/slowsink":
+            # Reads 64 KiB every 10 ms: a slow consumer of uploads.
+            n = int(self.headers.get("Content-Length", "0"))
+            left = n
+            try:
+                while left:
+                    got = self.rfile.read(min(left, 65536))
+                    if not got:
+                        return
+                    left -= len(got)
+                    time.sleep(0.01)
+            except (ConnectionError, OSError):
+                return
+            self.send_body(200, json.dumps({"name": NAME, "received": n}), "application/json")
         else:
             n = self.read_body()
             self.send_body(200, json.dumps({"name": NAME, "received": n, "path": p}),
