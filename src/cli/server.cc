@@ -320,6 +320,11 @@ int Server::run() {
     }
     out += "# HELP citadel_endpoint_ejected 1 while outlier detection ejects the endpoint\n"
            "# TYPE citadel_endpoint_ejected gauge\n" + ejected;
+    if (access_log_) {
+      out += "# HELP citadel_access_log_dropped_total Access log lines dropped (writer behind)\n"
+             "# TYPE citadel_access_log_dropped_total counter\n";
+      out += "citadel_access_log_dropped_total " + std::to_string(access_log_->dropped()) + "\n";
+    }
     out += "# HELP citadel_ready 1 when serving and not draining\n# TYPE citadel_ready gauge\n";
     out += std::string("citadel_ready ") + (ready() ? "1" : "0") + "\n";
   });

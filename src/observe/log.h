@@ -56,6 +56,12 @@ class AccessLogWriter {
   ~AccessLogWriter();
   LogRing& ring(size_t worker) { return *rings_[worker]; }
   void reopen() { reopen_.store(true, std::memory_order_relaxed); }
+  // Lines dropped because a worker's ring was full (the writer could not keep up).
+  uint64_t dropped() const {
+    uint64_t n = 0;
+    for (const auto& r : rings_) n += r->dropped();
+    return n;
+  }
   void start();
   void stop();
 

@@ -48,6 +48,7 @@ def test_metrics_count_requests_by_route_and_class(upstreams, citadel):
     assert re.search(r'citadel_build_info\{version="[^"]+",revision="[^"]+"\} 1', text)
     assert "citadel_downstream_connections_total 9" in text
     assert "citadel_config_version 1" in text
+    assert "citadel_ready 1" in text
     # Every sample line is name{labels} value.
     for line in text.splitlines():
         if line and not line.startswith("#"):

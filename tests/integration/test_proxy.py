@@ -134,6 +134,7 @@ def test_access_log_is_json_with_ecs_fields(upstreams, citadel):
     assert rec["upstream.address"] == up.address
     assert len(rec["trace.id"]) == 32
     assert "@timestamp" in rec
+    assert c.metric("citadel_access_log_dropped_total") == 0
 
 
 def test_match_by_host_method_header_and_local_targets(upstreams, citadel):
