@@ -114,6 +114,7 @@ void ActiveStream::begin(http::ServerStream& downstream) {
   arena_.reset();
   snap_ = nullptr;
   route_ = nullptr;
+  handler_ = nullptr;
   nfilters_ = req_filter_next_ = 0;
   filters_done_ = req_end_ = reset_ = response_started_ = local_reply_ = false;
   body_bytes_ = 0;
@@ -228,34 +229,12 @@ void ActiveStream::continue_request() {
 }
 
 void ActiveStream::start_target() {
-  switch (route_->target) {
-    case RouteConfig::kRespond:
-      send_local_reply(route_->respond.status, route_->respond.body, route_->respond.content_type);
-      return;
-    case RouteConfig::kRedirect: {
-      const RedirectConfig& rd = route_->redirect;
-      std::string_view location;
-      if (!rd.url.empty()) {
-        location = rd.url;
-      } else {
-        std::string_view scheme = rd.scheme.empty() ? req_.scheme : std::string_view(rd.scheme);
-        std::string_view host = rd.host.empty() ? req_.authority : std::string_view(rd.host);
-        std::string_view path = rd.path.empty() ? req_.path : std::string_view(rd.path);
-        bool q = rd.keep_query && !req_.query.empty();
-        location = arena_.concat({scheme, "://", host, path, q ? "?" : "", q ? req_.query : ""});
-      }
-      resp_.reset();
-      resp_.status = rd.status;
-      resp_.headers.add("Location", location);
-      resp_.framing = http::BodyFraming::kNone;
-      local_reply_ = true;
-      send_response_headers(true);
-      return;
-    }
-    case RouteConfig::kCluster:
-      start_upstream();
-      return;
+  if (route_->target == RouteConfig::kCluster) {
+    start_upstream();
+    return;
   }
+  handler_ = route_->handler->create(arena_);
+  handler_->on_request_headers(*this, req_end_);  // may complete the stream
 }
 
 void ActiveStream::start_upstream() {
@@ -402,7 +381,10 @@ void ActiveStream::on_request_data(std::string_view data, bool end_stream) {
     filters_[i]->on_request_data(*this, data, end_stream);
     if (local_reply_ || reset_) return;
   }
-  if (route_->target != RouteConfig::kCluster) return;
+  if (route_->target != RouteConfig::kCluster) {
+    if (handler_ != nullptr) handler_->on_request_data(*this, data, end_stream);
+    return;
+  }
   forward_request_body(data, end_stream);
 }
 
@@ -472,6 +454,7 @@ void ActiveStream::on_response_headers(bool end_stream) {
 }
 
 void ActiveStream::send_response_headers(bool end_stream) {
+  if (reset_ || ds_ == nullptr || response_started_) return;
   response_started_ = true;
   status_ = resp_.status;
   for (size_t i = nfilters_; i-- > 0;) {
@@ -492,6 +475,7 @@ void ActiveStream::on_response_data(std::string_view data, bool end_stream) {
 }
 
 void ActiveStream::send_response_data(std::string_view data, bool end_stream) {
+  if (reset_ || ds_ == nullptr) return;
   bytes_out_ += data.size();
   for (size_t i = nfilters_; i-- > 0;) {
     filters_[i]->on_response_data(*this, data, end_stream);
@@ -504,6 +488,7 @@ void ActiveStream::send_response_data(std::string_view data, bool end_stream) {
 
 void ActiveStream::on_write_ready() {
   if (conn_ != nullptr) conn_->resume_reading();
+  if (handler_ != nullptr && !reset_) handler_->on_write_ready(*this);
 }
 
 void ActiveStream::finish_attempt(bool success) {
@@ -690,6 +675,7 @@ void ActiveStream::on_reset(std::string_view reason) {
   reset_ = true;
   if (reset_reason_.empty()) reset_reason_ = reason;
   release_upstream(false);
+  if (handler_ != nullptr) handler_->on_reset();
 }
 
 void ActiveStream::on_complete() {
@@ -705,6 +691,10 @@ void ActiveStream::on_complete() {
   if (snap_ != nullptr && worker_.services().access_log != nullptr) write_access_log();
   for (size_t i = 0; i < nfilters_; ++i) filters_[i]->~Filter();
   nfilters_ = 0;
+  if (handler_ != nullptr) {
+    handler_->~Handler();
+    handler_ = nullptr;
+  }
   if (wc_ != nullptr) {
     --wc_->active_requests;
     if (counted_retry_) --wc_->active_retries;

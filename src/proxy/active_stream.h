@@ -18,6 +18,7 @@
 #include "http/http1/client_connection.h"
 #include "http/stream.h"
 #include "proxy/filter.h"
+#include "proxy/handler.h"
 #include "proxy/router.h"
 
 namespace citadel::proxy {
@@ -28,6 +29,7 @@ class WorkerCluster;
 
 class ActiveStream final : public http::StreamHandler,
                            public FilterContext,
+                           public HandlerContext,
                            public http::http1::ClientCallbacks {
  public:
   explicit ActiveStream(Worker& worker);
@@ -52,7 +54,15 @@ class ActiveStream final : public http::StreamHandler,
   const http::ConnectionInfo& connection() const override { return ds_->connection(); }
   std::string_view route_name() const override;
 
-  // http::http1::ClientCallbacks
+  // HandlerContext (send_response_* may end the stream: the caller returns right after)
+  const http::RequestHead& request() const override { return req_; }
+  void send_response_headers(bool end_stream) override;
+  void send_response_data(std::string_view data, bool end_stream) override;
+  bool response_blocked() const override { return ds_ != nullptr && ds_->write_blocked(); }
+  void pause_request_body() override { if (ds_ != nullptr) ds_->pause_request_body(); }
+  void resume_request_body() override { if (ds_ != nullptr) ds_->resume_request_body(); }
+
+  // http::http1::ClientCallbacks (and HandlerContext)
   http::ResponseHead& response_head() override { return resp_; }
   void on_connected() override;
   void on_informational(const http::ResponseHead& head) override;
@@ -71,8 +81,6 @@ class ActiveStream final : public http::StreamHandler,
   void prepare_upstream_head();
   void send_upstream_attempt();
   void forward_request_body(std::string_view data, bool end_stream);
-  void send_response_headers(bool end_stream);
-  void send_response_data(std::string_view data, bool end_stream);
   void finish_attempt(bool success);
   void end_active();
   bool try_retry(const char* why, bool connect_failure);
@@ -91,6 +99,7 @@ class ActiveStream final : public http::StreamHandler,
   core::Arena arena_;
   WorkerSnapshot* snap_ = nullptr;
   const Route* route_ = nullptr;
+  Handler* handler_ = nullptr;  // in-process target, in arena_
   std::array<Filter*, kMaxFilters> filters_{};
   size_t nfilters_ = 0;
   size_t req_filter_next_ = 0;  // next request-headers filter to run

@@ -14,6 +14,7 @@
 #include "proxy/cluster.h"
 #include "proxy/config.h"
 #include "proxy/filter.h"
+#include "proxy/handler.h"
 
 namespace citadel::proxy {
 
@@ -41,9 +42,8 @@ struct Route {
   std::regex rewrite_regex;
   // Target.
   RouteConfig::TargetKind target = RouteConfig::kRespond;
-  std::shared_ptr<Cluster> cluster;
-  RespondConfig respond;
-  RedirectConfig redirect;
+  std::shared_ptr<Cluster> cluster;          // kCluster
+  std::unique_ptr<HandlerFactory> handler;   // every other target
   // Limits.
   uint64_t max_body = 0;
   uint64_t timeout_ms = 0;

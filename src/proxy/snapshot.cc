@@ -1,5 +1,8 @@
 #include "proxy/snapshot.h"
 
+#include "proxy/targets/redirect.h"
+#include "proxy/targets/respond.h"
+
 namespace citadel::proxy {
 namespace {
 
@@ -86,8 +89,11 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
     if (rc.rewrite.regex) r->rewrite_regex = std::regex(rc.rewrite.regex->first);
     r->target = rc.target;
     if (rc.target == RouteConfig::kCluster) r->cluster = snap->clusters.at(rc.cluster);
-    r->respond = rc.respond;
-    r->redirect = rc.redirect;
+    if (rc.target == RouteConfig::kRespond) {
+      r->handler = std::make_unique<RespondHandlerFactory>(rc.respond);
+    } else if (rc.target == RouteConfig::kRedirect) {
+      r->handler = std::make_unique<RedirectHandlerFactory>(rc.redirect);
+    }
     r->max_body = rc.max_body.value_or(default_body);
     r->timeout_ms = rc.timeout_ms.value_or(0);
     r->filters = listener_filters;

@@ -1,0 +1,78 @@
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "proxy/targets/redirect.h"
+#include "proxy/targets/respond.h"
+
+namespace citadel::proxy {
+namespace {
+
+// Records what a handler sends (a fake of the one interface under test).
+class RecordingContext final : public HandlerContext {
+ public:
+  const http::RequestHead& request() const override { return req; }
+  http::ResponseHead& response_head() override { return resp; }
+  void send_response_headers(bool end_stream) override {
+    headers_sent = true;
+    ended = end_stream;
+  }
+  void send_response_data(std::string_view data, bool end_stream) override {
+    body.append(data);
+    ended = end_stream;
+  }
+  bool response_blocked() const override { return false; }
+  void pause_request_body() override {}
+  void resume_request_body() override {}
+  core::Arena& arena() override { return arena_; }
+  core::EventLoop& loop() override { return loop_; }
+
+  http::RequestHead req;
+  http::ResponseHead resp;
+  bool headers_sent = false;
+  bool ended = false;
+  std::string body;
+  core::Arena arena_;
+  core::EventLoop loop_;
+};
+
+TEST(RespondHandler, SendsStatusTypeAndBody) {
+  RespondConfig c;
+  c.status = 418;
+  c.body = "short and stout\n";
+  c.content_type = "text/teapot";
+  RespondHandlerFactory f(c);
+  core::Arena arena;
+  RecordingContext ctx;
+  Handler* h = f.create(arena);
+  h->on_request_headers(ctx, true);
+  EXPECT_TRUE(ctx.headers_sent);
+  EXPECT_TRUE(ctx.ended);
+  EXPECT_EQ(ctx.resp.status, 418);
+  EXPECT_EQ(ctx.resp.headers.find("content-type")->value, "text/teapot");
+  EXPECT_EQ(ctx.resp.content_length, c.body.size());
+  EXPECT_EQ(ctx.body, c.body);
+  h->~Handler();
+}
+
+TEST(RedirectHandler, ComposesLocationFromTheRequest) {
+  RedirectConfig c;
+  c.status = 308;
+  c.scheme = "https";
+  RedirectHandlerFactory f(c);
+  core::Arena arena;
+  RecordingContext ctx;
+  ctx.req.scheme = "http";
+  ctx.req.authority = "shop.example.com";
+  ctx.req.path = "/cart";
+  ctx.req.query = "id=7";
+  Handler* h = f.create(arena);
+  h->on_request_headers(ctx, true);
+  EXPECT_EQ(ctx.resp.status, 308);
+  EXPECT_EQ(ctx.resp.headers.find("location")->value, "https://shop.example.com/cart?id=7");
+  EXPECT_TRUE(ctx.ended);
+  h->~Handler();
+}
+
+}  // namespace
+}  // namespace citadel::proxy
