@@ -713,16 +713,11 @@ void ActiveStream::on_complete() {
 void ActiveStream::write_access_log() {
   std::string& line = scratch_;
   line.clear();
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  tm t;
-  gmtime_r(&ts.tv_sec, &t);
-  char when[48];
-  size_t n = std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &t);
-  std::snprintf(when + n, sizeof when - n, ".%03ldZ", ts.tv_nsec / 1'000'000);
+  char when[32];
+  size_t when_len = worker_.log_timestamp(when);
   const uint64_t dur_ns = (now_us() - start_us_) * 1000;
   line += "{\"@timestamp\":\"";
-  line += when;
+  line.append(when, when_len);
   line += "\",\"http.request.method\":\"";
   observe::json_escape(req_.method, line);
   line += "\",\"url.original\":\"";

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 #include "proxy/active_stream.h"
 #include "proxy/upstream_pool.h"
@@ -255,6 +256,25 @@ http::StreamHandler* Worker::new_stream(http::ServerStream& downstream) {
 void Worker::recycle(ActiveStream* s) {
   // Kept for reuse: the list is bounded by this worker's peak of concurrent requests.
   free_streams_.push_back(s);
+}
+
+size_t Worker::log_timestamp(char* out) {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  if (ts.tv_sec != stamp_second_) {
+    stamp_second_ = ts.tv_sec;
+    tm t;
+    gmtime_r(&ts.tv_sec, &t);
+    std::strftime(stamp_prefix_, sizeof stamp_prefix_, "%Y-%m-%dT%H:%M:%S", &t);
+  }
+  std::memcpy(out, stamp_prefix_, 19);
+  unsigned ms = static_cast<unsigned>(ts.tv_nsec / 1'000'000);
+  out[19] = '.';
+  out[20] = static_cast<char>('0' + ms / 100);
+  out[21] = static_cast<char>('0' + ms / 10 % 10);
+  out[22] = static_cast<char>('0' + ms % 10);
+  out[23] = 'Z';
+  return 24;
 }
 
 void Worker::drain() {

@@ -75,6 +75,9 @@ class Worker final : public http::http1::ConnectionOwner, public http::StreamFac
   // state in it, and drops both once none of its snapshots references `c`.
   WorkerCluster& cluster_state(const std::shared_ptr<Cluster>& c);
   void recycle(ActiveStream* s);
+  // "2026-11-26T06:02:43.886Z" into `out` (at least 25 bytes); the date part is formatted once
+  // per second per worker. Returns the length.
+  size_t log_timestamp(char* out);
 
   // ConnectionOwner
   void on_connection_closed(http::http1::ServerConnection& conn) override;
@@ -105,6 +108,8 @@ class Worker final : public http::http1::ConnectionOwner, public http::StreamFac
   std::vector<ActiveStream*> free_streams_;
   bool draining_ = false;
   std::atomic<bool> drained_{false};
+  int64_t stamp_second_ = -1;
+  char stamp_prefix_[24] = {0};  // "YYYY-MM-DDTHH:MM:SS"
 };
 
 }  // namespace citadel::proxy

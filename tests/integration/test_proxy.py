@@ -133,7 +133,8 @@ def test_access_log_is_json_with_ecs_fields(upstreams, citadel):
     assert rec["event.duration"] > 0
     assert rec["upstream.address"] == up.address
     assert len(rec["trace.id"]) == 32
-    assert "@timestamp" in rec
+    import re
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", rec["@timestamp"]), rec
     assert c.metric("citadel_access_log_dropped_total") == 0
 
 
