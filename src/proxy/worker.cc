@@ -224,8 +224,14 @@ void Worker::accept_from(Listener& l) {
     services_.cx_active->add(index_, 1);
     if (!c->start()) c->close_when_idle();
     if (i == 63) {
-      // More may be waiting; edge-triggered epoll will not say so again.
-      loop_.post([this, &l] { accept_from(l); });
+      // More may be waiting; edge-triggered epoll will not say so again. The listener may be
+      // removed by a reload before this runs: look it up again.
+      Listener* lp = &l;
+      loop_.post([this, lp] {
+        for (auto& each : listeners_) {
+          if (each.get() == lp) accept_from(*lp);
+        }
+      });
     }
   }
 }
