@@ -1,6 +1,8 @@
 # The developer's entry points. Each target installs missing Debian packages first.
 PRESET ?= release
 JOBS ?= $(shell nproc)
+# CI (CI=true) builds the release preset with warnings as errors.
+CMAKE_EXTRA := $(if $(and $(CI),$(filter release,$(PRESET))),-DCITADEL_WERROR=ON,)
 
 .PHONY: deps build run test bench fuzz asan tsan clean
 
@@ -8,7 +10,7 @@ deps:
 	@scripts/install-deps
 
 build: deps
-	@cmake --preset $(PRESET) >/dev/null
+	@cmake --preset $(PRESET) $(CMAKE_EXTRA) >/dev/null
 	@cmake --build --preset $(PRESET) -j $(JOBS)
 
 run: build

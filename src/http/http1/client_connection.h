@@ -57,9 +57,10 @@ class ClientOwner {
   ~ClientOwner() = default;
 };
 
-class ClientConnection final : public core::IoHandler,
-                               public core::LoopTask,
-                               public core::Deferred {
+// Deferred comes first so that deleting through it needs no pointer adjustment.
+class ClientConnection final : public core::Deferred,
+                               public core::IoHandler,
+                               public core::LoopTask {
  public:
   ClientConnection(core::EventLoop& loop, core::BlockPool& pool, ClientOwner& owner);
   ~ClientConnection() override;

@@ -45,9 +45,10 @@ class ConnectionOwner {
   ~ConnectionOwner() = default;
 };
 
-class ServerConnection final : public core::IoHandler,
+// Deferred comes first so that deleting through it needs no pointer adjustment.
+class ServerConnection final : public core::Deferred,
+                               public core::IoHandler,
                                public core::LoopTask,
-                               public core::Deferred,
                                public ServerStream {
  public:
   // Takes ownership of the connected, non-blocking socket `fd`. `settings` must outlive the
