@@ -155,29 +155,23 @@ void ClientConnection::do_read() {
   }
   read_pending_ = false;
   while (!eof_) {
-    char* w = in_.prepare(kReadChunk);
-    size_t room = in_.writable();
-    ssize_t n = ::read(fd_, w, room);
-    if (n > 0) {
-      in_.commit(static_cast<size_t>(n));
-      if (static_cast<size_t>(n) < room) break;  // drained: the next edge tells of more
-      if (head_received_) {
-        // More may be waiting, and an edge-triggered socket will not say so again: deliver
-        // this much (backpressure may pause us), then read on from the loop.
-        read_pending_ = true;
-        break;
-      }
-      continue;
-    }
-    if (n == 0) {
+    ReadResult r = read_once(fd_, in_, kReadChunk);
+    if (r == ReadResult::kDrained) break;
+    if (r == ReadResult::kEof) {
       eof_ = true;
       break;
     }
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN) break;
-    fail(head_received_ ? ClientFailure::kResetAfterHead : ClientFailure::kReset,
-         std::strerror(errno));
-    return;
+    if (r == ReadResult::kError) {
+      fail(head_received_ ? ClientFailure::kResetAfterHead : ClientFailure::kReset,
+           std::strerror(errno));
+      return;
+    }
+    // kMore. Until the head is complete keep reading; then deliver this much first
+    // (backpressure may pause us) and read on from the loop.
+    if (head_received_) {
+      read_pending_ = true;
+      break;
+    }
   }
   process();
   if (read_pending_ && !read_paused_ && state_ != State::kClosed) loop_.schedule(this);

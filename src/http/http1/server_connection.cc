@@ -105,26 +105,22 @@ void ServerConnection::do_read() {
     return;
   }
   read_pending_ = false;
-  while (!read_eof_) {
-    char* w = in_.prepare(kReadChunk);
-    size_t room = in_.writable();
-    ssize_t n = ::read(fd_, w, room);
-    if (n > 0) {
-      in_.commit(static_cast<size_t>(n));
-      if (static_cast<size_t>(n) < room) break;  // drained (the next edge will tell more)
-      // More may be waiting and an edge-triggered socket will not say so again: process this
-      // much first (backpressure may pause us, a head may be complete), then read on.
-      read_pending_ = true;
-      break;
+  if (!read_eof_) {
+    // One read, then process: backpressure may pause us and a head may be complete; the loop
+    // reads on (read_pending_) when the read filled the buffer.
+    switch (read_once(fd_, in_, kReadChunk)) {
+      case ReadResult::kDrained:
+        break;
+      case ReadResult::kMore:
+        read_pending_ = true;
+        break;
+      case ReadResult::kEof:
+        read_eof_ = true;
+        break;
+      case ReadResult::kError:
+        close("read error");
+        return;
     }
-    if (n == 0) {
-      read_eof_ = true;
-      break;
-    }
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN) break;
-    close("read error");
-    return;
   }
   if (in_.empty() && !read_eof_ && state_ == State::kIdle) in_.release();
   process();

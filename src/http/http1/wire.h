@@ -2,6 +2,9 @@
 // heads out of a read buffer. Worker thread; no state.
 #pragma once
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <string_view>
@@ -44,6 +47,27 @@ inline void append_uint(core::Buffer& b, uint64_t v) {
   char* w = b.prepare(n);
   for (size_t i = 0; i < n; ++i) w[i] = tmp[n - 1 - i];
   b.commit(n);
+}
+
+enum class ReadResult { kDrained, kMore, kEof, kError };
+
+// One read() into `in` (at least `chunk` bytes of room). kDrained: the socket had less than the
+// room offered (or nothing: EAGAIN), so the next edge will announce more; kMore: the read filled
+// the room and more may be waiting, which an edge-triggered socket will not announce again.
+// kError leaves errno set.
+inline ReadResult read_once(int fd, core::Buffer& in, size_t chunk) {
+  while (true) {
+    char* w = in.prepare(chunk);
+    size_t room = in.writable();
+    ssize_t n = ::read(fd, w, room);
+    if (n > 0) {
+      in.commit(static_cast<size_t>(n));
+      return static_cast<size_t>(n) < room ? ReadResult::kDrained : ReadResult::kMore;
+    }
+    if (n == 0) return ReadResult::kEof;
+    if (errno == EINTR) continue;
+    return errno == EAGAIN ? ReadResult::kDrained : ReadResult::kError;
+  }
 }
 
 // "name: value\r\n" for every field.
