@@ -22,6 +22,7 @@ test: build
 bench:
 	@scripts/install-deps --bench
 	@$(MAKE) --no-print-directory build PRESET=release
+	@taskset -c 0 build/release/citadel_micro_bench --benchmark_min_time=0.5
 	@bench/proxy_bench.sh
 
 asan:
