@@ -306,8 +306,11 @@ void ActiveStream::prepare_upstream_head() {
   req_.headers.set("Via", via != nullptr ? arena_.concat({via->value, ", ", hop}) : hop);
   if (route_->rewrite.host) {
     req_.headers.set("Host", *route_->rewrite.host);
-  } else if (req_.headers.find("host") == nullptr && !req_.authority.empty()) {
-    req_.headers.add("Host", req_.authority);
+  } else if (req_.headers.find("host") == nullptr) {
+    // HTTP/1.1 upstreams require a Host: the client's authority, else (an HTTP/1.0 client
+    // without Host) the cluster's name, as NGINX sends its upstream's name.
+    req_.headers.add("Host", !req_.authority.empty() ? req_.authority
+                                                      : std::string_view(route_->cluster->name()));
   }
 }
 

@@ -270,3 +270,13 @@ def test_interim_1xx_from_upstream_reaches_the_client(upstreams, citadel):
     # HTTP/1.0 clients get no interim responses.
     out = raw_exchange(c.port, b"GET /api/v2/early HTTP/1.0\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 200 OK")
+
+
+def test_http10_request_without_host_gets_a_host_upstream(upstreams, citadel):
+    up = upstreams("a")
+    c = citadel(basic_config(up))
+    out = raw_exchange(c.port, b"GET /api/nohost HTTP/1.0\r\n\r\n")
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    sent = {k.lower(): v for k, v in json.loads(body)["headers"]}
+    assert sent["host"] == "app"
