@@ -134,7 +134,9 @@ void EventLoop::run() {
     timers_.advance(now_ms_);
     if (woken) run_posted();
     run_tasks();
-    graveyard_.clear();
+    // A task still queued may belong to a closed object in the graveyard: free the dead only
+    // once no task can name them.
+    if (tasks_.empty()) graveyard_.clear();
   }
 }
 

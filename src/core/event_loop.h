@@ -73,7 +73,8 @@ class EventLoop {
     }
   }
 
-  // Destroys `obj` after the current batch of events (loop thread only).
+  // Destroys `obj` after the current batch of events, once no scheduled task is pending (loop
+  // thread only). A LoopTask owner that closes must make run_task() a no-op when closed.
   void defer_delete(std::unique_ptr<Deferred> obj) { graveyard_.push_back(std::move(obj)); }
 
   // Destroys deferred objects now (shutdown, after run() has returned).
