@@ -297,7 +297,7 @@ int Server::run() {
     log_.log(LogLevel::kInfo, "admin listening on %s", bound.text().c_str());
   }
   health_ = std::make_unique<proxy::HealthChecker>(loop_, log_);
-  publish(current_);
+  follow_snapshot();  // the workers got the first snapshot before their listeners
 
   metrics_->add_collector([this](std::string& out) {
     out += "# HELP citadel_build_info Build information\n# TYPE citadel_build_info gauge\n";
@@ -377,6 +377,10 @@ AdminResponse Server::reload() {
 void Server::publish(std::shared_ptr<const proxy::Snapshot> snap) {
   current_ = std::move(snap);
   for (auto& w : workers_) w->publish(current_);
+  follow_snapshot();
+}
+
+void Server::follow_snapshot() {
   std::vector<std::shared_ptr<proxy::Cluster>> clusters;
   for (const auto& [_, c] : current_->clusters) clusters.push_back(c);
   health_->set_clusters(clusters);

@@ -56,7 +56,10 @@ class Server final : public AdminBackend, public http::http1::ConnectionOwner {
   // Re-resolves clusters whose endpoints are DNS names; publishes a snapshot when one changed.
   static void on_dns_refresh(void* self);
   void arm_dns_refresh();
+  // Makes `snap` current: posts it to every worker, then follow_snapshot().
   void publish(std::shared_ptr<const proxy::Snapshot> snap);
+  // Points the health checker and the DNS refresh at the current snapshot's clusters.
+  void follow_snapshot();
 
   std::string config_path_;
   const proxy::FilterRegistry& filters_;

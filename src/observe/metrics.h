@@ -18,8 +18,6 @@
 
 namespace citadel::observe {
 
-inline constexpr size_t kMaxWorkers = 256;
-
 struct alignas(64) PaddedCounter {
   std::atomic<uint64_t> v{0};
 };

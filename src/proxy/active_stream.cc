@@ -127,7 +127,7 @@ void ActiveStream::begin(http::ServerStream& downstream) {
   counted_retry_ = body_forwarded_ = request_sent_ = upgraded_ = attempt_active_ = false;
   timer_mode_ = TimerMode::kNone;
   has_hash_ = false;
-  start_us_ = now_us();
+  start_us_ = 0;
   upstream_start_us_ = upstream_us_ = bytes_in_ = bytes_out_ = 0;
   status_ = 0;
   request_id_[0] = trace_id_[0] = 0;
@@ -330,7 +330,7 @@ void ActiveStream::send_upstream_attempt() {
   conn_ = wc_->pool(*ep_).acquire();
   if (conn_ == nullptr) {
     cluster.stats().connect_failures->add(worker_.index());
-    if (!try_retry("socket", true)) upstream_error(502, "upstream connect failed\n");
+    if (!try_retry(true)) upstream_error(502, "upstream connect failed\n");
     return;
   }
   ++wc_->active[ep_->index];
@@ -441,7 +441,7 @@ void ActiveStream::on_response_headers(bool end_stream) {
       conn_ = nullptr;
     }
     finish_attempt(false);
-    if (try_retry("status", false)) return;
+    if (try_retry(false)) return;
     // Out of budget: there is no response to forward any more.
     upstream_error(status >= 500 ? status : 502, "upstream error\n");
     return;
@@ -528,7 +528,7 @@ void ActiveStream::on_failure(http::http1::ClientFailure kind, std::string_view 
   if (!response_started_) {
     bool eligible = (connect_failure && rc.on_connect_failure) ||
                     (kind == http::http1::ClientFailure::kReset && rc.on_reset);
-    if (eligible && try_retry(connect_failure ? "connect failure" : "reset", connect_failure)) {
+    if (eligible && try_retry(connect_failure)) {
       return;
     }
     upstream_error(502, connect_failure ? "upstream connect failed\n" : "upstream reset\n");
@@ -537,7 +537,7 @@ void ActiveStream::on_failure(http::http1::ClientFailure kind, std::string_view 
   ds_->reset();  // a truncated response must not look complete
 }
 
-bool ActiveStream::try_retry(const char* why, bool connect_failure) {
+bool ActiveStream::try_retry(bool connect_failure) {
   Cluster& cluster = wc_->cluster();
   const RetryConfig& rc = cluster.config().retry;
   if (attempt_ >= rc.attempts || reset_ || response_started_) return false;
@@ -554,7 +554,6 @@ bool ActiveStream::try_retry(const char* why, bool connect_failure) {
   }
   ++attempt_;
   cluster.stats().retries->add(worker_.index());
-  (void)why;
   // Exponential backoff with full jitter.
   uint64_t cap = rc.backoff_base_ms << (attempt_ - 1 < 16 ? attempt_ - 1 : 16);
   if (cap > rc.backoff_max_ms) cap = rc.backoff_max_ms;
@@ -607,13 +606,13 @@ void ActiveStream::on_upstream_timer(void* arg) {
   }
   s->reset_reason_ = "upstream timeout";
   if (mode == TimerMode::kConnect && cluster.config().retry.on_connect_failure &&
-      s->try_retry("connect timeout", true)) {
+      s->try_retry(true)) {
     return;
   }
   if (mode == TimerMode::kResponse) {
     bool retry_504 = false;
     for (int st : cluster.config().retry.statuses) retry_504 = retry_504 || st == 504;
-    if (retry_504 && s->try_retry("response timeout", false)) return;
+    if (retry_504 && s->try_retry(false)) return;
   }
   if (s->upgraded_ || s->response_started_) {
     s->ds_->reset();
@@ -634,11 +633,11 @@ void ActiveStream::on_route_timer(void* arg) {
   s->send_local_reply(s->req_end_ ? 504 : 408, "request timeout\n");
 }
 
-void ActiveStream::release_upstream(bool reusable) {
+void ActiveStream::release_upstream() {
   loop().timers().cancel(upstream_timer_);
   if (conn_ != nullptr) {
     conn_->detach();
-    if (!reusable) conn_->close();
+    conn_->close();  // mid-exchange: never reusable
     conn_ = nullptr;
     end_active();
   }
@@ -655,7 +654,7 @@ void ActiveStream::send_local_reply(int status, std::string_view body,
     return;
   }
   local_reply_ = true;
-  release_upstream(false);
+  release_upstream();
   resp_.reset();
   resp_.status = status;
   if (!body.empty()) resp_.headers.add("Content-Type", content_type);
@@ -677,12 +676,12 @@ void ActiveStream::send_local_reply(int status, std::string_view body,
 void ActiveStream::on_reset(std::string_view reason) {
   reset_ = true;
   if (reset_reason_.empty()) reset_reason_ = reason;
-  release_upstream(false);
+  release_upstream();
   if (handler_ != nullptr) handler_->on_reset();
 }
 
 void ActiveStream::on_complete() {
-  release_upstream(false);
+  release_upstream();
   loop().timers().cancel(upstream_timer_);
   loop().timers().cancel(route_timer_);
   const uint64_t dur = now_us() - start_us_;

@@ -83,9 +83,11 @@ class ActiveStream final : public http::StreamHandler,
   void forward_request_body(std::string_view data, bool end_stream);
   void finish_attempt(bool success);
   void end_active();
-  bool try_retry(const char* why, bool connect_failure);
+  // Schedules another attempt when the policy, the budget and the request allow it.
+  bool try_retry(bool connect_failure);
   void upstream_error(int status, std::string_view body);
-  void release_upstream(bool reusable);
+  // Detaches and closes the upstream connection of an unfinished exchange.
+  void release_upstream();
   void arm_upstream_timer(TimerMode mode, uint64_t ms);
   static void on_upstream_timer(void* self);
   static void on_route_timer(void* self);

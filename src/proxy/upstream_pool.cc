@@ -22,7 +22,6 @@ http::http1::ClientConnection* EndpointPool::acquire() {
     delete c;
     return nullptr;
   }
-  ++open_;
   stats_.cx_total->add(worker_);
   return c;
 }
@@ -39,7 +38,6 @@ void EndpointPool::on_client_idle(http::http1::ClientConnection& c) {
 void EndpointPool::on_client_closed(http::http1::ClientConnection& c) {
   auto it = std::find(idle_.begin(), idle_.end(), &c);
   if (it != idle_.end()) idle_.erase(it);
-  --open_;
   loop_.defer_delete(std::unique_ptr<core::Deferred>(&c));
 }
 

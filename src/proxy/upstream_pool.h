@@ -28,9 +28,6 @@ class EndpointPool final : public http::http1::ClientOwner {
   void on_client_idle(http::http1::ClientConnection& c) override;
   void on_client_closed(http::http1::ClientConnection& c) override;
 
-  size_t idle() const { return idle_.size(); }
-  size_t open() const { return open_; }
-
  private:
   core::EventLoop& loop_;
   core::BlockPool& blocks_;
@@ -39,7 +36,6 @@ class EndpointPool final : public http::http1::ClientOwner {
   ClusterStats& stats_;
   size_t worker_;
   std::vector<http::http1::ClientConnection*> idle_;  // most recently used last
-  size_t open_ = 0;
 };
 
 class WorkerCluster {

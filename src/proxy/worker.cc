@@ -222,7 +222,7 @@ void Worker::accept_from(Listener& l) {
     ++connection_count_;
     services_.cx_total->add(index_);
     services_.cx_active->add(index_, 1);
-    if (!c->start()) c->close_when_idle();
+    if (!c->start()) c->abort();
     if (i == 63) {
       // More may be waiting; edge-triggered epoll will not say so again. The listener may be
       // removed by a reload before this runs: look it up again.

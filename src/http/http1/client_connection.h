@@ -87,14 +87,12 @@ class ClientConnection final : public core::Deferred,
   // Closes now; no callback to the attached request.
   void close();
   bool closed() const { return state_ == State::kClosed; }
-  uint64_t requests() const { return requests_; }
 
   void on_io(uint32_t events) override;
   void run_task() override;
 
-  // Pool bookkeeping.
+  // Armed by the pool while the connection waits idle; closes it when it fires.
   core::Timer idle_timer;
-  void* pool_tag = nullptr;
 
   static constexpr size_t kHighWatermark = 256 * 1024;
   static constexpr size_t kLowWatermark = 64 * 1024;

@@ -277,9 +277,6 @@ ParseOutcome parse_request(std::string_view data, const ParseLimits& limits, Req
   if (major != 1) return ParseOutcome::error(505, "unsupported HTTP version");
   out.version_minor = minor == 0 ? 0 : 1;
   if (!valid_target_chars(target)) return ParseOutcome::error(400, "invalid request target");
-  for (const char* q = m; q < cr; ++q) {
-    if (*q == '\0' || *q == '\r') return ParseOutcome::error(400, "control character in request line");
-  }
   out.target = target;
   p = line_end + 1;
 

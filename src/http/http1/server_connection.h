@@ -65,7 +65,6 @@ class ServerConnection final : public core::Deferred,
   void close_when_idle();
   // Closes now, resetting any request in flight (shutdown after a drain timeout).
   void abort() { close("shutdown"); }
-  bool idle() const { return state_ == State::kIdle && in_.empty(); }
 
   // core::IoHandler
   void on_io(uint32_t events) override;
