@@ -88,10 +88,10 @@ def rss_kb(pids):
 
 
 class Proc:
-    def __init__(self, argv, cpus=None, cwd=None):
+    def __init__(self, argv, cpus=None, cwd=None, env=None):
         if cpus is not None and shutil.which("taskset"):
             argv = ["taskset", "-c", cpus] + argv
-        self.p = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL,
+        self.p = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL, start_new_session=True)
 
     def pids(self):
@@ -138,7 +138,7 @@ http {{
     return p
 
 
-def start_citadel(tmp, port, up_port, workers, cpus):
+def start_citadel(tmp, port, up_port, workers, cpus, env=None):
     conf = os.path.join(tmp, "citadel.yaml")
     with open(conf, "w") as f:
         f.write(f"""
@@ -157,12 +157,12 @@ routes:
   - match: {{ path_prefix: / }}
     to: {{ cluster: up }}
 """)
-    p = Proc([CITADEL, "-c", conf], cpus=cpus)
+    p = Proc([CITADEL, "-c", conf], cpus=cpus, env=env)
     wait_port(port)
     return p
 
 
-def start_nginx(tmp, port, up_port, workers, cpus):
+def start_nginx(tmp, port, up_port, workers, cpus, env=None):
     conf = nginx_conf(tmp, "proxy", f"""
 worker_processes {workers};
 worker_rlimit_nofile 40000;
@@ -194,12 +194,12 @@ http {{
   }}
 }}
 """)
-    p = Proc(["nginx", "-c", conf, "-p", tmp, "-e", tmp + "/proxy.err"], cpus=cpus)
+    p = Proc(["nginx", "-c", conf, "-p", tmp, "-e", tmp + "/proxy.err"], cpus=cpus, env=env)
     wait_port(port)
     return p
 
 
-def start_haproxy(tmp, port, up_port, workers, cpus):
+def start_haproxy(tmp, port, up_port, workers, cpus, env=None):
     conf = os.path.join(tmp, "haproxy.cfg")
     with open(conf, "w") as f:
         f.write(f"""
@@ -228,7 +228,7 @@ backend up
   http-request set-header traceparent 00-%[uuid,regsub(-,,g)]-%[rand,hex]%[rand,hex]-01
   server s1 127.0.0.1:{up_port}
 """)
-    p = Proc(["haproxy", "-f", conf], cpus=cpus)
+    p = Proc(["haproxy", "-f", conf], cpus=cpus, env=env)
     wait_port(port)
     return p
 
@@ -252,11 +252,11 @@ def parse_wrk(out):
     return rps, reqs, p50, p99, (int(errors.group(1)) if errors else 0), (sock.group(1) if sock else "")
 
 
-def run_one(name, tmp, up_port, workers, duration, proxy_cpus, load_cpus):
+def run_one(name, tmp, up_port, workers, duration, proxy_cpus, load_cpus, clients):
     port = free_port()
     proc = STARTERS[name](tmp, port, up_port, workers, proxy_cpus)
     try:
-        wrk = ["wrk", "-t", str(max(1, workers)), "-c", "64", "-d", "1s", "--latency",
+        wrk = ["wrk", "-t", str(max(1, workers)), "-c", str(clients), "-d", "1s", "--latency",
                "http://127.0.0.1:%d/" % port]
         if load_cpus is not None:
             wrk = ["taskset", "-c", load_cpus] + wrk
@@ -308,7 +308,9 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workers", default="1 2")
-    ap.add_argument("--conns", type=int, default=10000)
+    ap.add_argument("--clients", type=int, default=64, help="wrk connections (default 64)")
+    ap.add_argument("--conns", type=int, default=10000,
+                    help="idle connections for the memory measurement (0 skips it)")
     ap.add_argument("--quick", action="store_true", help="3 s runs, one round (a smoke test)")
     args = ap.parse_args()
     if args.quick:
@@ -324,8 +326,8 @@ def main():
     tmp = tempfile.mkdtemp(prefix="citadel-bench-")
     up_port = free_port()
     names = ["citadel", "nginx", "haproxy"]
-    print("Citadel vs nginx vs haproxy: wrk -c64, %ds x %d rounds, interleaved; upstream: nginx, "
-          "100-byte body" % (args.duration, args.rounds))
+    print("Citadel vs nginx vs haproxy: wrk -c%d, %ds x %d rounds, interleaved; upstream: nginx, "
+          "100-byte body" % (args.clients, args.duration, args.rounds))
     for workers in [int(w) for w in args.workers.split()]:
         pin = workers == 1 and ncpu >= 2
         proxy_cpus, load_cpus = ("0", "1") if pin else (None, None)
@@ -336,7 +338,7 @@ def main():
                 order = names[r % 3:] + names[:r % 3]
                 for n in order:
                     results[n].append(run_one(n, tmp, up_port, workers, args.duration,
-                                              proxy_cpus, load_cpus))
+                                              proxy_cpus, load_cpus, args.clients))
         finally:
             upstream.stop()
         med = {n: {k: statistics.median(x[k] for x in results[n])
