@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 #include "citadel/build_info.h"
 #include "proxy/upstream_pool.h"
@@ -159,9 +160,18 @@ Server::Server(std::string config_path, const proxy::FilterRegistry& filters)
     : config_path_(std::move(config_path)),
       filters_(filters),
       drain_timer_(&Server::on_drain_tick, this),
-      dns_timer_(&Server::on_dns_refresh, this) {}
+      dns_timer_(&Server::on_dns_refresh, this),
+      dns_mailbox_(std::make_shared<DnsMailbox>()) {
+  dns_mailbox_->server = this;
+}
 
 Server::~Server() {
+  {
+    // A lookup still running (a slow or dead DNS server) is left to finish on its own and
+    // finds nobody to deliver to.
+    std::lock_guard<std::mutex> lock(dns_mailbox_->mu);
+    dns_mailbox_->server = nullptr;
+  }
   admin_.reset();
   health_.reset();
   for (auto& w : workers_) w->stop();
@@ -400,27 +410,41 @@ void Server::arm_dns_refresh() {
 
 void Server::on_dns_refresh(void* arg) {
   auto* s = static_cast<Server*>(arg);
-  if (s->draining_) return;
-  auto snap = proxy::build_snapshot(s->current_->config, s->current_.get(), s->filters_,
-                                    *s->metrics_, s->nworkers_, s->version_ + 1);
+  if (s->draining_ || s->dns_in_flight_) return;
+  s->dns_in_flight_ = true;
+  std::thread([names = proxy::dns_names(s->current_->config->clusters),
+               mailbox = s->dns_mailbox_] {
+    auto answers = std::make_shared<proxy::LookupTable>(proxy::lookup_all(names));
+    std::lock_guard<std::mutex> lock(mailbox->mu);
+    if (mailbox->server == nullptr) return;
+    Server* server = mailbox->server;
+    server->loop_.post([server, answers] { server->on_dns_answers(*answers); });
+  }).detach();
+}
+
+void Server::on_dns_answers(const proxy::LookupTable& answers) {
+  dns_in_flight_ = false;
+  if (draining_) return;
+  auto snap = proxy::build_snapshot(current_->config, current_.get(), filters_, *metrics_,
+                                    nworkers_, version_ + 1, proxy::table_lookup(answers));
   bool changed = false;
   if (snap.ok()) {
     for (const auto& [name, c] : snap.value()->clusters) {
-      auto it = s->current_->clusters.find(name);
-      changed = changed || it == s->current_->clusters.end() || it->second != c;
+      auto it = current_->clusters.find(name);
+      changed = changed || it == current_->clusters.end() || it->second != c;
     }
   } else {
-    s->log_.log(LogLevel::kWarn, "DNS refresh failed, keeping the old addresses: %s",
-                snap.error().message().c_str());
+    log_.log(LogLevel::kWarn, "DNS refresh failed, keeping the old addresses: %s",
+             snap.error().message().c_str());
   }
   if (!changed) {
-    s->arm_dns_refresh();
+    arm_dns_refresh();
     return;
   }
-  ++s->version_;
-  s->log_.log(LogLevel::kInfo, "DNS refresh: endpoint addresses changed (version %llu)",
-              static_cast<unsigned long long>(s->version_));
-  s->publish(snap.value());
+  ++version_;
+  log_.log(LogLevel::kInfo, "DNS refresh: endpoint addresses changed (version %llu)",
+           static_cast<unsigned long long>(version_));
+  publish(snap.value());
 }
 
 void Server::start_drain() {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -53,8 +54,11 @@ class Server final : public AdminBackend, public http::http1::ConnectionOwner {
   core::Status apply_listeners(const proxy::Config& cfg);
   void start_drain();
   static void on_drain_tick(void* self);
-  // Re-resolves clusters whose endpoints are DNS names; publishes a snapshot when one changed.
+  // Starts looking up the current clusters' DNS names on a helper thread (getaddrinfo blocks;
+  // the control thread also runs health checks and the admin listener).
   static void on_dns_refresh(void* self);
+  // Back on the control thread with the answers: publishes a snapshot when an address changed.
+  void on_dns_answers(const proxy::LookupTable& answers);
   void arm_dns_refresh();
   // Makes `snap` current: posts it to every worker, then follow_snapshot().
   void publish(std::shared_ptr<const proxy::Snapshot> snap);
@@ -77,6 +81,13 @@ class Server final : public AdminBackend, public http::http1::ConnectionOwner {
   core::BlockPool admin_blocks_;
   core::Timer drain_timer_;
   core::Timer dns_timer_;
+  // Shared with the lookup thread, which posts its answers only while `server` is set.
+  struct DnsMailbox {
+    std::mutex mu;
+    Server* server = nullptr;
+  };
+  std::shared_ptr<DnsMailbox> dns_mailbox_;
+  bool dns_in_flight_ = false;
   uint64_t drain_deadline_ms_ = 0;
   uint64_t version_ = 0;
   bool draining_ = false;

@@ -1,63 +1,15 @@
 #include "proxy/cluster.h"
 
-#include <arpa/inet.h>
-#include <netdb.h>
-
-#include <cstring>
+#include <map>
 
 namespace citadel::proxy {
 
-namespace {
-
-struct Resolved {
-  sockaddr_storage addr{};
-  socklen_t len = 0;
-};
-
-bool is_ip_literal(const std::string& host) {
-  in6_addr a6;
-  in_addr a4;
-  return inet_pton(AF_INET, host.c_str(), &a4) == 1 || inet_pton(AF_INET6, host.c_str(), &a6) == 1;
-}
-
-// Blocking lookup: runs on the control thread (config load, reload, DNS refresh).
-core::Result<Resolved> resolve(const HostPort& hp) {
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_family = AF_UNSPEC;
-  addrinfo* res = nullptr;
-  std::string port = std::to_string(hp.port);
-  int rc = getaddrinfo(hp.host.c_str(), port.c_str(), &hints, &res);
-  if (rc != 0 || res == nullptr) {
-    return core::Status::error("cannot resolve " + hp.text() + ": " + gai_strerror(rc));
-  }
-  // One address per endpoint: the first IPv4 one when there is one (a name such as localhost
-  // often lists ::1 first while services listen on IPv4 only), else the first.
-  const addrinfo* pick = res;
-  for (const addrinfo* a = res; a != nullptr; a = a->ai_next) {
-    if (a->ai_family == AF_INET) {
-      pick = a;
-      break;
-    }
-  }
-  Resolved r;
-  std::memcpy(&r.addr, pick->ai_addr, pick->ai_addrlen);
-  r.len = pick->ai_addrlen;
-  freeaddrinfo(res);
-  return r;
-}
-
-}  // namespace
-
-bool Cluster::addresses_match(const ClusterConfig& config) const {
-  if (config.endpoints.size() != endpoints_.size()) return false;
+bool Cluster::addresses_match(const ClusterConfig& config, const LookupFn& lookup) const {
+  if (config.endpoints.size() != resolved_.size()) return false;
   if (!has_dns_names_) return true;  // IP literals: the fingerprint already compares them
-  for (size_t i = 0; i < endpoints_.size(); ++i) {
-    auto r = resolve(config.endpoints[i].address);
-    if (!r.ok() || r.value().len != endpoints_[i]->addr_len ||
-        std::memcmp(&r.value().addr, &endpoints_[i]->addr, r.value().len) != 0) {
-      return false;
-    }
+  for (size_t i = 0; i < resolved_.size(); ++i) {
+    auto r = lookup(config.endpoints[i].address, config.dns_family);
+    if (!r.ok() || r.value() != resolved_[i]) return false;
   }
   return true;
 }
@@ -68,23 +20,44 @@ Cluster::Cluster(const ClusterConfig& config, size_t workers)
 Cluster::~Cluster() = default;
 
 core::Result<std::shared_ptr<Cluster>> Cluster::create(const ClusterConfig& config, size_t workers,
-                                                       observe::Registry& metrics) {
+                                                       observe::Registry& metrics,
+                                                       const LookupFn& lookup,
+                                                       const Cluster* previous) {
   std::shared_ptr<Cluster> c(new Cluster(config, workers));
-  for (size_t i = 0; i < config.endpoints.size(); ++i) {
-    const EndpointConfig& ec = config.endpoints[i];
-    auto e = std::make_unique<Endpoint>();
-    e->index = i;
-    e->label = ec.address.text();
-    e->host_header = e->label;
-    e->weight = ec.weight;
-    auto resolved = resolve(ec.address);
+  std::map<std::string, const Endpoint*> before;
+  if (previous != nullptr) {
+    for (const auto& e : previous->endpoints_) before.emplace(e->label, e.get());
+  }
+  const bool keep_health = previous != nullptr && previous->config_.health.enabled &&
+                           config.health.enabled;
+  const bool keep_ejection = previous != nullptr && previous->config_.outlier.enabled &&
+                             config.outlier.enabled;
+  for (const EndpointConfig& ec : config.endpoints) {
+    auto resolved = lookup(ec.address, config.dns_family);
     if (!resolved.ok()) {
       return core::Status::error("cluster " + config.name + ": " + resolved.error().message());
     }
-    e->addr = resolved.value().addr;
-    e->addr_len = resolved.value().len;
-    if (!is_ip_literal(ec.address.host)) c->has_dns_names_ = true;
-    c->endpoints_.push_back(std::move(e));
+    const bool name = !is_ip_literal(ec.address.host);
+    c->has_dns_names_ = c->has_dns_names_ || name;
+    for (const Address& a : resolved.value()) {
+      auto e = std::make_unique<Endpoint>();
+      e->index = c->endpoints_.size();
+      e->label = name ? ec.address.text() + " (" + a.ip() + ")" : ec.address.text();
+      e->host_header = ec.address.text();
+      e->weight = ec.weight;
+      e->addr = a.addr;
+      e->addr_len = a.len;
+      auto old = before.find(e->label);
+      if (old != before.end()) {
+        if (keep_health) e->hc_healthy.store(old->second->hc_healthy.load());
+        if (keep_ejection) {
+          e->ejected_until_ms.store(old->second->ejected_until_ms.load());
+          e->ejection_count.store(old->second->ejection_count.load());
+        }
+      }
+      c->endpoints_.push_back(std::move(e));
+    }
+    c->resolved_.push_back(std::move(resolved.value()));
   }
   const std::string l = "cluster=\"" + config.name + "\"";
   for (auto& e : c->endpoints_) {

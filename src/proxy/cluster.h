@@ -15,6 +15,7 @@
 #include "observe/log.h"
 #include "observe/metrics.h"
 #include "proxy/config.h"
+#include "proxy/dns.h"
 #include "proxy/endpoint.h"
 
 namespace citadel::proxy {
@@ -35,16 +36,22 @@ struct ClusterStats {
 
 class Cluster {
  public:
-  // Resolves endpoint addresses (start-up or reload, control thread). Fails on an address that
-  // does not resolve.
+  // Builds the cluster on the control thread (start-up, reload, DNS refresh). Each configured
+  // endpoint becomes one Endpoint per address `lookup` gives for it; a name that does not resolve
+  // fails the whole cluster. When `previous` (the cluster of the same name being replaced) has an
+  // endpoint with the same label (configured address and resolved IP), its health verdict and
+  // ejection state carry over, so that a DNS change or a config edit does not put an endpoint
+  // known to be down back into rotation.
   static core::Result<std::shared_ptr<Cluster>> create(const ClusterConfig& config,
                                                        size_t workers,
-                                                       observe::Registry& metrics);
+                                                       observe::Registry& metrics,
+                                                       const LookupFn& lookup = lookup_blocking,
+                                                       const Cluster* previous = nullptr);
   ~Cluster();
 
-  // True when `config` resolves to exactly this cluster's endpoint addresses (names are looked
-  // up again: a DNS change makes a reload or a DNS refresh build a new cluster).
-  bool addresses_match(const ClusterConfig& config) const;
+  // True when `lookup` gives exactly the addresses this cluster was built with, for every
+  // endpoint of `config` (a DNS change makes a reload or a DNS refresh build a new cluster).
+  bool addresses_match(const ClusterConfig& config, const LookupFn& lookup) const;
   // True when some endpoint is a DNS name rather than an IP literal.
   bool has_dns_names() const { return has_dns_names_; }
 
@@ -81,6 +88,7 @@ class Cluster {
   std::mutex eject_mu_;  // serialises ejection decisions (failure path only)
   ClusterStats stats_;
   std::vector<WorkerCluster*> worker_state_;
+  std::vector<std::vector<Address>> resolved_;  // per configured endpoint
   bool has_dns_names_ = false;
 };
 

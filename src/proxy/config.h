@@ -95,6 +95,10 @@ struct HashPolicy {
   std::string name;
 };
 
+// Which addresses of a DNS name become endpoints: IPv4 ones when there are any, else IPv6
+// (default); only IPv4; only IPv6; all of them.
+enum class DnsFamily { kV4Preferred, kV4, kV6, kAll };
+
 struct EndpointConfig {
   HostPort address;
   uint32_t weight = 1;
@@ -106,6 +110,7 @@ struct ClusterConfig {
   HashPolicy hash;
   std::vector<EndpointConfig> endpoints;
   uint64_t dns_refresh_ms = 30'000;
+  DnsFamily dns_family = DnsFamily::kV4Preferred;
   HealthCheckConfig health;
   OutlierConfig outlier;
   RetryConfig retry;

@@ -98,8 +98,8 @@ void read_listener(const ConfigNode& n, ListenerConfig& l) {
 }
 
 void read_cluster(const ConfigNode& n, ClusterConfig& c) {
-  n.allow_keys({"name", "lb", "hash", "endpoints", "dns_refresh", "health_check", "outlier",
-                "retry", "timeouts", "pool", "panic_threshold"});
+  n.allow_keys({"name", "lb", "hash", "endpoints", "dns_refresh", "dns_family", "health_check",
+                "outlier", "retry", "timeouts", "pool", "panic_threshold"});
   c.line = n.line();
   c.name = n["name"].str();
   if (c.name.empty()) n.error("a cluster needs a name");
@@ -145,6 +145,11 @@ void read_cluster(const ConfigNode& n, ClusterConfig& c) {
     if (c.endpoints.empty()) eps.error("a cluster needs at least one endpoint");
   }
   c.dns_refresh_ms = n["dns_refresh"].duration_ms(c.dns_refresh_ms);
+  std::string family = n["dns_family"].choice("v4_preferred", {"v4_preferred", "v4", "v6", "all"});
+  c.dns_family = family == "v4"    ? DnsFamily::kV4
+                 : family == "v6"  ? DnsFamily::kV6
+                 : family == "all" ? DnsFamily::kAll
+                                   : DnsFamily::kV4Preferred;
   ConfigNode hc = n["health_check"];
   if (hc.defined() && hc.expect_map()) {
     hc.allow_keys({"path", "host", "interval", "timeout", "healthy", "unhealthy",

@@ -15,7 +15,7 @@ std::string lower(std::string s) {
 
 core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
     std::shared_ptr<const Config> config, const Snapshot* previous, const FilterRegistry& filters,
-    observe::Registry& metrics, size_t workers, uint64_t version) {
+    observe::Registry& metrics, size_t workers, uint64_t version, const LookupFn& lookup) {
   auto snap = std::make_shared<Snapshot>();
   snap->version = version;
   snap->config = config;
@@ -23,15 +23,19 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
 
   for (const auto& cc : config->clusters) {
     std::shared_ptr<Cluster> cluster;
+    const Cluster* replaced = nullptr;
     if (previous != nullptr) {
       auto it = previous->clusters.find(cc.name);
-      if (it != previous->clusters.end() && it->second->config().fingerprint == cc.fingerprint &&
-          it->second->addresses_match(cc)) {
-        cluster = it->second;
+      if (it != previous->clusters.end()) {
+        replaced = it->second.get();
+        if (replaced->config().fingerprint == cc.fingerprint &&
+            replaced->addresses_match(cc, lookup)) {
+          cluster = it->second;
+        }
       }
     }
     if (!cluster) {
-      auto created = Cluster::create(cc, workers, metrics);
+      auto created = Cluster::create(cc, workers, metrics, lookup, replaced);
       if (!created.ok()) {
         return core::Status::error(config->file + ":" + std::to_string(cc.line) + ": " +
                                    created.error().message());

@@ -36,10 +36,13 @@ struct Snapshot {
   std::vector<ListenerRuntime> listeners;
 };
 
-// Compiles `config`. Clusters whose configuration is unchanged from `previous` are reused (their
-// health state carries over). Errors name the config file and line.
+// Compiles `config`. Clusters whose configuration and resolved addresses are unchanged from
+// `previous` are reused as they are; a changed cluster is rebuilt and keeps the health state of
+// the endpoints it still has. Endpoint names are resolved through `lookup`. Errors name the
+// config file and line.
 core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
     std::shared_ptr<const Config> config, const Snapshot* previous, const FilterRegistry& filters,
-    observe::Registry& metrics, size_t workers, uint64_t version);
+    observe::Registry& metrics, size_t workers, uint64_t version,
+    const LookupFn& lookup = lookup_blocking);
 
 }  // namespace citadel::proxy

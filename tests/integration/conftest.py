@@ -35,15 +35,16 @@ def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
 class Upstream:
     """A tests/integration/upstream.py process."""
 
-    def __init__(self, name, port=0):
+    def __init__(self, name, port=0, host="127.0.0.1"):
         self.name = name
         self.port = port
+        self.host = host
         self.proc = None
         self.start()
 
     def start(self):
         self.proc = subprocess.Popen(
-            [PYTHON, os.path.join(HERE, "upstream.py"), self.name, str(self.port)],
+            [PYTHON, os.path.join(HERE, "upstream.py"), self.name, str(self.port), self.host],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.proc.stdout.readline()
         m = re.match(r"PORT (\d+)", line or "")
@@ -69,7 +70,7 @@ class Upstream:
 
     @property
     def address(self):
-        return "127.0.0.1:%d" % self.port
+        return ("[%s]:%d" if ":" in self.host else "%s:%d") % (self.host, self.port)
 
 
 class Citadel:
@@ -182,8 +183,8 @@ class Citadel:
 def upstreams():
     started = []
 
-    def make(name):
-        u = Upstream(name)
+    def make(name, port=0, host="127.0.0.1"):
+        u = Upstream(name, port, host)
         started.append(u)
         return u
     yield make

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A test upstream with the behaviours the integration tests need.
 
-Run as a process: `upstream.py NAME [PORT]`. It binds 127.0.0.1 (port 0 by default), prints
+Run as a process: `upstream.py NAME [PORT [HOST]]`. It binds HOST (127.0.0.1 by default; another
+loopback address such as 127.0.0.2 or ::1 for the DNS tests) and PORT (0 by default), prints
 `PORT <n>` on stdout, and serves until killed. Behaviour is chosen by path:
 
   /health              200, or 503 after POST /health/down (and 200 again after /health/up)
@@ -260,7 +261,10 @@ def main():
     global NAME, PORT
     NAME = sys.argv[1] if len(sys.argv) > 1 else "up"
     PORT = int(sys.argv[2]) if len(sys.argv) > 2 else 0
-    srv = Server(("127.0.0.1", PORT), Handler)
+    host = sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1"
+    if ":" in host:
+        Server.address_family = socket.AF_INET6
+    srv = Server((host, PORT), Handler)
     print("PORT %d" % srv.server_address[1], flush=True)
     srv.serve_forever()
 
