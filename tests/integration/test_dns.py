@@ -29,7 +29,10 @@ def write_hosts(path, addresses):
 
 def dns_env(hosts):
     assert os.path.exists(NSS_WRAPPER), "libnss-wrapper is missing: run scripts/install-deps"
-    env = dict(os.environ, LD_PRELOAD=NSS_WRAPPER, NSS_WRAPPER_HOSTS=hosts)
+    # A name missing from the file falls through to the real resolver, which nss_wrapper opens
+    # with RTLD_DEEPBIND unless told not to (the sanitizer runtimes refuse deep binding).
+    env = dict(os.environ, LD_PRELOAD=NSS_WRAPPER, NSS_WRAPPER_HOSTS=hosts,
+               NSS_WRAPPER_DISABLE_DEEPBIND="1")
     # ASan wants its runtime first among the preloaded libraries; nss_wrapper comes first here.
     env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":")
     return env
