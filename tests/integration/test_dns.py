@@ -35,6 +35,9 @@ def dns_env(hosts):
                NSS_WRAPPER_DISABLE_DEEPBIND="1")
     # ASan wants its runtime first among the preloaded libraries; nss_wrapper comes first here.
     env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":")
+    # TSan reports nss_wrapper's own lock handling (not Citadel's code).
+    supp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nss_wrapper.tsan.supp")
+    env["TSAN_OPTIONS"] = (env.get("TSAN_OPTIONS", "") + ":suppressions=" + supp).lstrip(":")
     return env
 
 
