@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -103,7 +104,7 @@ class Server::SignalHandler final : public core::IoHandler {
 // Accepts admin connections on the control loop.
 class Server::AdminListener final : public core::IoHandler {
  public:
-  AdminListener(Server& s, int fd) : server_(s), fd_(fd) {
+  AdminListener(Server& s, int fd) : server_(s), fd_(fd), retry_(&AdminListener::retry, this) {
     auto settings = std::make_shared<http::http1::ServerSettings>();
     settings->header_timeout_ms = 5000;
     settings->keepalive_timeout_ms = 15'000;
@@ -127,6 +128,10 @@ class Server::AdminListener final : public core::IoHandler {
       int fd = ::accept4(fd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          // Queued scrapes would otherwise wait for the next arrival (edge-triggered epoll).
+          server_.loop_.arm(retry_, 100);
+        }
         return;
       }
       http::ConnectionInfo info;
@@ -150,8 +155,11 @@ class Server::AdminListener final : public core::IoHandler {
   }
 
  private:
+  static void retry(void* self) { static_cast<AdminListener*>(self)->on_io(EPOLLIN); }
+
   Server& server_;
   int fd_;
+  core::Timer retry_;
   std::shared_ptr<const http::http1::ServerSettings> settings_;
   http::http1::ServerConnection* conns_ = nullptr;
 };
@@ -163,6 +171,20 @@ Server::Server(std::string config_path, const proxy::FilterRegistry& filters)
       dns_timer_(&Server::on_dns_refresh, this),
       dns_mailbox_(std::make_shared<DnsMailbox>()) {
   dns_mailbox_->server = this;
+}
+
+// Every connection and upstream socket is a descriptor: use the hard limit, not the (often
+// 1024) soft one, as haproxy does.
+void Server::raise_fd_limit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlim_t before = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = before;
+  }
+  log_.log(LogLevel::kInfo, "file descriptor limit: %llu",
+           static_cast<unsigned long long>(rl.rlim_cur));
 }
 
 Server::~Server() {
@@ -277,6 +299,13 @@ int Server::run() {
   services.protocol_errors = metrics_->counter("citadel_downstream_protocol_errors_total",
                                                "Requests refused as malformed");
   services.no_route = metrics_->counter("citadel_no_route_total", "Requests matching no route");
+  const char* paused_help = "Times a listener stopped accepting (until a connection closes, or "
+                            "for 100ms when out of file descriptors)";
+  services.accept_paused_limit = metrics_->counter("citadel_downstream_accept_paused_total",
+                                                   paused_help, "reason=\"connection_limit\"");
+  services.accept_paused_fds = metrics_->counter("citadel_downstream_accept_paused_total",
+                                                 paused_help, "reason=\"no_descriptors\"");
+  raise_fd_limit();
 
   std::shared_ptr<const proxy::Config> shared_cfg(std::move(cfg));
   auto snap = proxy::build_snapshot(shared_cfg, nullptr, filters_, *metrics_, nworkers_, ++version_);

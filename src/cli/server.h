@@ -60,6 +60,7 @@ class Server final : public AdminBackend, public http::http1::ConnectionOwner {
   // Back on the control thread with the answers: publishes a snapshot when an address changed.
   void on_dns_answers(const proxy::LookupTable& answers);
   void arm_dns_refresh();
+  void raise_fd_limit();
   // Makes `snap` current: posts it to every worker, then follow_snapshot().
   void publish(std::shared_ptr<const proxy::Snapshot> snap);
   // Points the health checker and the DNS refresh at the current snapshot's clusters.

@@ -36,6 +36,7 @@ struct ServerLimits {
   uint64_t header_count = 100;
   uint64_t header_bytes = 32 * 1024;
   uint64_t body = 16ull << 20;  // per request; routes may override
+  uint64_t connections = 0;     // open client connections; 0: no limit but file descriptors
 };
 
 struct ListenerConfig {

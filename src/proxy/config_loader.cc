@@ -87,12 +87,14 @@ void read_listener(const ConfigNode& n, ListenerConfig& l) {
   }
   ConfigNode lim = n["limits"];
   if (lim.defined() && lim.expect_map()) {
-    lim.allow_keys({"request_line", "header_count", "header_bytes", "body"});
+    lim.allow_keys({"request_line", "header_count", "header_bytes", "body", "connections"});
     l.limits.request_line = lim["request_line"].size_bytes(l.limits.request_line);
     l.limits.header_count =
         static_cast<uint64_t>(lim["header_count"].integer(100, 1, 10'000));
     l.limits.header_bytes = lim["header_bytes"].size_bytes(l.limits.header_bytes);
     l.limits.body = lim["body"].size_bytes(l.limits.body);
+    l.limits.connections =
+        static_cast<uint64_t>(lim["connections"].integer(0, 0, 10'000'000));
   }
   l.merge_slashes = n["merge_slashes"].boolean(true);
 }

@@ -66,6 +66,8 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
     lr.settings.request_timeout_ms = l.timeouts.request_ms;
     lr.path_options.merge_slashes = l.merge_slashes;
     lr.default_max_body = l.limits.body;
+    lr.max_connections_per_worker =
+        workers == 0 ? l.limits.connections : (l.limits.connections + workers - 1) / workers;
     snap->listeners.push_back(lr);
   }
   const uint64_t default_body = config->listeners.empty() ? (16ull << 20)

@@ -25,6 +25,8 @@ struct ListenerRuntime {
   http::http1::ServerSettings settings;
   http::PathNormalizeOptions path_options;
   uint64_t default_max_body = 0;
+  // limits.connections shared out over the workers (rounded up); 0: no limit.
+  uint64_t max_connections_per_worker = 0;
 };
 
 struct Snapshot {

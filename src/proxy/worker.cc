@@ -18,11 +18,12 @@
 
 namespace citadel::proxy {
 
-// One listening socket of this worker.
+// One listening socket of this worker, and the connections it accepted that are still open.
 class Worker::Listener final : public core::IoHandler {
  public:
   Listener(Worker& w, std::string name, int fd, bool merge_slashes)
-      : worker(w), name(std::move(name)), fd(fd), merge_slashes(merge_slashes) {}
+      : worker(w), name(std::move(name)), fd(fd), merge_slashes(merge_slashes),
+        retry_timer(&Worker::on_accept_retry, this) {}
   ~Listener() {
     if (fd >= 0) ::close(fd);
   }
@@ -30,13 +31,20 @@ class Worker::Listener final : public core::IoHandler {
 
   Worker& worker;
   std::string name;
-  int fd;
+  int fd;  // -1 once retired
   bool merge_slashes;
   std::shared_ptr<const http::http1::ServerSettings> settings =
       std::make_shared<http::http1::ServerSettings>();
+  uint64_t active = 0;           // open connections accepted here
+  uint64_t max = 0;              // this worker's share of limits.connections; 0: none
+  bool paused_limit = false;     // at `max`: resumes when a connection closes
+  bool paused_fds = false;       // accept failed for lack of descriptors: retry_timer resumes
+  core::Timer retry_timer;
 };
 
 namespace {
+
+constexpr uint64_t kAcceptRetryMs = 100;
 
 void fill_address(const sockaddr_storage& ss, char* ip, uint16_t& port) {
   if (ss.ss_family == AF_INET) {
@@ -74,6 +82,7 @@ Worker::~Worker() {
   // thread now owns everything the loop owned.
   while (connections_ != nullptr) connections_->abort();
   listeners_.clear();
+  retired_listeners_.clear();
   for (auto& c : owned_cluster_state_) {
     WorkerCluster*& slot = c->worker_slot(index_);
     delete slot;
@@ -110,15 +119,8 @@ void Worker::publish(std::shared_ptr<const Snapshot> snap) {
         old_snapshots_.push_back(old);
       }
     }
-    // Listener settings follow the snapshot.
-    for (auto& l : listeners_) {
-      for (const auto& lr : current_->snap->listeners) {
-        if (lr.name == l->name) {
-          l->settings = std::make_shared<http::http1::ServerSettings>(lr.settings);
-          l->merge_slashes = lr.path_options.merge_slashes;
-        }
-      }
-    }
+    // Listener settings and limits follow the snapshot.
+    for (size_t i = 0; i < listeners_.size(); ++i) configure_listener(*listeners_[i]);
     retire_unused_clusters();
   });
 }
@@ -172,23 +174,48 @@ WorkerCluster& Worker::cluster_state(const std::shared_ptr<Cluster>& c) {
 void Worker::add_listener(const std::string& name, int fd, bool merge_slashes) {
   loop_.post([this, name, fd, merge_slashes] {
     auto l = std::make_unique<Listener>(*this, name, fd, merge_slashes);
-    if (current_ != nullptr) {
-      for (const auto& lr : current_->snap->listeners) {
-        if (lr.name == name) l->settings = std::make_shared<http::http1::ServerSettings>(lr.settings);
-      }
-    }
     if (draining_ || !loop_.add(fd, l.get(), EPOLLIN).ok()) return;
     listeners_.push_back(std::move(l));
+    configure_listener(*listeners_.back());
     accept_from(*listeners_.back());
   });
+}
+
+void Worker::configure_listener(Listener& l) {
+  if (current_ == nullptr) return;
+  for (const auto& lr : current_->snap->listeners) {
+    if (lr.name != l.name) continue;
+    l.settings = std::make_shared<http::http1::ServerSettings>(lr.settings);
+    l.merge_slashes = lr.path_options.merge_slashes;
+    l.max = lr.max_connections_per_worker;
+  }
+  if (l.paused_limit && (l.max == 0 || l.active < l.max)) {
+    l.paused_limit = false;
+    accept_from(l);
+  }
+}
+
+void Worker::retire_listener(std::unique_ptr<Listener> l) {
+  loop_.remove(l->fd);
+  ::close(l->fd);
+  l->fd = -1;
+  loop_.timers().cancel(l->retry_timer);
+  if (l->active != 0) retired_listeners_.push_back(std::move(l));
+}
+
+void Worker::on_accept_retry(void* arg) {
+  auto* l = static_cast<Listener*>(arg);
+  l->paused_fds = false;
+  l->worker.accept_from(*l);
 }
 
 void Worker::remove_listener(const std::string& name) {
   loop_.post([this, name] {
     for (size_t i = 0; i < listeners_.size(); ++i) {
       if (listeners_[i]->name == name) {
-        loop_.remove(listeners_[i]->fd);
+        std::unique_ptr<Listener> l = std::move(listeners_[i]);
         listeners_.erase(listeners_.begin() + static_cast<long>(i));
+        retire_listener(std::move(l));
         return;
       }
     }
@@ -196,16 +223,34 @@ void Worker::remove_listener(const std::string& name) {
 }
 
 void Worker::accept_from(Listener& l) {
+  if (l.fd < 0 || l.paused_fds) return;
   // Bounded per wake-up so that one busy listener cannot starve established connections.
   for (int i = 0; i < 64; ++i) {
+    if (l.max != 0 && l.active >= l.max) {
+      // Further clients wait in the kernel's accept queue until a connection closes.
+      if (!l.paused_limit) services_.accept_paused_limit->add(index_);
+      l.paused_limit = true;
+      return;
+    }
     sockaddr_storage ss;
     socklen_t len = sizeof ss;
     int fd = ::accept4(l.fd, reinterpret_cast<sockaddr*>(&ss), &len,
                        SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno == EMFILE || errno == ENFILE) {
-        services_.log->log(observe::LogLevel::kError, "accept: out of file descriptors");
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // The connection stays queued; edge-triggered epoll would not report it again, so
+        // try again shortly rather than on the next arrival.
+        int err = errno;
+        l.paused_fds = true;
+        services_.accept_paused_fds->add(index_);
+        services_.log->log(observe::LogLevel::kError,
+                           "listener %s: cannot accept (%s), %llu connections open on this "
+                           "worker; trying again in %llums",
+                           l.name.c_str(), std::strerror(err),
+                           static_cast<unsigned long long>(connection_count_),
+                           static_cast<unsigned long long>(kAcceptRetryMs));
+        loop_.arm(l.retry_timer, kAcceptRetryMs);
       }
       return;  // EAGAIN, or an error that a later edge will retry
     }
@@ -219,6 +264,8 @@ void Worker::accept_from(Listener& l) {
     c->next = connections_;
     if (connections_ != nullptr) connections_->prev = c;
     connections_ = c;
+    c->owner_tag = &l;
+    ++l.active;
     ++connection_count_;
     services_.cx_total->add(index_);
     services_.cx_active->add(index_, 1);
@@ -242,6 +289,26 @@ void Worker::on_connection_closed(http::http1::ServerConnection& c) {
   if (c.next != nullptr) c.next->prev = c.prev;
   c.prev = c.next = nullptr;
   --connection_count_;
+  if (auto* l = static_cast<Listener*>(c.owner_tag)) {
+    c.owner_tag = nullptr;
+    --l->active;
+    if (l->fd < 0) {
+      if (l->active == 0) {
+        auto it = std::find_if(retired_listeners_.begin(), retired_listeners_.end(),
+                               [l](const auto& r) { return r.get() == l; });
+        if (it != retired_listeners_.end()) retired_listeners_.erase(it);
+      }
+    } else if (l->paused_limit && (l->max == 0 || l->active < l->max)) {
+      // Accept from the loop, not from inside this connection's close path. The listener may
+      // be retired before that runs: look it up again.
+      l->paused_limit = false;
+      loop_.post([this, l] {
+        for (auto& each : listeners_) {
+          if (each.get() == l) accept_from(*l);
+        }
+      });
+    }
+  }
   services_.cx_active->add(index_, -1);
   loop_.defer_delete(std::unique_ptr<core::Deferred>(&c));
   if (draining_) check_drained();
@@ -286,7 +353,7 @@ size_t Worker::log_timestamp(char* out) {
 void Worker::drain() {
   loop_.post([this] {
     draining_ = true;
-    for (auto& l : listeners_) loop_.remove(l->fd);
+    for (auto& l : listeners_) retire_listener(std::move(l));
     listeners_.clear();
     // close_when_idle() may close (and unlink) the connection: walk with a saved next.
     for (auto* c = connections_; c != nullptr;) {

@@ -32,6 +32,9 @@ struct WorkerServices {
   observe::Gauge* cx_active = nullptr;
   observe::Counter* protocol_errors = nullptr;
   observe::Counter* no_route = nullptr;
+  // Times a listener stopped accepting: at its connection limit, out of file descriptors.
+  observe::Counter* accept_paused_limit = nullptr;
+  observe::Counter* accept_paused_fds = nullptr;
 };
 
 // A snapshot as one worker holds it: counted without atomics by this worker's requests.
@@ -89,6 +92,11 @@ class Worker final : public http::http1::ConnectionOwner, public http::StreamFac
  private:
   class Listener;
   void accept_from(Listener& l);
+  static void on_accept_retry(void* listener);
+  // Stops `l` accepting for good; it is freed once its last connection has closed.
+  void retire_listener(std::unique_ptr<Listener> l);
+  // Applies the current snapshot's settings and connection limit to `l`.
+  void configure_listener(Listener& l);
   void retire_unused_clusters();
   void check_drained();
 
@@ -99,6 +107,7 @@ class Worker final : public http::http1::ConnectionOwner, public http::StreamFac
   Rng rng_;
   std::thread thread_;
   std::vector<std::unique_ptr<Listener>> listeners_;
+  std::vector<std::unique_ptr<Listener>> retired_listeners_;  // with connections still open
   http::http1::ServerConnection* connections_ = nullptr;  // intrusive list
   size_t connection_count_ = 0;
   uint64_t next_connection_id_ = 1;

@@ -76,13 +76,15 @@ class Upstream:
 class Citadel:
     """The real binary with a config written from a template."""
 
-    def __init__(self, tmp_path, config, env=None):
+    def __init__(self, tmp_path, config, env=None, wrapper=()):
         self.tmp_path = tmp_path
         self.config_path = os.path.join(str(tmp_path), "citadel.yaml")
         self.write_config(config)
         self.lines = []
         self.lock = threading.Lock()
-        self.proc = subprocess.Popen([CITADEL, "-c", self.config_path], stdout=subprocess.PIPE,
+        # `wrapper`: a command that execs Citadel (prlimit, say), so that proc is still Citadel.
+        self.proc = subprocess.Popen(list(wrapper) + [CITADEL, "-c", self.config_path],
+                                     stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=env)
         self.access_lines = []
         threading.Thread(target=self._pump, args=(self.proc.stderr, self.lines), daemon=True).start()

@@ -82,9 +82,11 @@ class ServerConnection final : public core::Deferred,
   void close_after_response() override { close_after_ = true; }
   const ConnectionInfo& connection() const override { return info_; }
 
-  // Intrusive list links for the worker's connection list.
+  // Intrusive list links for the worker's connection list, and the owner's tag for it (the
+  // worker: the listener that accepted the connection).
   ServerConnection* prev = nullptr;
   ServerConnection* next = nullptr;
+  void* owner_tag = nullptr;
 
  private:
   enum class State : uint8_t {
