@@ -49,9 +49,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Upstream", NAME)
-        self.end_headers()
+        # Head and body in one write (end_headers() would send the head alone), as real servers
+        # send small responses: a test that kills this process under load must not catch it
+        # between the two, which would truncate a response no proxy could retry.
+        self._headers_buffer.append(b"\r\n")
         if self.command != "HEAD":
-            self.wfile.write(body)
+            self._headers_buffer.append(body)
+        self.flush_headers()
 
     def read_body(self):
         te = self.headers.get("Transfer-Encoding", "")
