@@ -33,6 +33,9 @@ class ServerStream {
   virtual void send_headers(ResponseHead& head, bool end_stream) = 0;
   // Body bytes (copied). Call with end_stream=true exactly once, possibly with empty data.
   virtual void send_data(std::string_view data, bool end_stream) = 0;
+  // Ends the body with trailer fields (copied), instead of send_data(..., true). HTTP/1.1 can
+  // carry them only in a chunked response: otherwise the body just ends.
+  virtual void send_trailers(const HeaderMap& trailers) = 0;
   // True while the downstream send buffer is above its high watermark: stop producing until
   // StreamHandler::on_write_ready().
   virtual bool write_blocked() const = 0;
@@ -58,6 +61,9 @@ class StreamHandler {
   // The head is complete and its strings live in arena(). end_stream: no body follows.
   virtual void on_request_headers(bool end_stream) = 0;
   virtual void on_request_data(std::string_view data, bool end_stream) = 0;
+  // The request body ended with trailer fields (their strings stay valid for the stream's life),
+  // in place of on_request_data({}, true). By default they are ignored.
+  virtual void on_request_trailers(const HeaderMap& /*trailers*/) { on_request_data({}, true); }
   // The downstream send buffer drained below its low watermark.
   virtual void on_write_ready() = 0;
   // The downstream went away or the codec gave up (timeout, protocol error). No further calls

@@ -41,12 +41,35 @@ bool is_hop_by_hop(std::string_view name) {
   switch (name.size()) {
     case 2: return iequals(name, "te");
     case 6: return iequals(name, "expect");
-    case 7: return iequals(name, "upgrade") || iequals(name, "trailer");
+    case 7: return iequals(name, "upgrade");
     case 10: return iequals(name, "connection") || iequals(name, "keep-alive");
     case 14: return iequals(name, "content-length");
     case 16: return iequals(name, "proxy-connection");
     case 17: return iequals(name, "transfer-encoding");
     default: return false;
+  }
+}
+
+// Trailer fields a proxy passes on: not those that frame, route, authenticate, set cookies,
+// describe the content or control caching or the request (RFC 9110 section 6.5.1), which a
+// recipient must not process from a trailer section, nor hop-by-hop ones.
+bool forwardable_trailer(std::string_view name) {
+  static constexpr std::string_view kDenied[] = {
+      "content-length", "transfer-encoding", "trailer", "host", "connection", "keep-alive",
+      "proxy-connection", "te", "upgrade", "authorization", "proxy-authorization",
+      "www-authenticate", "proxy-authenticate", "cookie", "set-cookie", "content-type",
+      "content-encoding", "content-range", "content-location", "range", "expect",
+      "max-forwards", "cache-control", "expires", "age", "pragma", "location", "retry-after",
+      "vary", "date"};
+  for (std::string_view d : kDenied) {
+    if (iequals(name, d)) return false;
+  }
+  return name.size() < 3 || !iequals(name.substr(0, 3), "if-");
+}
+
+void copy_forwardable_trailers(const http::HeaderMap& from, http::HeaderMap& to) {
+  for (const auto& f : from.fields()) {
+    if (forwardable_trailer(f.name)) to.add(f.name, f.value);
   }
 }
 
@@ -120,6 +143,7 @@ void ActiveStream::begin(http::ServerStream& downstream) {
   body_bytes_ = 0;
   pending_body_.clear();
   pending_end_ = false;
+  req_trailers_.clear();
   wc_ = nullptr;
   ep_ = nullptr;
   conn_ = nullptr;
@@ -391,10 +415,16 @@ void ActiveStream::on_request_data(std::string_view data, bool end_stream) {
   forward_request_body(data, end_stream);
 }
 
+void ActiveStream::on_request_trailers(const http::HeaderMap& trailers) {
+  copy_forwardable_trailers(trailers, req_trailers_);
+  on_request_data({}, true);
+}
+
 void ActiveStream::forward_request_body(std::string_view data, bool end_stream) {
   if (conn_ == nullptr) return;
   if (!data.empty() || end_stream) body_forwarded_ = true;
-  conn_->send_data(data, end_stream);
+  conn_->send_data(data, end_stream,
+                   end_stream && req_trailers_.size() != 0 ? &req_trailers_ : nullptr);
   if (end_stream) {
     request_sent_ = true;
     if (conn_ != nullptr && conn_->connected()) {
@@ -475,6 +505,19 @@ void ActiveStream::on_response_data(std::string_view data, bool end_stream) {
     arm_upstream_timer(TimerMode::kIdle, wc_->cluster().config().timeouts.idle_ms);
   }
   send_response_data(data, end_stream);
+}
+
+void ActiveStream::on_response_trailers(const http::HeaderMap& trailers) {
+  if (reset_) return;
+  conn_ = nullptr;  // detached by the codec (pooled or closed)
+  finish_attempt(true);
+  if (ds_ == nullptr) return;
+  for (size_t i = nfilters_; i-- > 0;) {
+    filters_[i]->on_response_data(*this, {}, true);
+  }
+  http::HeaderMap kept;  // the codec's strings are valid during this call: send at once
+  copy_forwardable_trailers(trailers, kept);
+  ds_->send_trailers(kept);  // may complete the stream: nothing after this
 }
 
 void ActiveStream::send_response_data(std::string_view data, bool end_stream) {

@@ -42,6 +42,7 @@ class ActiveStream final : public http::StreamHandler,
   core::Arena& arena() override { return arena_; }
   void on_request_headers(bool end_stream) override;
   void on_request_data(std::string_view data, bool end_stream) override;
+  void on_request_trailers(const http::HeaderMap& trailers) override;
   void on_write_ready() override;
   void on_reset(std::string_view reason) override;
   void on_complete() override;
@@ -68,6 +69,7 @@ class ActiveStream final : public http::StreamHandler,
   void on_informational(const http::ResponseHead& head) override;
   void on_response_headers(bool end_stream) override;
   void on_response_data(std::string_view data, bool end_stream) override;
+  void on_response_trailers(const http::HeaderMap& trailers) override;
   void on_upstream_write_ready() override;
   void on_failure(http::http1::ClientFailure kind, std::string_view detail) override;
 
@@ -113,6 +115,8 @@ class ActiveStream final : public http::StreamHandler,
   uint64_t body_bytes_ = 0;
   core::Buffer pending_body_;   // body that arrived before the upstream was ready
   bool pending_end_ = false;
+  // The request's trailer fields that may be forwarded (views into the downstream codec).
+  http::HeaderMap req_trailers_;
 
   // Upstream attempt.
   WorkerCluster* wc_ = nullptr;

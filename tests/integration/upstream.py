@@ -13,7 +13,9 @@ loopback address such as 127.0.0.2 or ::1 for the DNS tests) and PORT (0 by defa
   /ws                  WebSocket echo
   /status/N            answers status N
   /early               103 Early Hints, then 200
+  /trailers?n=N        N chunks, then trailer fields (some that a proxy must not forward)
   POST /sink           reads the whole body (chunked or Content-Length), answers its size
+                       and the trailer fields it ended with
   POST /slowsink       reads a Content-Length body at 64 KiB per 10 ms
   anything else        200, JSON echo of name, method, path and headers
 """
@@ -60,14 +62,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def read_body(self):
         te = self.headers.get("Transfer-Encoding", "")
         total = 0
+        self.trailers = []
         if "chunked" in te.lower():
             while True:
                 line = self.rfile.readline(1024)
                 size = int(line.split(b";")[0].strip(), 16)
                 if size == 0:
-                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return total
+                    while True:
+                        line = self.rfile.readline(1024)
+                        if line in (b"\r\n", b"\n", b""):
+                            return total
+                        name, _, value = line.decode("latin-1").partition(":")
+                        self.trailers.append([name, value.strip()])
                 left = size
                 while left:
                     got = self.rfile.read(min(left, 1 << 20))
@@ -110,6 +116,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif p == "/slow":
             time.sleep(int(q.get("ms", ["1000"])[0]) / 1000.0)
             self.send_body(200, "slow %s\n" % NAME)
+        elif p == "/trailers":
+            n = int(q.get("n", ["2"])[0])
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Trailer", "X-Checksum, Server-Timing")
+            self.end_headers()
+            for i in range(n):
+                self.wfile.write(b"4\r\npart\r\n")
+            self.wfile.write(b"0\r\nX-Checksum: sha256=abc\r\nServer-Timing: app;dur=%d\r\n"
+                             b"Set-Cookie: s=1\r\nContent-Length: 99\r\n\r\n" % n)
         elif p == "/chunked":
             n = int(q.get("n", ["3"])[0])
             size = int(q.get("size", ["10"])[0])
@@ -193,7 +209,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_body(200, json.dumps({"name": NAME, "received": n}), "application/json")
         else:
             n = self.read_body()
-            self.send_body(200, json.dumps({"name": NAME, "received": n, "path": p}),
+            self.send_body(200, json.dumps({"name": NAME, "received": n, "path": p,
+                                            "trailers": self.trailers}),
                            "application/json")
 
     do_PUT = do_POST

@@ -22,6 +22,21 @@ bool is_qdtext(char c) {
 
 }  // namespace
 
+void ChunkedDecoder::trailers(HeaderMap& out) const {
+  std::string_view rest = trailer_text_;
+  while (!rest.empty()) {
+    size_t eol = rest.find("\r\n");
+    std::string_view line = rest.substr(0, eol);
+    rest.remove_prefix(eol == std::string_view::npos ? rest.size() : eol + 2);
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) continue;  // decode() refused these
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    out.add(line.substr(0, colon), value);
+  }
+}
+
 size_t format_chunk_header(uint64_t size, char* out) {
   static constexpr char kHex[] = "0123456789abcdef";
   char tmp[16];
@@ -169,6 +184,7 @@ ChunkedDecoder::Result ChunkedDecoder::decode(std::string_view& in, std::string_
         [[fallthrough]];
       case State::kTrailerLine:
         if (++trailer_bytes_ > kMaxTrailerBytes) return fail("trailer section too large");
+        trailer_text_.push_back(c);
         if (c == '\r') {
           if (!trailer_line_has_colon_) return fail("invalid trailer field");
           state_ = State::kTrailerLf;
@@ -183,6 +199,7 @@ ChunkedDecoder::Result ChunkedDecoder::decode(std::string_view& in, std::string_
         break;
       case State::kTrailerLf:
         if (c != '\n') return fail("bare CR in trailer");
+        trailer_text_.push_back(c);
         state_ = State::kTrailerStart;
         break;
       case State::kFinalLf:

@@ -3,11 +3,15 @@
 // Fed arbitrary slices of the byte stream; yields views of chunk data as they arrive, so a body
 // is streamed without being buffered whole. Chunk sizes are hex without sign or overflow;
 // extensions must be well-formed tokens or quoted strings; every CRLF must be exact. Trailer
-// fields are validated and dropped. One decoder per body, used on one thread.
+// fields are validated and kept (up to kMaxTrailerBytes) for trailers(). One decoder per body,
+// used on one thread.
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
+
+#include "http/headers.h"
 
 namespace citadel::http::http1 {
 
@@ -25,6 +29,10 @@ class ChunkedDecoder {
   Result decode(std::string_view& in, std::string_view& data);
 
   const char* error() const { return error_; }
+  // After kDone: whether the message ended with trailer fields, and those fields (views into
+  // this decoder, valid until reset()).
+  bool has_trailers() const { return !trailer_text_.empty(); }
+  void trailers(HeaderMap& out) const;
   bool done() const { return state_ == State::kDone; }
   void reset() { *this = ChunkedDecoder(); }
 
@@ -53,6 +61,7 @@ class ChunkedDecoder {
   bool trailer_line_has_colon_ = false;
   bool trailer_line_empty_ = true;
   const char* error_ = nullptr;
+  std::string trailer_text_;  // the trailer lines as received, CRLF included
 };
 
 // Formats a chunk-size line ("1a2b\r\n") into `out` (at least 18 bytes); returns its length.

@@ -75,9 +75,10 @@ void ClientConnection::send_head(const RequestHead& head, std::string_view targe
   if (connected()) loop_.schedule(this);
 }
 
-void ClientConnection::send_data(std::string_view data, bool end_stream) {
+void ClientConnection::send_data(std::string_view data, bool end_stream,
+                                 const HeaderMap* trailers) {
   if (state_ == State::kClosed) return;
-  append_body(out_, data, chunked_out_, end_stream);
+  append_body(out_, data, chunked_out_, end_stream, trailers);
   if (end_stream) request_done_ = true;
   if (connected()) loop_.schedule(this);
 }
@@ -338,7 +339,15 @@ void ClientConnection::process() {
     if (done) {
       ClientCallbacks* cb = cb_;
       response_complete();
-      cb->on_response_data({}, true);
+      if (chunked_.has_trailers()) {
+        // The decoder keeps the strings until the connection's next request, which cannot
+        // start before this call returns.
+        HeaderMap trailers;
+        chunked_.trailers(trailers);
+        cb->on_response_trailers(trailers);
+      } else {
+        cb->on_response_data({}, true);
+      }
       if (!in_.empty() && state_ == State::kIdle) {
         in_process_ = false;
         close();

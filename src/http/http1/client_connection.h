@@ -36,6 +36,11 @@ class ClientCallbacks {
   // `head` strings live in arena(). end_stream: no body follows.
   virtual void on_response_headers(bool end_stream) = 0;
   virtual void on_response_data(std::string_view data, bool end_stream) = 0;
+  // The response body ended with trailer fields, in place of on_response_data({}, true). The
+  // strings are valid during the call only. By default they are ignored.
+  virtual void on_response_trailers(const HeaderMap& /*trailers*/) {
+    on_response_data({}, true);
+  }
   // The send buffer drained below its low watermark (request body backpressure).
   virtual void on_upstream_write_ready() = 0;
   // The connection failed; the callbacks are detached and nothing more follows.
@@ -75,7 +80,8 @@ class ClientConnection final : public core::Deferred,
   // Writes the request line and fields. `head.framing`/`content_length` select the framing
   // this codec writes (Content-Length or chunked); hop-by-hop fields are the caller's job.
   void send_head(const RequestHead& head, std::string_view target);
-  void send_data(std::string_view data, bool end_stream);
+  // Request body bytes; `trailers` (with end_stream) end a chunked body with those fields.
+  void send_data(std::string_view data, bool end_stream, const HeaderMap* trailers = nullptr);
   // After a 101: raw bytes both ways; end_stream half-closes the upstream write side.
   void send_tunnel(std::string_view data, bool end_stream);
   bool write_blocked() const { return out_.size() > kHighWatermark; }

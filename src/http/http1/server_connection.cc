@@ -275,7 +275,13 @@ bool ServerConnection::deliver_body() {
     if (res == ChunkedDecoder::Result::kDone) {
       state_ = State::kAwaitResponse;
       arm_idle_timer(0);
-      stream_->on_request_data({}, true);
+      if (chunked_.has_trailers()) {
+        HeaderMap trailers;
+        chunked_.trailers(trailers);
+        stream_->on_request_trailers(trailers);
+      } else {
+        stream_->on_request_data({}, true);
+      }
       break;
     }
     if (res == ChunkedDecoder::Result::kError) {
@@ -370,7 +376,8 @@ void ServerConnection::send_headers(ResponseHead& head, bool end_stream) {
   if (end_stream) send_data({}, true);
 }
 
-void ServerConnection::send_data(std::string_view data, bool end_stream) {
+void ServerConnection::send_body(std::string_view data, bool end_stream,
+                                 const HeaderMap* trailers) {
   if (state_ == State::kClosed || !resp_started_ || resp_done_) return;
   if (state_ == State::kTunnel) {
     out_.append(data);
@@ -383,7 +390,7 @@ void ServerConnection::send_data(std::string_view data, bool end_stream) {
     loop_.schedule(this);
     return;
   }
-  if (!is_head_) append_body(out_, data, chunked_out_, end_stream);
+  if (!is_head_) append_body(out_, data, chunked_out_, end_stream, trailers);
   loop_.schedule(this);
   if (!end_stream) return;
   resp_done_ = true;

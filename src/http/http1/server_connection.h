@@ -74,7 +74,10 @@ class ServerConnection final : public core::Deferred,
   // ServerStream
   void send_informational(const ResponseHead& head) override;
   void send_headers(ResponseHead& head, bool end_stream) override;
-  void send_data(std::string_view data, bool end_stream) override;
+  void send_data(std::string_view data, bool end_stream) override {
+    send_body(data, end_stream, nullptr);
+  }
+  void send_trailers(const HeaderMap& trailers) override { send_body({}, true, &trailers); }
   bool write_blocked() const override { return out_.size() > settings_->high_watermark; }
   void pause_request_body() override { read_paused_ = true; }
   void resume_request_body() override;
@@ -89,6 +92,7 @@ class ServerConnection final : public core::Deferred,
   void* owner_tag = nullptr;
 
  private:
+  void send_body(std::string_view data, bool end_stream, const HeaderMap* trailers);
   enum class State : uint8_t {
     kIdle,        // waiting for the first byte of a request
     kHead,        // part of a request head received

@@ -81,8 +81,10 @@ inline void append_fields(core::Buffer& b, const HeaderMap& headers) {
 }
 
 // Body bytes as the message's framing wants them: a chunk (header, data, CRLF) when `chunked`,
-// else the bytes as they are; `end_stream` adds the last chunk.
-inline void append_body(core::Buffer& b, std::string_view data, bool chunked, bool end_stream) {
+// else the bytes as they are; `end_stream` adds the last chunk, with `trailers` when given (only
+// chunked framing can carry them: otherwise they are dropped).
+inline void append_body(core::Buffer& b, std::string_view data, bool chunked, bool end_stream,
+                        const HeaderMap* trailers = nullptr) {
   if (!chunked) {
     b.append(data);
     return;
@@ -93,7 +95,14 @@ inline void append_body(core::Buffer& b, std::string_view data, bool chunked, bo
     b.append(data);
     b.append("\r\n");
   }
-  if (end_stream) b.append("0\r\n\r\n");
+  if (!end_stream) return;
+  if (trailers == nullptr || trailers->size() == 0) {
+    b.append("0\r\n\r\n");
+    return;
+  }
+  b.append("0\r\n");
+  append_fields(b, *trailers);
+  b.append("\r\n");
 }
 
 }  // namespace citadel::http::http1

@@ -31,6 +31,37 @@ TEST(ChunkedDecoder, DecodesBodyAcrossAnySlicing) {
   }
 }
 
+TEST(ChunkedDecoder, KeepsTrailerFieldsAcrossAnySlicing) {
+  const std::string wire = "3\r\nabc\r\n0\r\nX-Checksum:  sha256=1f\t\r\nServer-Timing: db;dur=53\r\n\r\n";
+  for (size_t slice = 1; slice <= wire.size(); ++slice) {
+    ChunkedDecoder dec;
+    std::string_view in = wire, piece;
+    std::string body;
+    ChunkedDecoder::Result res;
+    while (true) {
+      std::string_view part = in.substr(0, slice);
+      in.remove_prefix(part.size());
+      while ((res = dec.decode(part, piece)) == ChunkedDecoder::Result::kData) body.append(piece);
+      if (res != ChunkedDecoder::Result::kNeedMore || in.empty()) break;
+    }
+    ASSERT_EQ(res, ChunkedDecoder::Result::kDone) << slice;
+    ASSERT_TRUE(dec.has_trailers());
+    HeaderMap t;
+    dec.trailers(t);
+    ASSERT_EQ(t.size(), 2u) << slice;
+    EXPECT_EQ(t.fields()[0].name, "X-Checksum");
+    EXPECT_EQ(t.fields()[0].value, "sha256=1f");
+    EXPECT_EQ(t.fields()[1].name, "Server-Timing");
+    EXPECT_EQ(t.fields()[1].value, "db;dur=53");
+    dec.reset();
+    EXPECT_FALSE(dec.has_trailers());
+  }
+  ChunkedDecoder plain;
+  std::string_view in = "0\r\n\r\n", piece;
+  EXPECT_EQ(plain.decode(in, piece), ChunkedDecoder::Result::kDone);
+  EXPECT_FALSE(plain.has_trailers());
+}
+
 TEST(ChunkedDecoder, RejectsMalformed) {
   const char* bad[] = {
       "g\r\n",                          // not hex
