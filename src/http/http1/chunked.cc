@@ -23,7 +23,8 @@ bool is_qdtext(char c) {
 }  // namespace
 
 void ChunkedDecoder::trailers(HeaderMap& out) const {
-  std::string_view rest = trailer_text_;
+  if (!has_trailers()) return;
+  std::string_view rest = *trailer_text_;
   while (!rest.empty()) {
     size_t eol = rest.find("\r\n");
     std::string_view line = rest.substr(0, eol);
@@ -184,7 +185,7 @@ ChunkedDecoder::Result ChunkedDecoder::decode(std::string_view& in, std::string_
         [[fallthrough]];
       case State::kTrailerLine:
         if (++trailer_bytes_ > kMaxTrailerBytes) return fail("trailer section too large");
-        trailer_text_.push_back(c);
+        keep_trailer_byte(c);
         if (c == '\r') {
           if (!trailer_line_has_colon_) return fail("invalid trailer field");
           state_ = State::kTrailerLf;
@@ -199,7 +200,7 @@ ChunkedDecoder::Result ChunkedDecoder::decode(std::string_view& in, std::string_
         break;
       case State::kTrailerLf:
         if (c != '\n') return fail("bare CR in trailer");
-        trailer_text_.push_back(c);
+        keep_trailer_byte(c);
         state_ = State::kTrailerStart;
         break;
       case State::kFinalLf:

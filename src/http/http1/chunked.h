@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -31,7 +32,7 @@ class ChunkedDecoder {
   const char* error() const { return error_; }
   // After kDone: whether the message ended with trailer fields, and those fields (views into
   // this decoder, valid until reset()).
-  bool has_trailers() const { return !trailer_text_.empty(); }
+  bool has_trailers() const { return trailer_text_ != nullptr && !trailer_text_->empty(); }
   void trailers(HeaderMap& out) const;
   bool done() const { return state_ == State::kDone; }
   void reset() { *this = ChunkedDecoder(); }
@@ -50,18 +51,24 @@ class ChunkedDecoder {
     return Result::kError;
   }
 
-  State state_ = State::kSize;
   uint64_t remaining_ = 0;
   uint32_t size_digits_ = 0;
   uint32_t line_bytes_ = 0;
   uint32_t trailer_bytes_ = 0;
+  State state_ = State::kSize;  // here rather than first: no padding (one per connection)
   // Extension sub-state: 0 before name, 1 in name, 2 after name (BWS), 3 before value,
   // 4 in token value, 5 in quoted value, 6 quoted-pair escape, 7 after value.
   uint8_t ext_state_ = 0;
   bool trailer_line_has_colon_ = false;
   bool trailer_line_empty_ = true;
   const char* error_ = nullptr;
-  std::string trailer_text_;  // the trailer lines as received, CRLF included
+  // The trailer lines as received, CRLF included; allocated only for a message that has them
+  // (a pointer keeps every idle connection's decoder small).
+  std::unique_ptr<std::string> trailer_text_;
+  void keep_trailer_byte(char c) {
+    if (trailer_text_ == nullptr) trailer_text_ = std::make_unique<std::string>();
+    trailer_text_->push_back(c);
+  }
 };
 
 // Formats a chunk-size line ("1a2b\r\n") into `out` (at least 18 bytes); returns its length.
