@@ -13,6 +13,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <system_error>
 #include <thread>
 
 #include "citadel/build_info.h"
@@ -441,14 +442,20 @@ void Server::on_dns_refresh(void* arg) {
   auto* s = static_cast<Server*>(arg);
   if (s->draining_ || s->dns_in_flight_) return;
   s->dns_in_flight_ = true;
-  std::thread([names = proxy::dns_names(s->current_->config->clusters),
-               mailbox = s->dns_mailbox_] {
-    auto answers = std::make_shared<proxy::LookupTable>(proxy::lookup_all(names));
-    std::lock_guard<std::mutex> lock(mailbox->mu);
-    if (mailbox->server == nullptr) return;
-    Server* server = mailbox->server;
-    server->loop_.post([server, answers] { server->on_dns_answers(*answers); });
-  }).detach();
+  try {
+    std::thread([names = proxy::dns_names(s->current_->config->clusters),
+                 mailbox = s->dns_mailbox_] {
+      auto answers = std::make_shared<proxy::LookupTable>(proxy::lookup_all(names));
+      std::lock_guard<std::mutex> lock(mailbox->mu);
+      if (mailbox->server == nullptr) return;
+      Server* server = mailbox->server;
+      server->loop_.post([server, answers] { server->on_dns_answers(*answers); });
+    }).detach();
+  } catch (const std::system_error& e) {  // no thread to be had: try at the next refresh
+    s->dns_in_flight_ = false;
+    s->log_.log(LogLevel::kWarn, "DNS refresh skipped: %s", e.what());
+    s->arm_dns_refresh();
+  }
 }
 
 void Server::on_dns_answers(const proxy::LookupTable& answers) {
