@@ -32,6 +32,24 @@ def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
     raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
 
 
+def config_head(workers=1, listener="", access_log="off", admin=True):
+    """The opening every test config shares: the worker count, one loopback listener named
+    `public` (`listener`: more of its keys, already indented for it), the admin listener and the
+    access log. Indented like the test templates that follow it (Citadel.write_config dedents)."""
+    head = f"""
+    workers: {workers}
+    listeners:
+      - name: public
+        address: 127.0.0.1:0
+{listener}"""
+    if admin:
+        head += """
+    admin:
+      address: 127.0.0.1:0"""
+    return head + f"""
+    access_log: {access_log}"""
+
+
 class Upstream:
     """A tests/integration/upstream.py process."""
 

@@ -2,16 +2,11 @@
 import json
 import re
 
+from conftest import config_head
+
 
 def cfg(up):
-    return f"""
-    workers: 2
-    listeners:
-      - name: public
-        address: 127.0.0.1:0
-    admin:
-      address: 127.0.0.1:0
-    access_log: off
+    return config_head(workers=2) + f"""
     clusters:
       - name: app
         endpoints: [{up.address}, {{ address: {up.address}, weight: 3 }}]

@@ -3,26 +3,16 @@
 In both cases Citadel stops accepting and leaves further clients in the kernel's accept queue
 (nothing is refused or reset), then serves them once connections close.
 """
-import os
 import socket
-import time
 
-from conftest import wait_until
+from conftest import config_head
 
 REQUEST = b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n"
 
 
 def config(limit=None):
     limits = "        limits: { connections: %d }" % limit if limit else ""
-    return f"""
-    workers: 1
-    listeners:
-      - name: public
-        address: 127.0.0.1:0
-{limits}
-    admin:
-      address: 127.0.0.1:0
-    access_log: off
+    return config_head(workers=1, listener=limits) + f"""
     routes:
       - to: {{ respond: {{ status: 200, body: "ok" }} }}
     """

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import wait_until
+from conftest import config_head, wait_until
 
 NSS_WRAPPER = "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so"
 
@@ -57,14 +57,7 @@ def upstreams_on_one_port(upstreams, hosts):
 
 
 def config(port, extra=""):
-    return f"""
-    workers: 2
-    listeners:
-      - name: public
-        address: 127.0.0.1:0
-    admin:
-      address: 127.0.0.1:0
-    access_log: off
+    return config_head(workers=2) + f"""
     clusters:
       - name: app
         lb: round_robin

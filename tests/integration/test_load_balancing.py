@@ -3,17 +3,12 @@ import collections
 import http.client
 import json
 
+from conftest import config_head
+
 
 def cfg(policy, endpoints, extra=""):
     eps = "\n".join("          - %s" % e for e in endpoints)
-    return f"""
-    workers: 1
-    listeners:
-      - name: public
-        address: 127.0.0.1:0
-    admin:
-      address: 127.0.0.1:0
-    access_log: off
+    return config_head(workers=1) + f"""
     clusters:
       - name: app
         lb: {policy}

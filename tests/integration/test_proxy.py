@@ -3,18 +3,11 @@ import json
 import socket
 import time
 
-from conftest import raw_exchange
+from conftest import config_head, raw_exchange
 
 
 def basic_config(up, extra_routes=""):
-    return f"""
-    workers: 2
-    listeners:
-      - name: public
-        address: 127.0.0.1:0
-    admin:
-      address: 127.0.0.1:0
-    access_log: {{ path: "-" }}
+    return config_head(workers=2, access_log='{ path: "-" }') + f"""
     clusters:
       - name: app
         endpoints: [{up.address}]

@@ -5,20 +5,12 @@ import subprocess
 import threading
 import time
 
-from conftest import CITADEL, LoadGenerator, wait_until
+from conftest import CITADEL, config_head, LoadGenerator, wait_until
 
 
 def cfg(ups, body="v1", extra_listener=""):
     eps = ", ".join(u.address for u in ups)
-    return f"""
-    workers: 2
-    listeners:
-      - name: public
-        address: 127.0.0.1:0
-{extra_listener}
-    admin:
-      address: 127.0.0.1:0
-    access_log: off
+    return config_head(workers=2, listener=extra_listener) + f"""
     clusters:
       - name: app
         endpoints: [{eps}]

@@ -2,19 +2,12 @@
 import json
 import time
 
-from conftest import LoadGenerator, wait_until
+from conftest import config_head, LoadGenerator, wait_until
 
 
 def cfg(endpoints, health="", outlier="", retry="", timeouts=""):
     eps = "\n".join("          - %s" % e for e in endpoints)
-    return f"""
-    workers: 2
-    listeners:
-      - name: public
-        address: 127.0.0.1:0
-    admin:
-      address: 127.0.0.1:0
-    access_log: {{ path: "-" }}
+    return config_head(workers=2, access_log='{ path: "-" }') + f"""
     clusters:
       - name: app
         endpoints:

@@ -6,20 +6,12 @@ import socket
 import threading
 import time
 
-from conftest import wait_until
+from conftest import config_head, wait_until
 from upstream import make_ws_frame, read_ws_frame
 
 
 def cfg(up):
-    return f"""
-    workers: 1
-    listeners:
-      - name: public
-        address: 127.0.0.1:0
-        limits: {{ body: 2GiB }}
-    admin:
-      address: 127.0.0.1:0
-    access_log: off
+    return config_head(workers=1, listener="        limits: { body: 2GiB }") + f"""
     clusters:
       - name: app
         endpoints: [{up.address}]

@@ -3,14 +3,11 @@ must not forward from a trailer section (framing, cookies, authentication, ...).
 import json
 import socket
 
+from conftest import config_head
+
 
 def config(up):
-    return f"""
-    workers: 1
-    listeners:
-      - name: public
-        address: 127.0.0.1:0
-    access_log: off
+    return config_head(workers=1, admin=False) + f"""
     clusters:
       - name: app
         endpoints: [{up.address}]
