@@ -62,29 +62,32 @@ def children(pid):
     return out
 
 
-def cpu_ticks(pids):
+def sum_proc(pids, name, value):
+    """Sums value(text of /proc/<pid>/<name>) over `pids`, skipping processes that are gone."""
     total = 0
     for pid in pids:
         try:
-            with open("/proc/%d/stat" % pid) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime + stime
+            with open("/proc/%d/%s" % (pid, name)) as f:
+                total += value(f.read())
         except OSError:
             pass
     return total
+
+
+def cpu_ticks(pids):
+    def utime_stime(stat):
+        fields = stat.rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    return sum_proc(pids, "stat", utime_stime)
 
 
 def rss_kb(pids):
-    total = 0
-    for pid in pids:
-        try:
-            with open("/proc/%d/status" % pid) as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
+    def vmrss(status):
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+    return sum_proc(pids, "status", vmrss)
 
 
 class Proc:
