@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "citadel/build_info.h"
+#include "http/http1/wire.h"
 #include "proxy/upstream_pool.h"
 
 namespace citadel::cli {
@@ -124,21 +125,13 @@ class Server::AdminListener final : public core::IoHandler {
   }
   void on_io(uint32_t) override {
     while (true) {
-      sockaddr_storage ss;
-      socklen_t len = sizeof ss;
-      int fd = ::accept4(fd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd < 0) {
-        if (errno == EINTR || errno == ECONNABORTED) continue;
-        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-          // Queued scrapes would otherwise wait for the next arrival (edge-triggered epoll).
-          server_.loop_.arm(retry_, 100);
-        }
-        return;
-      }
+      int fd = -1;
       http::ConnectionInfo info;
-      if (ss.ss_family == AF_INET) {
-        inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, info.peer_ip, 46);
+      auto r = http::http1::accept_client(fd_, fd, info);
+      if (r == http::http1::AcceptResult::kNoDescriptors) {
+        server_.loop_.arm(retry_, http::http1::kAcceptRetryMs);
       }
+      if (r != http::http1::AcceptResult::kAccepted) return;
       auto* c = new http::http1::ServerConnection(fd, info, settings_, server_.loop_,
                                                   server_.admin_blocks_, *server_.admin_factory_,
                                                   server_);

@@ -1,8 +1,5 @@
 #include "proxy/worker.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -13,6 +10,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "http/http1/wire.h"
 #include "proxy/active_stream.h"
 #include "proxy/upstream_pool.h"
 
@@ -41,24 +39,6 @@ class Worker::Listener final : public core::IoHandler {
   bool paused_fds = false;       // accept failed for lack of descriptors: retry_timer resumes
   core::Timer retry_timer;
 };
-
-namespace {
-
-constexpr uint64_t kAcceptRetryMs = 100;
-
-void fill_address(const sockaddr_storage& ss, char* ip, uint16_t& port) {
-  if (ss.ss_family == AF_INET) {
-    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
-    inet_ntop(AF_INET, &a->sin_addr, ip, 46);
-    port = ntohs(a->sin_port);
-  } else if (ss.ss_family == AF_INET6) {
-    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
-    inet_ntop(AF_INET6, &a->sin6_addr, ip, 46);
-    port = ntohs(a->sin6_port);
-  }
-}
-
-}  // namespace
 
 namespace {
 
@@ -232,15 +212,13 @@ void Worker::accept_from(Listener& l) {
       l.paused_limit = true;
       return;
     }
-    sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    int fd = ::accept4(l.fd, reinterpret_cast<sockaddr*>(&ss), &len,
-                       SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-        // The connection stays queued; edge-triggered epoll would not report it again, so
-        // try again shortly rather than on the next arrival.
+    int fd = -1;
+    http::ConnectionInfo info;
+    auto accepted = http::http1::accept_client(l.fd, fd, info);
+    if (accepted != http::http1::AcceptResult::kAccepted) {
+      if (accepted == http::http1::AcceptResult::kNoDescriptors) {
+        // The client stays queued; edge-triggered epoll would not report it again, so try
+        // again shortly rather than on the next arrival.
         int err = errno;
         l.paused_fds = true;
         services_.accept_paused_fds->add(index_);
@@ -249,15 +227,11 @@ void Worker::accept_from(Listener& l) {
                            "worker; trying again in %llums",
                            l.name.c_str(), std::strerror(err),
                            static_cast<unsigned long long>(connection_count_),
-                           static_cast<unsigned long long>(kAcceptRetryMs));
-        loop_.arm(l.retry_timer, kAcceptRetryMs);
+                           static_cast<unsigned long long>(http::http1::kAcceptRetryMs));
+        loop_.arm(l.retry_timer, http::http1::kAcceptRetryMs);
       }
       return;  // EAGAIN, or an error that a later edge will retry
     }
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    http::ConnectionInfo info;
-    fill_address(ss, info.peer_ip, info.peer_port);
     info.merge_slashes = l.merge_slashes;
     info.id = (static_cast<uint64_t>(index_) << 48) | next_connection_id_++;
     auto* c = new http::http1::ServerConnection(fd, info, l.settings, loop_, blocks_, *this, *this);
