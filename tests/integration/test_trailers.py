@@ -39,31 +39,28 @@ class Reader:
         out, self.buf = self.buf[:n], self.buf[n:]
         return out
 
-    def head(self):
-        status = self.line()
-        headers = []
+    def fields(self):
+        """(name, value) pairs up to the empty line that ends a head or a trailer section."""
+        out = []
         while True:
             line = self.line()
             if not line:
-                return status, headers
+                return out
             name, _, value = line.decode().partition(":")
-            headers.append((name.lower(), value.strip()))
+            out.append((name, value.strip()))
+
+    def head(self):
+        status = self.line()
+        return status, [(name.lower(), value) for name, value in self.fields()]
 
     def chunked(self):
         body = b""
         while True:
             size = int(self.line().split(b";")[0], 16)
             if size == 0:
-                break
+                return body, self.fields()
             body += self.exactly(size)
             assert self.exactly(2) == b"\r\n"
-        trailers = []
-        while True:
-            line = self.line()
-            if not line:
-                return body, trailers
-            name, _, value = line.decode().partition(":")
-            trailers.append((name, value.strip()))
 
 
 def test_response_trailers_are_forwarded(upstreams, citadel):
