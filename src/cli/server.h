@@ -12,6 +12,7 @@
 #include "http/http1/server_connection.h"
 #include "observe/log.h"
 #include "observe/metrics.h"
+#include "http/date.h"
 #include "proxy/filter_registry.h"
 #include "proxy/health_checker.h"
 #include "proxy/snapshot.h"
@@ -38,6 +39,7 @@ class Server final : public AdminBackend, public http::http1::ConnectionOwner {
   // ConnectionOwner for admin connections.
   void on_connection_closed(http::http1::ServerConnection& c) override;
   bool draining() const override { return false; }
+  std::string_view http_date() override { return date_.now(); }
 
  private:
   struct ListenerSockets {
@@ -95,9 +97,11 @@ class Server final : public AdminBackend, public http::http1::ConnectionOwner {
   size_t nworkers_ = 1;
   observe::Counter* reloads_ = nullptr;
   observe::Counter* reload_failures_ = nullptr;
+  http::DateCache date_;  // admin responses' Date
 };
 
 // Opens a non-blocking listening socket (SO_REUSEPORT) on `addr`; port 0 picks a free port.
 core::Result<int> open_listen_socket(const proxy::HostPort& addr, proxy::HostPort* bound);
 
 }  // namespace citadel::cli
+

@@ -149,6 +149,7 @@ void ActiveStream::begin(http::ServerStream& downstream) {
   conn_ = nullptr;
   attempt_ = 0;
   counted_retry_ = body_forwarded_ = request_sent_ = upgraded_ = attempt_active_ = false;
+  truncated_ = false;
   timer_mode_ = TimerMode::kNone;
   has_hash_ = false;
   start_us_ = 0;
@@ -558,11 +559,19 @@ void ActiveStream::on_failure(http::http1::ClientFailure kind, std::string_view 
   Cluster& cluster = wc_->cluster();
   finish_attempt(false);
   const RetryConfig& rc = cluster.config().retry;
-  bool connect_failure = kind == http::http1::ClientFailure::kConnectFailure;
+  const bool connect_failure = kind == http::http1::ClientFailure::kConnectFailure;
   if (connect_failure) cluster.stats().connect_failures->add(worker_.index());
   else cluster.stats().rq_class[0]->add(worker_.index());
+  cluster.stats().errors[static_cast<size_t>(kind)]->add(worker_.index());
   cluster.report_failure(*ep_, worker_.loop().now_ms(), worker_.index(), *worker_.services().log);
-  reset_reason_ = connect_failure ? "upstream connect failure" : "upstream reset";
+  // Name the cause, with the endpoint, in the error log and in the access log's termination
+  // (the detail is the codec's: valid during this call only, so it is copied).
+  std::string_view cause = http::http1::failure_name(kind);
+  worker_.services().log->log(observe::LogLevel::kWarn, "cluster %s: endpoint %s: %.*s: %.*s",
+                              cluster.name().c_str(), ep_->label.c_str(),
+                              static_cast<int>(cause.size()), cause.data(),
+                              static_cast<int>(detail.size()), detail.data());
+  reset_reason_ = arena_.concat({"upstream ", cause, ": ", detail});
   if (reset_) return;
   if (upgraded_) {
     ds_->reset();
@@ -574,10 +583,15 @@ void ActiveStream::on_failure(http::http1::ClientFailure kind, std::string_view 
     if (eligible && try_retry(connect_failure)) {
       return;
     }
-    upstream_error(502, connect_failure ? "upstream connect failed\n" : "upstream reset\n");
+    upstream_error(502, connect_failure                                      ? "upstream connect failed\n"
+                        : kind == http::http1::ClientFailure::kProtocolError ? "invalid upstream response\n"
+                                                                              : "upstream reset\n");
     return;
   }
-  ds_->reset();  // a truncated response must not look complete
+  // A truncated response must not look complete: the client sees the connection reset, and
+  // the request is counted and logged as failed, not as its status.
+  truncated_ = true;
+  ds_->reset();
 }
 
 bool ActiveStream::try_retry(bool connect_failure) {
@@ -647,7 +661,14 @@ void ActiveStream::on_upstream_timer(void* arg) {
     cluster.report_failure(*s->ep_, s->loop().now_ms(), s->worker_.index(),
                            *s->worker_.services().log);
   }
-  s->reset_reason_ = "upstream timeout";
+  s->reset_reason_ = mode == TimerMode::kConnect ? "upstream connect timeout"
+                     : mode == TimerMode::kResponse ? "upstream response timeout"
+                                                    : "upstream idle timeout";
+  if (s->ep_ != nullptr) {
+    s->worker_.services().log->log(observe::LogLevel::kWarn, "cluster %s: endpoint %s: %s",
+                                   cluster.name().c_str(), s->ep_->label.c_str(),
+                                   s->reset_reason_.data());
+  }
   if (mode == TimerMode::kConnect && cluster.config().retry.on_connect_failure &&
       s->try_retry(true)) {
     return;
@@ -729,8 +750,9 @@ void ActiveStream::on_complete() {
   loop().timers().cancel(route_timer_);
   const uint64_t dur = now_us() - start_us_;
   if (route_ != nullptr) {
-    route_->stats.rq_class[reset_ && !response_started_ ? 0 : status_class(status_)]->add(
-        worker_.index());
+    route_->stats.rq_class[(reset_ && !response_started_) || truncated_ ? 0
+                                                                         : status_class(status_)]
+        ->add(worker_.index());
     route_->stats.latency->observe(worker_.index(), dur);
   }
   if (snap_ != nullptr && worker_.services().access_log != nullptr) write_access_log();
@@ -795,6 +817,7 @@ void ActiveStream::write_access_log() {
     line += "\",\"upstream.duration\":";
     line += std::to_string(upstream_us_ * 1000);
   }
+  if (truncated_) line += ",\"event.outcome\":\"failure\"";
   if (reset_ || !reset_reason_.empty()) {
     line += ",\"citadel.termination\":\"";
     observe::json_escape(reset_reason_, line);

@@ -128,6 +128,7 @@ class ActiveStream final : public http::StreamHandler,
   bool request_sent_ = false;   // the whole request is in the connection's hands
   bool upgraded_ = false;
   bool attempt_active_ = false;  // counted in the endpoint's active requests
+  bool truncated_ = false;       // the upstream failed after the response head was sent
   TimerMode timer_mode_ = TimerMode::kNone;
   core::Timer upstream_timer_;
   core::Timer route_timer_;     // the route's whole-request `timeout`

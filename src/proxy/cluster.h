@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "http/http1/client_connection.h"
 #include "observe/log.h"
 #include "observe/metrics.h"
 #include "proxy/config.h"
@@ -27,6 +28,9 @@ struct ClusterStats {
   observe::Counter* retries = nullptr;
   observe::Counter* retry_overflow = nullptr;  // retries refused by the budget
   observe::Counter* connect_failures = nullptr;
+  // Failed attempts by cause (http1::ClientFailure order): connect failure, reset before the
+  // response, reset in the body, protocol error.
+  observe::Counter* errors[http::http1::kClientFailureKinds] = {};
   observe::Counter* timeouts = nullptr;
   observe::Counter* no_healthy = nullptr;
   observe::Counter* ejections = nullptr;

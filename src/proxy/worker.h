@@ -12,6 +12,7 @@
 
 #include "core/buffer.h"
 #include "core/event_loop.h"
+#include "http/date.h"
 #include "http/http1/server_connection.h"
 #include "observe/log.h"
 #include "observe/metrics.h"
@@ -86,6 +87,7 @@ class Worker final : public http::http1::ConnectionOwner, public http::StreamFac
   void on_connection_closed(http::http1::ServerConnection& conn) override;
   bool draining() const override { return draining_; }
   void on_protocol_error(int) override { services_.protocol_errors->add(index_); }
+  std::string_view http_date() override { return date_.now(); }
   // StreamFactory
   http::StreamHandler* new_stream(http::ServerStream& downstream) override;
 
@@ -117,6 +119,7 @@ class Worker final : public http::http1::ConnectionOwner, public http::StreamFac
   std::vector<ActiveStream*> free_streams_;
   bool draining_ = false;
   std::atomic<bool> drained_{false};
+  http::DateCache date_;
   int64_t stamp_second_ = -1;
   char stamp_prefix_[24] = {0};  // "YYYY-MM-DDTHH:MM:SS"
 };

@@ -1,9 +1,11 @@
-"""Downstream connection limits: `limits.connections` and running out of file descriptors.
+"""Downstream connection limits: `limits.connections`, running out of file descriptors, and the
+bound on what a connection may have answered but not yet written (pipelining clients).
 
-In both cases Citadel stops accepting and leaves further clients in the kernel's accept queue
-(nothing is refused or reset), then serves them once connections close.
+At the connection limits Citadel stops accepting and leaves further clients in the kernel's
+accept queue (nothing is refused or reset), then serves them once connections close.
 """
 import socket
+import time
 
 from conftest import config_head
 
@@ -97,3 +99,96 @@ def test_out_of_descriptors_pauses_accepting_then_resumes(citadel):
         assert answered(s, 5)
         s.close()
     assert paused(c, "no_descriptors") >= 1  # the admin listener needs a descriptor too
+
+
+def _pipeline_without_reading(port, path, conns, seconds):
+    """`conns` connections that pipeline GETs for `path` as fast as the server takes them and
+    never read a byte. Returns the open sockets (the caller closes them)."""
+    burst = (b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path.encode()) * 512
+    socks = []
+    for _ in range(conns):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the client reads nothing
+        s.setblocking(False)
+        socks.append(s)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        progressed = False
+        for s in socks:
+            try:
+                s.send(burst)
+                progressed = True
+            except BlockingIOError:
+                pass
+        if not progressed:
+            time.sleep(0.02)
+    return socks
+
+
+def test_pipelining_client_that_never_reads_has_bounded_output(citadel):
+    # Before: twenty such connections to a `respond` route grew RSS by over a GiB in seconds,
+    # because each pipelined request was answered into an output buffer nobody drained.
+    c = citadel(config())
+    base = c.rss_kb()
+    socks = _pipeline_without_reading(c.port, "/x", conns=20, seconds=4)
+    try:
+        grown_mb = (c.rss_kb() - base) / 1024
+        assert grown_mb < 48, "RSS grew by %.0f MiB" % grown_mb
+        # Citadel still serves everyone else.
+        s = connect(c.port)
+        assert answered(s, 5)
+        s.close()
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_pipelining_to_admin_healthz_has_bounded_output(citadel):
+    c = citadel(config())
+    base = c.rss_kb()
+    socks = _pipeline_without_reading(c.admin_port, "/healthz", conns=2, seconds=4)
+    try:
+        grown_mb = (c.rss_kb() - base) / 1024
+        # Before: about 7 MiB a second per connection; now the output bound (256 KiB).
+        assert grown_mb < 8, "RSS grew by %.0f MiB" % grown_mb
+        assert c.admin("GET", "/healthz")[0] == 200
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_pipelined_responses_drain_once_the_client_reads(citadel):
+    # The bound pauses reading; it must resume when the client catches up, and nothing is lost.
+    c = citadel(config())
+    n = 3000
+    s = socket.create_connection(("127.0.0.1", c.port), timeout=10)
+    try:
+        s.sendall(REQUEST * n)
+        got = b""
+        deadline = time.monotonic() + 20
+        while got.count(b"HTTP/1.1 200") < n and time.monotonic() < deadline:
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                break
+            got += chunk
+        assert got.count(b"HTTP/1.1 200") == n
+    finally:
+        s.close()
+
+
+def test_half_closed_pipelining_client_gets_every_response(citadel):
+    c = citadel(config())
+    s = socket.create_connection(("127.0.0.1", c.port), timeout=10)
+    try:
+        s.sendall(REQUEST * 200)
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                break
+            got += chunk
+        assert got.count(b"HTTP/1.1 200") == 200
+    finally:
+        s.close()

@@ -43,6 +43,12 @@ BAD = [
     (b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414),
     (b"GET / HTTP/1.1\r\nHost: a\r\n" + b"".join(b"X%d: y\r\n" % i for i in range(30)) + b"\r\n", 431),
     (b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"y" * 5000 + b"\r\n\r\n", 431),
+    # Input that cannot become HTTP/1.x is refused when its first line ends, not after the
+    # header timeout (these used to wait for the rest of a head and get 408).
+    (b"GET /\r\n", 400),
+    (b"GET / HTTP/1.1 extra\r\n", 400),
+    (b"GET / HTTP/1.1\n", 400),
+    (b"GET\r\n", 400),
 ]
 
 
@@ -117,3 +123,31 @@ def test_idle_keepalive_connection_is_closed(proxy):
 def test_protocol_errors_are_counted(proxy):
     raw_exchange(proxy.port, b"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n")
     assert proxy.metric("citadel_downstream_protocol_errors_total") >= 1
+
+
+def test_request_line_that_cannot_be_http1_is_refused_before_the_head_timeout(upstreams, citadel):
+    # A header timeout far longer than the test: only an immediate answer passes.
+    up = upstreams("a")
+    c = citadel(CONFIG.replace("UPSTREAM", up.address).replace("header: 500ms", "header: 30s"))
+    for raw in (b"GET /\r\n", b"GET /index.html\r\n\r\n"):
+        t0 = time.monotonic()
+        out = raw_exchange(c.port, raw, timeout=10)
+        assert out.startswith(b"HTTP/1.1 400 "), out[:100]
+        assert time.monotonic() - t0 < 2
+    # The same bytes in pieces: refused once the line ends.
+    s = socket.create_connection(("127.0.0.1", c.port), timeout=10)
+    try:
+        s.sendall(b"GET /")
+        time.sleep(0.2)
+        s.sendall(b"x\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 400 ")
+    finally:
+        s.close()
+
+
+def test_chunk_sizes_with_leading_zeros_are_valid(proxy):
+    body = b"0000000000000000005\r\nhello\r\n000\r\n\r\n"
+    out = raw_exchange(proxy.port, b"POST /sink HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
+                                   b"Transfer-Encoding: chunked\r\n\r\n" + body)
+    assert out.startswith(b"HTTP/1.1 200 "), out[:200]
+    assert b'"received": 5' in out

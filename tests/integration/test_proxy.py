@@ -273,3 +273,32 @@ def test_http10_request_without_host_gets_a_host_upstream(upstreams, citadel):
     assert head.startswith(b"HTTP/1.1 200")
     sent = {k.lower(): v for k, v in json.loads(body)["headers"]}
     assert sent["host"] == "app"
+
+
+def test_local_responses_carry_date(upstreams, citadel):
+    from email.utils import parsedate_to_datetime
+    up = upstreams("a")
+    c = citadel(basic_config(up))
+
+    def date_of(raw):
+        for line in raw.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.lower() == b"date":
+                return value.strip().decode()
+        return None
+
+    answers = {
+        "respond": raw_exchange(c.port, b"GET /nothing HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+        "redirect": raw_exchange(c.port, b"GET /moved HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+        "codec error": raw_exchange(c.port, b"GET / HTTP/1.1\r\n\r\n"),  # no Host: 400
+        "413": raw_exchange(c.port, b"POST /small HTTP/1.1\r\nHost: a\r\nContent-Length: 99\r\n"
+                                    b"Connection: close\r\n\r\n" + b"x" * 99),
+        "admin": raw_exchange(c.admin_port, b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+    }
+    for what, raw in answers.items():
+        d = date_of(raw)
+        assert d is not None, "%s: no Date in %r" % (what, raw[:300])
+        assert d.endswith(" GMT") and abs(parsedate_to_datetime(d).timestamp() - time.time()) < 5
+    # A proxied response keeps the upstream's own Date (exactly one).
+    raw = raw_exchange(c.port, b"GET /api/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert raw.split(b"\r\n\r\n")[0].lower().count(b"\r\ndate:") == 1

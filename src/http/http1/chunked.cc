@@ -77,7 +77,10 @@ ChunkedDecoder::Result ChunkedDecoder::decode(std::string_view& in, std::string_
         if (++line_bytes_ > kMaxLineBytes) return fail("chunk size line too long");
         int h = hex_value(c);
         if (h >= 0) {
-          if (++size_digits_ > 16) return fail("chunk size overflow");
+          // chunk-size = 1*HEXDIG: leading zeros are valid, so bound the value (it must fit
+          // in 64 bits), not the number of digits; the line limit bounds the digits.
+          if ((remaining_ >> 60) != 0) return fail("chunk size overflow");
+          ++size_digits_;
           remaining_ = (remaining_ << 4) | static_cast<uint64_t>(h);
           break;
         }

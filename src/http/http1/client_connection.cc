@@ -17,6 +17,16 @@ constexpr size_t kReadChunk = 16 * 1024;
 
 }  // namespace
 
+std::string_view failure_name(ClientFailure kind) {
+  switch (kind) {
+    case ClientFailure::kConnectFailure: return "connect_failure";
+    case ClientFailure::kReset: return "reset_before_response";
+    case ClientFailure::kResetAfterHead: return "reset_in_body";
+    case ClientFailure::kProtocolError: return "protocol_error";
+  }
+  return "unknown";
+}
+
 ClientConnection::ClientConnection(core::EventLoop& loop, core::BlockPool& pool,
                                    ClientOwner& owner)
     : idle_timer(&ClientConnection::on_idle_timeout, this), loop_(loop), owner_(owner), in_(&pool), out_(&pool) {}
@@ -121,6 +131,7 @@ void ClientConnection::on_io(uint32_t events) {
   }
   if ((events & EPOLLOUT) != 0 && !out_.empty()) flush();
   if (state_ == State::kClosed) return;
+  if ((events & (EPOLLRDHUP | EPOLLHUP)) != 0) peer_closed_ = true;
   if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) do_read();
 }
 
@@ -157,7 +168,10 @@ void ClientConnection::do_read() {
   read_pending_ = false;
   while (!eof_) {
     ReadResult r = read_once(fd_, in_, kReadChunk);
-    if (r == ReadResult::kDrained) break;
+    // A short read is not the end of the input once the upstream has closed: the last data
+    // and the FIN can arrive in one segment with one edge, and a close-delimited body ends
+    // only at the EOF. Read on until it.
+    if (r == ReadResult::kDrained && !peer_closed_) break;
     if (r == ReadResult::kEof) {
       eof_ = true;
       break;
@@ -167,7 +181,8 @@ void ClientConnection::do_read() {
            std::strerror(errno));
       return;
     }
-    // kMore. Until the head is complete keep reading; then deliver this much first
+    // kMore (or a short read after the peer closed). Until the head is complete keep
+    // reading; then deliver this much first
     // (backpressure may pause us) and read on from the loop.
     if (head_received_) {
       read_pending_ = true;
@@ -333,7 +348,7 @@ void ClientConnection::process() {
     in_.consume(v.size() - rest.size());
     if (error) {
       in_process_ = false;
-      fail(ClientFailure::kResetAfterHead, chunked_.error());
+      fail(ClientFailure::kProtocolError, chunked_.error());
       return;
     }
     if (done) {

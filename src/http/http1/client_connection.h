@@ -23,8 +23,12 @@ enum class ClientFailure : uint8_t {
   kConnectFailure,  // the TCP connect failed or was refused
   kReset,           // closed or errored before a complete response head
   kResetAfterHead,  // closed in the middle of a response body
-  kProtocolError,   // the upstream's response is malformed
+  kProtocolError,   // the upstream's response is malformed (head or chunked framing)
 };
+
+// A short name for each kind, for metrics labels and logs ("connect_failure", ...).
+std::string_view failure_name(ClientFailure kind);
+inline constexpr size_t kClientFailureKinds = 4;
 
 // The request that currently uses the connection.
 class ClientCallbacks {
@@ -131,6 +135,7 @@ class ClientConnection final : public core::Deferred,
   bool read_paused_ = false;
   bool read_pending_ = false;
   bool eof_ = false;
+  bool peer_closed_ = false;  // EPOLLRDHUP seen: read until EOF
   bool was_blocked_ = false;
   bool in_process_ = false;
 };

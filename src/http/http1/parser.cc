@@ -245,18 +245,12 @@ ParseOutcome parse_request(std::string_view data, const ParseLimits& limits, Req
     }
     return {};
   }
-  const size_t head_end = find_head_end(data, static_cast<size_t>(line_end - begin));
-  if (head_end == std::string_view::npos) {
-    if (data.size() > limits.max_head_bytes) {
-      return ParseOutcome::error(431, "request head too large");
-    }
-    return {};
-  }
-  if (head_end > limits.max_head_bytes + static_cast<size_t>(p - begin)) {
-    return ParseOutcome::error(431, "request head too large");
-  }
+  // The request line is checked as soon as it is complete, before the rest of the head
+  // arrives: input that cannot become HTTP/1.x (an HTTP/0.9 "GET /", a stray protocol) is
+  // refused at once instead of holding the connection until the header timeout.
   if (line_end == p || line_end[-1] != '\r') return ParseOutcome::error(400, "bare LF");
   const char* cr = line_end - 1;
+  const char* const line_start = p;
 
   // method SP request-target SP HTTP-version CRLF
   const char* m = p;
@@ -279,6 +273,17 @@ ParseOutcome parse_request(std::string_view data, const ParseLimits& limits, Req
   if (!valid_target_chars(target)) return ParseOutcome::error(400, "invalid request target");
   out.target = target;
   p = line_end + 1;
+
+  const size_t head_end = find_head_end(data, static_cast<size_t>(line_end - begin));
+  if (head_end == std::string_view::npos) {
+    if (data.size() > limits.max_head_bytes) {
+      return ParseOutcome::error(431, "request head too large");
+    }
+    return {};
+  }
+  if (head_end > limits.max_head_bytes + static_cast<size_t>(line_start - begin)) {
+    return ParseOutcome::error(431, "request head too large");
+  }
 
   FieldError ferr{};
   if (!parse_fields(p, begin + head_end, limits, out.headers, ferr, 400)) {
@@ -371,6 +376,7 @@ ParseOutcome parse_response(std::string_view data, const ParseLimits& limits,
     }
     return {};
   }
+  if (head_end > limits.max_head_bytes) return ParseOutcome::error(502, "response head too large");
   const char* begin = data.data();
   const char* end = begin + head_end;
   const char* p = begin;

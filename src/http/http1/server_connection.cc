@@ -87,6 +87,7 @@ void ServerConnection::on_io(uint32_t events) {
   }
   if ((events & EPOLLOUT) != 0 && !out_.empty()) flush();
   if (state_ == State::kClosed) return;
+  if ((events & (EPOLLRDHUP | EPOLLHUP)) != 0) peer_closed_ = true;
   if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) != 0) do_read();
 }
 
@@ -100,7 +101,11 @@ void ServerConnection::do_read() {
       return;
     }
   }
-  if (read_paused_ || (state_ == State::kAwaitResponse && in_.size() >= kMaxPipelinedBytes)) {
+  // Stop reading while the handler holds the body back, while a response is in progress and
+  // enough of the next requests is buffered, and while answered responses wait for a client
+  // that does not read (a client that pipelines and never reads must not grow the output).
+  if (read_paused_ || (state_ == State::kAwaitResponse && in_.size() >= kMaxPipelinedBytes) ||
+      (state_ == State::kIdle && out_.size() > settings_->high_watermark)) {
     read_pending_ = true;
     return;
   }
@@ -110,6 +115,9 @@ void ServerConnection::do_read() {
     // reads on (read_pending_) when the read filled the buffer.
     switch (read_once(fd_, in_, kReadChunk)) {
       case ReadResult::kDrained:
+        // A short read does not mean the peer is still there: data and FIN can come in one
+        // segment with one edge. Once the peer has closed, read on until the EOF.
+        if (peer_closed_) read_pending_ = true;
         break;
       case ReadResult::kMore:
         read_pending_ = true;
@@ -140,7 +148,15 @@ void ServerConnection::process() {
       case State::kIdle:
       case State::kHead:
         if (in_.empty()) {
-          if (read_eof_) close(state_ == State::kHead ? "eof in head" : "client closed");
+          if (read_eof_ && state_ == State::kIdle && !out_.empty()) {
+            close_after_ = true;  // half-closed after pipelining: finish writing, then close
+          } else if (read_eof_) {
+            close(state_ == State::kHead ? "eof in head" : "client closed");
+          }
+          break;
+        }
+        if (state_ == State::kIdle && out_.size() > settings_->high_watermark) {
+          output_blocked_ = true;  // flush() resumes once the client has read enough
           break;
         }
         progress = parse_head();
@@ -184,6 +200,7 @@ bool ServerConnection::parse_head() {
     stream_ = factory_.new_stream(*this);
     resp_started_ = resp_done_ = chunked_out_ = false;
     is_head_ = upgrade_requested_ = false;
+    line_checked_ = false;
     head_scanned_ = 0;
     if (state_ == State::kIdle) arm_idle_timer(settings_->header_timeout_ms);
     state_ = State::kHead;
@@ -193,11 +210,17 @@ bool ServerConnection::parse_head() {
   // sending one byte at a time must not make this quadratic.
   bool first = head_scanned_ == 0;
   size_t end = find_head_end(data, head_scanned_);
-  if (end == std::string_view::npos && !first && data.size() <= settings_->limits.max_request_line) {
+  // The request line is parsed (and refused if it cannot become HTTP/1.x) as soon as its end
+  // arrives, not only once the whole head is in.
+  bool line_now = !line_checked_ && std::memchr(data.data() + head_scanned_, '\n',
+                                                data.size() - head_scanned_) != nullptr;
+  if (end == std::string_view::npos && !first && !line_now &&
+      data.size() <= settings_->limits.max_request_line) {
     head_scanned_ = data.size();
     if (read_eof_) close("eof in head");
     return false;
   }
+  line_checked_ = line_checked_ || line_now;
   head_scanned_ = data.size();
   RequestHead& head = stream_->request_head();
   head.headers.clear();
@@ -338,6 +361,7 @@ void ServerConnection::send_headers(ResponseHead& head, bool end_stream) {
   if (upgrade_requested_ && !upgrade) close_after_ = true;  // the request never really ended
   append_status_line(out_, head.status, head.reason);
   append_fields(out_, head.headers);
+  append_date(head.headers);
   chunked_out_ = false;
   if (upgrade) {
     out_.append("Connection: upgrade\r\n\r\n");
@@ -455,6 +479,12 @@ void ServerConnection::flush() {
       return;
     }
   }
+  if (output_blocked_ && out_.size() <= settings_->low_watermark) {
+    output_blocked_ = false;
+    read_pending_ = true;  // reads were skipped while blocked, and no edge will announce them
+    need_process_ = true;
+    loop_.schedule(this);
+  }
   if (out_.size() <= settings_->low_watermark && stream_ != nullptr && was_blocked_) {
     was_blocked_ = false;
     stream_->on_write_ready();
@@ -463,11 +493,21 @@ void ServerConnection::flush() {
   }
 }
 
+void ServerConnection::append_date(const HeaderMap& headers) {
+  // RFC 9110 6.6.1: an origin with a clock sends Date, and a recipient with a clock adds one to
+  // a response it forwards without it. Local answers (respond, redirect, errors) get it here.
+  if (headers.find("date") != nullptr) return;
+  out_.append("Date: ");
+  out_.append(owner_.http_date());
+  out_.append("\r\n");
+}
+
 void ServerConnection::send_local_error(int status, std::string_view reason) {
   release_stream(reason);
   close_after_ = true;
   keep_alive_ = false;
   append_status_line(out_, status, {});
+  append_date(HeaderMap());
   out_.append("Content-Type: text/plain\r\nConnection: close\r\nContent-Length: ");
   append_uint(out_, reason.size() + 1);
   out_.append("\r\n\r\n");
@@ -506,7 +546,20 @@ void ServerConnection::reset() {
     stream_ = nullptr;
     s->on_complete();
   }
-  close("reset by handler");
+  if (state_ == State::kClosed) return;
+  if (!resp_started_ || resp_done_ || out_.empty() || state_ == State::kTunnel) {
+    close("reset by handler");
+    return;
+  }
+  // A response cut short (its upstream failed mid-body): what it already has goes out, then
+  // the connection closes without the body's end (no last chunk, or fewer bytes than its
+  // Content-Length), so the client sees the truncation; the client gets a send timeout.
+  close_after_ = true;
+  keep_alive_ = false;
+  state_ = State::kAwaitResponse;
+  read_paused_ = true;
+  arm_idle_timer(settings_->body_idle_timeout_ms);
+  loop_.schedule(this);
 }
 
 void ServerConnection::close(std::string_view reason) {

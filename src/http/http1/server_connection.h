@@ -40,6 +40,9 @@ class ConnectionOwner {
   virtual bool draining() const = 0;
   // A request was refused as malformed or over a limit (answered with `status`).
   virtual void on_protocol_error(int status) { (void)status; }
+  // The current HTTP date, for the Date field of every response that lacks one (the owner
+  // formats it once per second for all its connections).
+  virtual std::string_view http_date() = 0;
 
  protected:
   ~ConnectionOwner() = default;
@@ -110,6 +113,7 @@ class ServerConnection final : public core::Deferred,
   void finish_request();
   void flush();
   void send_local_error(int status, std::string_view reason);
+  void append_date(const HeaderMap& headers);
   void close(std::string_view reason);
   void start_lingering_close();
   void release_stream(std::string_view reset_reason);
@@ -151,6 +155,9 @@ class ServerConnection final : public core::Deferred,
   bool chunked_out_ = false;
   bool request_http10_ = false;
   bool tunnel_eof_sent_ = false;
+  bool line_checked_ = false;   // the request line of the head being read has been parsed
+  bool output_blocked_ = false; // the next request waits until the output drains (pipelining)
+  bool peer_closed_ = false;    // EPOLLRDHUP seen: read until EOF, a short read is not the end
 };
 
 }  // namespace citadel::http::http1

@@ -87,6 +87,22 @@ TEST(ChunkedDecoder, RejectsMalformed) {
   }
 }
 
+TEST(ChunkedDecoder, AcceptsChunkSizesWithLeadingZeros) {
+  // chunk-size = 1*HEXDIG: 000000000000000005 is five, and twenty zeros end the body.
+  std::string body;
+  EXPECT_EQ(decode_all("000000000000000005\r\nhello\r\n00000000000000000000\r\n\r\n", body),
+            ChunkedDecoder::Result::kDone);
+  EXPECT_EQ(body, "hello");
+  // The largest value that fits is fine as a size (the stream's body limit applies later).
+  ChunkedDecoder dec;
+  std::string_view in = "0000ffffffffffffffff\r\nab", piece;
+  EXPECT_EQ(dec.decode(in, piece), ChunkedDecoder::Result::kData);
+  EXPECT_EQ(piece, "ab");
+  // One more digit of value overflows, however it is padded.
+  std::string b2;
+  EXPECT_EQ(decode_all("00010000000000000000\r\n", b2), ChunkedDecoder::Result::kError);
+}
+
 TEST(ChunkedDecoder, NeedsMoreUntilLastChunk) {
   std::string body;
   EXPECT_EQ(decode_all("5\r\nhello\r\n", body), ChunkedDecoder::Result::kNeedMore);

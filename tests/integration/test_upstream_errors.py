@@ -1,0 +1,206 @@
+"""Upstreams that misbehave: close-delimited bodies ended by a FIN that rides on the last data,
+malformed responses, and responses cut off in the body. Each cause is named in the error log
+(with the endpoint), in the access log, and in `citadel_upstream_errors_total`."""
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+from conftest import config_head, raw_exchange, wait_until
+
+
+class RawUpstream:
+    """An upstream on 127.0.0.1 that reads one request head per connection, answers with the
+    bytes `respond(path)` returns, and closes; with `fin_with_data` the last data and the FIN
+    leave in one segment (TCP_CORK held over shutdown)."""
+
+    def __init__(self, respond, fin_with_data=True):
+        self.respond = respond
+        self.fin_with_data = fin_with_data
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stop_flag = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while not self.stop_flag.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def handle(self, conn):
+        try:
+            conn.settimeout(5)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            path = head.split(b" ", 2)[1].decode()
+            data = self.respond(path)
+            if self.fin_with_data:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+            conn.sendall(data)
+            conn.shutdown(socket.SHUT_WR)  # corked: the FIN joins the last data segment
+            if self.fin_with_data:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+            conn.settimeout(2)
+            try:
+                while conn.recv(4096):
+                    pass
+            except OSError:
+                pass
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    @property
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    def close(self):
+        self.stop_flag.set()
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+@pytest.fixture
+def raw_upstream():
+    started = []
+
+    def make(respond, **kw):
+        u = RawUpstream(respond, **kw)
+        started.append(u)
+        return u
+    yield make
+    for u in started:
+        u.close()
+
+
+def config(up, idle="30s"):
+    return config_head(workers=1, access_log='{ path: "-" }') + f"""
+    clusters:
+      - name: app
+        endpoints: [{up.address}]
+        timeouts: {{ response: 30s, idle: {idle} }}
+        retry: {{ attempts: 0 }}
+    routes:
+      - to: {{ cluster: app }}
+    """
+
+
+def get(port, path, timeout=5):
+    """A raw GET: the whole answer up to the server's close (HTTP/1.0 semantics not needed:
+    Connection: close makes Citadel close after the response)."""
+    return raw_exchange(port, b"GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                        % path.encode(), timeout=timeout)
+
+
+def test_close_delimited_bodies_with_fin_on_the_last_segment_complete(raw_upstream, citadel):
+    # Before: most of these stalled until the upstream idle timeout, because the EOF that came
+    # with the last data was never read, and were then cut off.
+    body = b"".join(b"line %d\n" % i for i in range(2000))
+    up = raw_upstream(lambda path: b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n" + body)
+    c = citadel(config(up, idle="20s"))
+    for i in range(20):
+        t0 = time.monotonic()
+        out = get(c.port, "/n%d" % i, timeout=5)
+        assert time.monotonic() - t0 < 3, "request %d stalled" % i
+        head, _, got = out.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        # Citadel re-frames the body for the client (chunked) and must deliver all of it.
+        assert b"Transfer-Encoding: chunked" in head
+        decoded, rest = b"", got
+        while rest:
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line, 16)
+            if size == 0:
+                break
+            decoded += rest[:size]
+            rest = rest[size + 2:]
+        assert decoded == body, "request %d: %d of %d bytes" % (i, len(decoded), len(body))
+
+
+def test_close_delimited_small_body_in_one_segment_with_head(raw_upstream, citadel):
+    up = raw_upstream(lambda path: b"HTTP/1.1 200 OK\r\n\r\nsmall")
+    c = citadel(config(up, idle="20s"))
+    for i in range(20):
+        status, _, body = c.request("GET", "/s%d" % i, timeout=3)
+        assert status == 200 and body == b"small"
+
+
+BROKEN = {
+    "/status-line": (b"HTTP/1.1 2x0 OK\r\nContent-Length: 2\r\n\r\nok", "invalid status"),
+    "/cl-and-te": (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   b"2\r\nok\r\n0\r\n\r\n", ""),
+    "/huge-head": (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\nok", "too large"),
+}
+
+
+@pytest.mark.parametrize("path", sorted(BROKEN))
+def test_malformed_upstream_response_is_named_and_counted(raw_upstream, citadel, path):
+    up = raw_upstream(lambda p: BROKEN[p][0])
+    c = citadel(config(up))
+    out = get(c.port, path)
+    assert out.startswith(b"HTTP/1.1 502 "), out[:100]
+    assert b"invalid upstream response" in out
+    assert c.metric('citadel_upstream_errors_total{cluster="app",cause="protocol_error"}') == 1
+    c.wait_for(r"cluster app: endpoint %s: protocol_error: .*%s" % (up.address, BROKEN[path][1]))
+    wait_until(lambda: c.access_lines, what="access log line")
+    rec = json.loads(c.access_lines[-1])
+    assert rec["http.response.status_code"] == 502
+    assert rec["citadel.termination"].startswith("upstream protocol_error: ")
+    assert rec["upstream.address"] == up.address
+
+
+def test_bad_chunk_size_after_head_resets_client_and_is_a_protocol_error(raw_upstream, citadel):
+    up = raw_upstream(lambda p: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                b"4\r\npart\r\nzz\r\n")
+    c = citadel(config(up))
+    out = get(c.port, "/x")
+    assert out.startswith(b"HTTP/1.1 200 ")
+    assert not out.endswith(b"0\r\n\r\n"), "a truncated response must not look complete"
+    assert c.metric('citadel_upstream_errors_total{cluster="app",cause="protocol_error"}') == 1
+    c.wait_for(r"endpoint %s: protocol_error: .*chunk" % up.address)
+    wait_until(lambda: c.access_lines, what="access log line")
+    rec = json.loads(c.access_lines[-1])
+    assert rec["event.outcome"] == "failure"
+    assert "protocol_error" in rec["citadel.termination"]
+
+
+def test_body_cut_off_is_logged_as_failure_not_as_200(raw_upstream, citadel):
+    up = raw_upstream(lambda p: b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten..")
+    c = citadel(config(up))
+    out = get(c.port, "/x")
+    assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"only ten..")
+    assert c.metric('citadel_upstream_errors_total{cluster="app",cause="reset_in_body"}') == 1
+    c.wait_for(r"endpoint %s: reset_in_body: upstream closed in the response body" % up.address)
+    wait_until(lambda: c.access_lines, what="access log line")
+    rec = json.loads(c.access_lines[-1])
+    assert rec["event.outcome"] == "failure"
+    assert rec["citadel.termination"] == "upstream reset_in_body: upstream closed in the response body"
+    # Counted as a failed request on its route, not as a 2xx.
+    _, text = c.admin("GET", "/metrics")
+    counts = {l.split('class="')[1].split('"')[0]: float(l.split()[-1])
+              for l in text.splitlines() if l.startswith("citadel_requests_total{")}
+    assert counts["reset"] == 1 and counts["2xx"] == 0, counts
+
+
+def test_upstream_closing_before_responding_is_named(raw_upstream, citadel):
+    up = raw_upstream(lambda p: b"")
+    c = citadel(config(up))
+    out = get(c.port, "/x")
+    assert out.startswith(b"HTTP/1.1 502 ")
+    assert c.metric(
+        'citadel_upstream_errors_total{cluster="app",cause="reset_before_response"}') == 1
+    c.wait_for(r"endpoint %s: reset_before_response" % up.address)
