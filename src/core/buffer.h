@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace citadel::core {
@@ -77,6 +78,18 @@ class Buffer {
     if (start_ == end_) start_ = end_ = 0;
   }
   void clear() { start_ = end_ = 0; }
+  // Exchanges contents (and storage) with `other`; both must use the same pool.
+  void swap(Buffer& other) {
+    std::swap(pool_, other.pool_);
+    std::swap(base_, other.base_);
+    std::swap(cap_, other.cap_);
+    std::swap(start_, other.start_);
+    std::swap(end_, other.end_);
+  }
+  // Keeps the first `n` readable bytes.
+  void truncate(size_t n) {
+    if (n < size()) end_ = start_ + n;
+  }
   // Gives the storage back (only when empty: an idle connection).
   void release() {
     if (base_ == nullptr) return;

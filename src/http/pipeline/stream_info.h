@@ -1,0 +1,57 @@
+// What the pipeline gives filters and handlers about their stream and worker, besides the
+// messages themselves: the worker they run on, a handle for completions that arrive later, and
+// the record the access log is written from. Worker thread only.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "core/event_loop.h"
+
+namespace citadel::pipeline {
+
+// The worker a stream runs on. Filters and handlers keep per-worker state keyed by index().
+class WorkerContext {
+ public:
+  virtual size_t index() const = 0;
+  virtual core::EventLoop& loop() = 0;
+
+ protected:
+  ~WorkerContext() = default;
+};
+
+// A stream as it may be named by work that completes later (a Redis reply, a blocking job).
+// Streams are recycled: a handle taken for one request must not reach the next request that
+// reuses the object, so it carries the generation it was taken at.
+class HandleTarget {
+ public:
+  uint64_t generation() const { return generation_; }
+
+ protected:
+  ~HandleTarget() = default;
+  // Called when the object starts a new request: every earlier handle goes stale.
+  void next_generation() { ++generation_; }
+
+ private:
+  uint64_t generation_ = 1;
+};
+
+struct StreamHandle {
+  HandleTarget* target = nullptr;
+  uint64_t generation = 0;
+  // True while the stream the handle was taken from is still in progress. Loop thread only.
+  bool valid() const { return target != nullptr && target->generation() == generation; }
+};
+
+// Facts about one request that filters and the target record for the access log and metrics.
+// Strings must outlive the stream (literals, config strings, or the stream's arena).
+struct StreamInfo {
+  std::string_view upstream_address;  // the endpoint of the last upstream attempt
+  uint64_t upstream_us = 0;           // time to the upstream's response head
+  std::string_view termination;       // why the stream ended early, if it did
+  bool failed = false;                // the response was cut short after its head
+  void reset() { *this = StreamInfo(); }
+};
+
+}  // namespace citadel::pipeline
