@@ -146,7 +146,7 @@ void read_cluster(const ConfigNode& n, ClusterConfig& c) {
     }
     if (c.endpoints.empty()) eps.error("a cluster needs at least one endpoint");
   }
-  c.dns_refresh_ms = n["dns_refresh"].duration_ms(c.dns_refresh_ms);
+  c.dns_refresh_ms = n["dns_refresh"].nonzero_duration_ms(c.dns_refresh_ms);
   std::string family = n["dns_family"].choice("v4_preferred", {"v4_preferred", "v4", "v6", "all"});
   c.dns_family = family == "v4"    ? DnsFamily::kV4
                  : family == "v6"  ? DnsFamily::kV6
@@ -160,8 +160,8 @@ void read_cluster(const ConfigNode& n, ClusterConfig& c) {
     c.health.path = hc["path"].str("/healthz");
     if (c.health.path.empty() || c.health.path[0] != '/') hc["path"].error("expected a path starting with /");
     c.health.host = hc["host"].str();
-    c.health.interval_ms = hc["interval"].duration_ms(c.health.interval_ms);
-    c.health.timeout_ms = hc["timeout"].duration_ms(c.health.timeout_ms);
+    c.health.interval_ms = hc["interval"].nonzero_duration_ms(c.health.interval_ms);
+    c.health.timeout_ms = hc["timeout"].nonzero_duration_ms(c.health.timeout_ms);
     c.health.healthy = static_cast<uint32_t>(hc["healthy"].integer(2, 1, 100));
     c.health.unhealthy = static_cast<uint32_t>(hc["unhealthy"].integer(2, 1, 100));
     ConfigNode ex = hc["expected_statuses"];
@@ -190,8 +190,9 @@ void read_cluster(const ConfigNode& n, ClusterConfig& c) {
     c.outlier.enabled = true;
     c.outlier.consecutive_failures =
         static_cast<uint32_t>(o["consecutive_failures"].integer(5, 1, 1000));
-    c.outlier.base_ejection_ms = o["base_ejection"].duration_ms(c.outlier.base_ejection_ms);
-    c.outlier.max_ejection_ms = o["max_ejection"].duration_ms(c.outlier.max_ejection_ms);
+    c.outlier.base_ejection_ms =
+        o["base_ejection"].nonzero_duration_ms(c.outlier.base_ejection_ms);
+    c.outlier.max_ejection_ms = o["max_ejection"].nonzero_duration_ms(c.outlier.max_ejection_ms);
     c.outlier.max_ejection_percent =
         static_cast<uint32_t>(o["max_ejection_percent"].integer(50, 0, 100));
   }
@@ -392,7 +393,7 @@ std::unique_ptr<Config> load_config(const std::string& file, const FilterValidat
   cfg->raw = *yaml;
   ConfigNode root(*yaml, "", &cfg->file, &errors);
   if (!root.is_map()) {
-    errors.add(file + ":1: the config must be a mapping of top-level keys");
+    errors.add(file + ":1: the config must be a mapping of top-level keys", 1);
     return nullptr;
   }
   root.allow_keys({"workers", "listeners", "admin", "clusters", "routes", "access_log",
