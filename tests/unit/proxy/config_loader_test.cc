@@ -140,6 +140,69 @@ std::vector<int> error_lines(const core::ConfigErrors& errors) {
   return lines;
 }
 
+TEST_F(ConfigLoaderTest, ListenersSharingAnAddressAreRefusedAtTheSecond) {
+  EXPECT_FALSE(load(R"(listeners:
+  - name: public
+    address: 127.0.0.1:8080
+  - name: copy
+    address: 127.0.0.1:8080
+admin: { address: "127.0.0.1:9901" }
+routes:
+  - to: { respond: { status: 200 } }
+)"));
+  EXPECT_TRUE(
+      has_error(":5: listeners[1].address: 127.0.0.1:8080 overlaps the address of "
+                "listener \"public\" (line 3)"))
+      << joined();
+  EXPECT_EQ(errors.all().size(), 1u);
+}
+
+TEST_F(ConfigLoaderTest, WildcardAddressOverlapsEveryHostOnItsPort) {
+  // The admin listener comes first in the file: the listener is the second one.
+  EXPECT_FALSE(load(R"(admin: { address: "127.0.0.1:9901" }
+listeners:
+  - { name: a, address: "0.0.0.0:8080" }
+  - { name: b, address: "127.0.0.2:8080" }
+  - { name: c, address: "[::]:9901" }
+routes:
+  - to: { respond: { status: 200 } }
+)"));
+  EXPECT_TRUE(
+      has_error(":4: listeners[1].address: 127.0.0.2:8080 overlaps the address of "
+                "listener \"a\" (line 3)"));
+  EXPECT_TRUE(
+      has_error(":5: listeners[2].address: [::]:9901 overlaps the address of the admin "
+                "listener (line 1)"));
+  EXPECT_EQ(errors.all().size(), 2u);
+}
+
+TEST_F(ConfigLoaderTest, AdminSharingAListenerAddressIsRefused) {
+  EXPECT_FALSE(load(R"(listeners: [{ name: public, address: "127.0.0.1:8080" }]
+admin: { address: "0.0.0.0:8080" }
+routes:
+  - to: { respond: { status: 200 } }
+)"));
+  EXPECT_TRUE(
+      has_error(":2: admin.address: 0.0.0.0:8080 overlaps the address of listener "
+                "\"public\" (line 1)"));
+}
+
+TEST_F(ConfigLoaderTest, DistinctAddressesAndPortZeroAreAccepted) {
+  auto cfg = load(R"(listeners:
+  - { name: a, address: "127.0.0.1:0" }
+  - { name: b, address: "127.0.0.1:0" }
+  - { name: c, address: "0.0.0.0:0" }
+  - { name: d, address: "127.0.0.1:8080" }
+  - { name: e, address: "127.0.0.2:8080" }
+  - { name: f, address: "[::1]:8080" }
+  - { name: g, address: "0.0.0.0:8081" }
+admin: { address: "127.0.0.1:0" }
+routes:
+  - to: { respond: { status: 200 } }
+)");
+  EXPECT_TRUE(cfg) << joined();
+}
+
 TEST_F(ConfigLoaderTest, ZeroIntervalsAreRefused) {
   EXPECT_FALSE(load(R"(listeners: [{ name: p, address: "127.0.0.1:0" }]
 clusters:
