@@ -33,10 +33,23 @@ std::string listen_error(const proxy::HostPort& addr, int err) {
          (err == EADDRINUSE ? "address already in use by another process" : std::strerror(err));
 }
 
+bool is_loopback(const sockaddr_storage& ss) {
+  if (ss.ss_family == AF_INET) {
+    const auto& sin = reinterpret_cast<const sockaddr_in&>(ss);
+    return (ntohl(sin.sin_addr.s_addr) >> 24) == 127;
+  }
+  if (ss.ss_family == AF_INET6) {
+    const in6_addr& a = reinterpret_cast<const sockaddr_in6&>(ss).sin6_addr;
+    if (IN6_IS_ADDR_LOOPBACK(&a)) return true;
+    return IN6_IS_ADDR_V4MAPPED(&a) && a.s6_addr[12] == 127;
+  }
+  return false;
+}
+
 }  // namespace
 
 core::Result<int> open_listen_socket(const proxy::HostPort& addr, proxy::HostPort* bound,
-                                     ListenMode mode) {
+                                     ListenMode mode, bool* loopback) {
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
@@ -68,15 +81,16 @@ core::Result<int> open_listen_socket(const proxy::HostPort& addr, proxy::HostPor
     ::close(fd);
     return -1;
   }
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
   if (bound != nullptr) {
-    sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
     *bound = addr;
     bound->port = ntohs(ss.ss_family == AF_INET
                             ? reinterpret_cast<sockaddr_in*>(&ss)->sin_port
                             : reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
   }
+  if (loopback != nullptr) *loopback = is_loopback(ss);
   return fd;
 }
 
@@ -360,7 +374,9 @@ int Server::run() {
   admin_factory_ = std::make_unique<AdminStreamFactory>(*this);
   if (shared_cfg->admin) {
     // One socket on the control thread: no SO_REUSEPORT, so nobody else can be listening there.
-    auto fd = open_listen_socket(*shared_cfg->admin, &admin_address_, ListenMode::kExclusive);
+    bool loopback = false;
+    auto fd =
+        open_listen_socket(*shared_cfg->admin, &admin_address_, ListenMode::kExclusive, &loopback);
     if (!fd.ok()) {
       std::fprintf(stderr, "%s:%d: admin.address: %s\n", config_path_.c_str(),
                    shared_cfg->admin_line, fd.error().message().c_str());
@@ -368,6 +384,13 @@ int Server::run() {
     }
     admin_ = std::make_unique<AdminListener>(*this, fd.value());
     log_.log(LogLevel::kInfo, "admin listening on %s", admin_address_.text().c_str());
+    if (!loopback) {
+      log_.log(LogLevel::kWarn,
+               "the admin listener on %s is reachable from other hosts and has no "
+               "authentication (anyone can read /config and POST /config/reload); bind it to "
+               "127.0.0.1 unless a firewall keeps others out",
+               admin_address_.text().c_str());
+    }
   }
   health_ = std::make_unique<proxy::HealthChecker>(loop_, log_);
   follow_snapshot();  // the workers got the first snapshot before their listeners

@@ -104,9 +104,10 @@ class Server final : public AdminBackend, public http::http1::ConnectionOwner {
 enum class ListenMode { kReusePort, kExclusive, kProbe };
 
 // Opens a non-blocking listening socket on `addr`; port 0 picks a free port. `bound` gets the
-// address with the port chosen. An address some other socket listens on fails with "address
-// already in use by another process".
+// address with the port chosen; `loopback`, whether it only accepts from this host. An address
+// some other socket listens on fails with "address already in use by another process".
 core::Result<int> open_listen_socket(const proxy::HostPort& addr, proxy::HostPort* bound,
-                                     ListenMode mode = ListenMode::kReusePort);
+                                     ListenMode mode = ListenMode::kReusePort,
+                                     bool* loopback = nullptr);
 
 }  // namespace citadel::cli

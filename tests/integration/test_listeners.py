@@ -1,11 +1,12 @@
 """Listening addresses: one address, one owner. A second process on a port Citadel holds, or a
-port another process holds, is refused."""
+port another process holds, is refused; the admin listener warns when it is not on loopback."""
 import http.client
 import os
 import re
 import socket
 import subprocess
 import textwrap
+import time
 
 from conftest import CITADEL, wait_until
 
@@ -113,3 +114,18 @@ def test_reload_renaming_a_listener_keeps_its_address(citadel):
     status, text = c.admin("POST", "/config/reload")
     assert status == 200, text
     wait_until(lambda: fresh_connection_bodies(port, 1) == [b"new"], what="the new config")
+
+
+def test_admin_off_loopback_warns(citadel):
+    c = citadel(respond_config("x", admin="0.0.0.0:0"))
+    lines = c.snapshot_lines()
+    assert any("[warn]" in l and "admin listener on 0.0.0.0:" in l and "reachable from other hosts"
+               in l for l in lines), "\n".join(lines)
+
+
+def test_admin_on_loopback_does_not_warn(citadel):
+    c = citadel(respond_config("x"))
+    time.sleep(0.1)
+    lines = c.snapshot_lines()
+    assert any("admin listening on 127.0.0.1:" in l for l in lines), "\n".join(lines)
+    assert not any("reachable from other hosts" in l for l in lines), "\n".join(lines)
