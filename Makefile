@@ -13,7 +13,10 @@ build: deps
 	@cmake --preset $(PRESET) $(CMAKE_EXTRA) >/dev/null
 	@cmake --build --preset $(PRESET) -j $(JOBS)
 
-run: build
+# The quickstart needs only the release binary: no unit tests, benchmarks or fuzzers.
+run: deps
+	@cmake --preset release $(CMAKE_EXTRA) >/dev/null
+	@cmake --build --preset release -j $(JOBS) --target citadel
 	@scripts/quickstart
 
 test: build

@@ -24,7 +24,32 @@ namespace citadel::cli {
 
 using observe::LogLevel;
 
-core::Result<int> open_listen_socket(const proxy::HostPort& addr, proxy::HostPort* bound) {
+namespace {
+
+std::string listen_error(const proxy::HostPort& addr, int err) {
+  // SO_REUSEPORT groups are open to any process of the same user, so EADDRINUSE here means a
+  // socket that is not ours (our own listeners never overlap: the loader refuses that).
+  return "cannot listen on " + addr.text() + ": " +
+         (err == EADDRINUSE ? "address already in use by another process" : std::strerror(err));
+}
+
+bool is_loopback(const sockaddr_storage& ss) {
+  if (ss.ss_family == AF_INET) {
+    const auto& sin = reinterpret_cast<const sockaddr_in&>(ss);
+    return (ntohl(sin.sin_addr.s_addr) >> 24) == 127;
+  }
+  if (ss.ss_family == AF_INET6) {
+    const in6_addr& a = reinterpret_cast<const sockaddr_in6&>(ss).sin6_addr;
+    if (IN6_IS_ADDR_LOOPBACK(&a)) return true;
+    return IN6_IS_ADDR_V4MAPPED(&a) && a.s6_addr[12] == 127;
+  }
+  return false;
+}
+
+}  // namespace
+
+core::Result<int> open_listen_socket(const proxy::HostPort& addr, proxy::HostPort* bound,
+                                     ListenMode mode, bool* loopback) {
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
@@ -40,24 +65,32 @@ core::Result<int> open_listen_socket(const proxy::HostPort& addr, proxy::HostPor
     return core::Status::error(std::string("socket: ") + std::strerror(errno));
   }
   int one = 1;
+  // SO_REUSEADDR: a restart binds despite the previous process's TIME_WAIT connections. It
+  // never lets two sockets listen on one address; only SO_REUSEPORT does.
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-  if (::bind(fd, res->ai_addr, res->ai_addrlen) != 0 || ::listen(fd, 4096) != 0) {
+  if (mode == ListenMode::kReusePort) ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (::bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
+      (mode != ListenMode::kProbe && ::listen(fd, 4096) != 0)) {
     int err = errno;
     ::close(fd);
     freeaddrinfo(res);
-    return core::Status::error("cannot listen on " + addr.text() + ": " + std::strerror(err));
+    return core::Status::error(listen_error(addr, err));
   }
   freeaddrinfo(res);
+  if (mode == ListenMode::kProbe) {
+    ::close(fd);
+    return -1;
+  }
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
   if (bound != nullptr) {
-    sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
     *bound = addr;
     bound->port = ntohs(ss.ss_family == AF_INET
                             ? reinterpret_cast<sockaddr_in*>(&ss)->sin_port
                             : reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
   }
+  if (loopback != nullptr) *loopback = is_loopback(ss);
   return fd;
 }
 
@@ -206,14 +239,34 @@ core::Status Server::open_listener(const proxy::ListenerConfig& l, ListenerSocke
   out.name = l.name;
   out.configured = l.address;
   out.merge_slashes = l.merge_slashes;
+  auto fail = [&](const std::string& why) {
+    return core::Status::error(config_path_ + ":" + std::to_string(l.line) +
+                               ": listeners: " + l.name + ": " + why);
+  };
+  // Any process of our user may join a SO_REUSEPORT group, so binding the group alone would
+  // share the address with a second Citadel (or anything else) already listening there and
+  // split its connections. A plain socket cannot bind where any other socket listens: bind one
+  // first. Port 0 picks a free port; an address one of our listeners holds (a reload that
+  // renames a listener, or fixes the port a port-0 listener got) is ours to reuse. The probe is
+  // closed before the group binds, so two processes starting in the same instant could still
+  // both pass it.
+  bool ours = false;
+  for (const auto& cur : listeners_) ours = ours || proxy::addresses_overlap(cur.bound, l.address);
+  if (l.address.port != 0 && !ours) {
+    if (admin_ && proxy::addresses_overlap(admin_address_, l.address)) {
+      return fail("cannot listen on " + l.address.text() +
+                  ": the admin listener holds it (admin.address changes take effect at restart)");
+    }
+    auto probe = open_listen_socket(l.address, nullptr, ListenMode::kProbe);
+    if (!probe.ok()) return fail(probe.error().message());
+  }
   proxy::HostPort want = l.address;
   for (size_t i = 0; i < nworkers_; ++i) {
     auto fd = open_listen_socket(want, i == 0 ? &out.bound : nullptr);
     if (!fd.ok()) {
       for (int f : out.fds) ::close(f);
       out.fds.clear();
-      return core::Status::error(config_path_ + ":" + std::to_string(l.line) + ": listeners: " +
-                                 l.name + ": " + fd.error().message());
+      return fail(fd.error().message());
     }
     if (i == 0) want.port = out.bound.port;  // port 0: every worker shares the chosen port
     out.fds.push_back(fd.value());
@@ -320,14 +373,24 @@ int Server::run() {
   }
   admin_factory_ = std::make_unique<AdminStreamFactory>(*this);
   if (shared_cfg->admin) {
-    proxy::HostPort bound;
-    auto fd = open_listen_socket(*shared_cfg->admin, &bound);
+    // One socket on the control thread: no SO_REUSEPORT, so nobody else can be listening there.
+    bool loopback = false;
+    auto fd =
+        open_listen_socket(*shared_cfg->admin, &admin_address_, ListenMode::kExclusive, &loopback);
     if (!fd.ok()) {
-      std::fprintf(stderr, "%s: admin: %s\n", config_path_.c_str(), fd.error().message().c_str());
+      std::fprintf(stderr, "%s:%d: admin.address: %s\n", config_path_.c_str(),
+                   shared_cfg->admin_line, fd.error().message().c_str());
       return 1;
     }
     admin_ = std::make_unique<AdminListener>(*this, fd.value());
-    log_.log(LogLevel::kInfo, "admin listening on %s", bound.text().c_str());
+    log_.log(LogLevel::kInfo, "admin listening on %s", admin_address_.text().c_str());
+    if (!loopback) {
+      log_.log(LogLevel::kWarn,
+               "the admin listener on %s is reachable from other hosts and has no "
+               "authentication (anyone can read /config and POST /config/reload); bind it to "
+               "127.0.0.1 unless a firewall keeps others out",
+               admin_address_.text().c_str());
+    }
   }
   health_ = std::make_unique<proxy::HealthChecker>(loop_, log_);
   follow_snapshot();  // the workers got the first snapshot before their listeners

@@ -80,6 +80,7 @@ class Server final : public AdminBackend, public http::http1::ConnectionOwner {
   std::unique_ptr<proxy::HealthChecker> health_;
   std::unique_ptr<SignalHandler> signals_;
   std::unique_ptr<AdminListener> admin_;
+  proxy::HostPort admin_address_;  // as bound (the port chosen), while admin_ is set
   std::unique_ptr<AdminStreamFactory> admin_factory_;
   core::BlockPool admin_blocks_;
   core::Timer drain_timer_;
@@ -100,8 +101,17 @@ class Server final : public AdminBackend, public http::http1::ConnectionOwner {
   http::DateCache date_;  // admin responses' Date
 };
 
-// Opens a non-blocking listening socket (SO_REUSEPORT) on `addr`; port 0 picks a free port.
-core::Result<int> open_listen_socket(const proxy::HostPort& addr, proxy::HostPort* bound);
+// How open_listen_socket binds. kReusePort: one socket of a worker group (SO_REUSEPORT).
+// kExclusive: a single socket that fails where any other socket listens. kProbe: kExclusive,
+// but only bound and closed at once: checks that nobody else listens there (returns -1).
+enum class ListenMode { kReusePort, kExclusive, kProbe };
+
+// Opens a non-blocking listening socket on `addr`; port 0 picks a free port. `bound` gets the
+// address with the port chosen; `loopback`, whether it only accepts from this host. An address
+// some other socket listens on fails with "address already in use by another process".
+core::Result<int> open_listen_socket(const proxy::HostPort& addr, proxy::HostPort* bound,
+                                     ListenMode mode = ListenMode::kReusePort,
+                                     bool* loopback = nullptr);
 
 }  // namespace citadel::cli
 

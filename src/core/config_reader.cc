@@ -1,17 +1,50 @@
 #include "core/config_reader.h"
 
+#include <algorithm>
+#include <map>
+
 #include "core/parse_units.h"
 
 namespace citadel::core {
 
+void ConfigErrors::add(std::string msg, int line) {
+  // Stable: after every error on the same line or before it.
+  auto pos = std::upper_bound(lines_.begin(), lines_.end(), line);
+  errors_.insert(errors_.begin() + (pos - lines_.begin()), std::move(msg));
+  lines_.insert(pos, line);
+}
+
+int ConfigNode::line() const {
+  // An absent node has no mark (yaml-cpp's null mark has line -1), and an empty value
+  // (`address:`) is marked where the next token starts: both report their key's line.
+  if (!node_.IsDefined() || node_.IsNull()) return fallback_line_;
+  int own = node_.Mark().line + 1;
+  return own > 0 ? own : fallback_line_;
+}
+
 ConfigNode ConfigNode::operator[](const std::string& key) const {
   std::string p = path_.empty() ? key : path_ + "." + key;
-  if (!node_.IsMap()) return ConfigNode(YAML::Node(YAML::NodeType::Undefined), p, file_, errors_);
-  return ConfigNode(node_[key], p, file_, errors_);
+  if (!node_.IsDefined() || !node_.IsMap()) {
+    return ConfigNode(YAML::Node(YAML::NodeType::Undefined), p, file_, errors_, line());
+  }
+  // An absent key reports the line of this mapping's own key (`health_check:`), else its first.
+  int key_line = fallback_line_ > 0 ? fallback_line_ : line();
+  for (const auto& kv : node_) {
+    if (kv.first.IsScalar() && kv.first.Scalar() == key) {
+      key_line = kv.first.Mark().line + 1;
+      break;
+    }
+  }
+  return ConfigNode(node_[key], p, file_, errors_, key_line);
 }
 
 ConfigNode ConfigNode::at(size_t i) const {
-  return ConfigNode(node_[i], path_ + "[" + std::to_string(i) + "]", file_, errors_);
+  // An element has no key: its own line stands in for one (for its absent keys); an absent
+  // or empty element reports the list's.
+  ConfigNode e(node_[i], path_ + "[" + std::to_string(i) + "]", file_, errors_,
+               fallback_line_ > 0 ? fallback_line_ : line());
+  e.fallback_line_ = e.line();
+  return e;
 }
 
 std::vector<std::string> ConfigNode::keys() const {
@@ -22,10 +55,10 @@ std::vector<std::string> ConfigNode::keys() const {
 }
 
 void ConfigNode::error(const std::string& msg) const {
-  int line = node_.IsDefined() ? node_.Mark().line + 1 : 0;
+  int at = line();
   std::string where = *file_;
-  if (line > 0) where += ":" + std::to_string(line);
-  errors_->add(where + ": " + path_ + ": " + msg);
+  if (at > 0) where += ":" + std::to_string(at);
+  errors_->add(where + ": " + (path_.empty() ? "" : path_ + ": ") + msg, at);
 }
 
 void ConfigNode::allow_keys(std::initializer_list<const char*> allowed) const {
@@ -39,8 +72,9 @@ void ConfigNode::allow_keys(std::initializer_list<const char*> allowed) const {
       for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
       int line = kv.first.Mark().line + 1;
       errors_->add(*file_ + ":" + std::to_string(line) + ": " +
-                   (path_.empty() ? key : path_ + "." + key) + ": unknown key (expected one of " +
-                   list + ")");
+                       (path_.empty() ? key : path_ + "." + key) +
+                       ": unknown key (expected one of " + list + ")",
+                   line);
     }
   }
 }
@@ -98,6 +132,14 @@ uint64_t ConfigNode::duration_ms(uint64_t fallback) const {
   return fallback;
 }
 
+uint64_t ConfigNode::nonzero_duration_ms(uint64_t fallback) const {
+  if (!defined()) return fallback;
+  uint64_t v = duration_ms(fallback);
+  if (v != 0) return v;
+  error("expected a duration greater than 0, such as 500ms or 1s");
+  return fallback;
+}
+
 uint64_t ConfigNode::size_bytes(uint64_t fallback) const {
   if (!defined()) return fallback;
   if (node_.IsScalar()) {
@@ -132,15 +174,56 @@ std::vector<std::string> ConfigNode::str_list() const {
   return out;
 }
 
+namespace {
+
+// Deeper than any real config; stops the walk on an alias that contains itself.
+constexpr int kMaxDepth = 64;
+
+// Reports every key that appears twice in one mapping, anywhere in the document (filter options
+// too, which only their filter reads).
+void check_duplicate_keys(const YAML::Node& n, const std::string& path, const std::string& file,
+                          ConfigErrors& errors, int depth) {
+  if (depth > kMaxDepth) return;
+  if (n.IsSequence()) {
+    for (size_t i = 0; i < n.size(); ++i) {
+      check_duplicate_keys(n[i], path + "[" + std::to_string(i) + "]", file, errors, depth + 1);
+    }
+    return;
+  }
+  if (!n.IsMap()) return;
+  std::map<std::string, int> first_line;
+  for (const auto& kv : n) {
+    if (!kv.first.IsScalar()) continue;
+    const std::string& key = kv.first.Scalar();
+    std::string key_path = path.empty() ? key : path + "." + key;
+    int line = kv.first.Mark().line + 1;
+    auto [it, fresh] = first_line.emplace(key, line);
+    if (!fresh) {
+      errors.add(file + ":" + std::to_string(line) + ": " + key_path +
+                     ": duplicate key (first at line " + std::to_string(it->second) + ")",
+                 line);
+      continue;
+    }
+    check_duplicate_keys(kv.second, key_path, file, errors, depth + 1);
+  }
+}
+
+}  // namespace
+
 std::optional<YAML::Node> load_yaml_file(const std::string& file, ConfigErrors& errors) {
+  YAML::Node root;
   try {
-    return YAML::LoadFile(file);
+    root = YAML::LoadFile(file);
   } catch (const YAML::BadFile&) {
     errors.add(file + ": cannot read the file");
+    return std::nullopt;
   } catch (const YAML::ParserException& e) {
-    errors.add(file + ":" + std::to_string(e.mark.line + 1) + ": YAML syntax error: " + e.msg);
+    errors.add(file + ":" + std::to_string(e.mark.line + 1) + ": YAML syntax error: " + e.msg,
+               e.mark.line + 1);
+    return std::nullopt;
   }
-  return std::nullopt;
+  check_duplicate_keys(root, "", file, errors, 0);
+  return root;
 }
 
 }  // namespace citadel::core

@@ -192,6 +192,7 @@ struct Config {
   uint32_t workers = 0;  // 0 = one per core
   std::vector<ListenerConfig> listeners;
   std::optional<HostPort> admin;
+  int admin_line = 0;
   std::vector<ClusterConfig> clusters;
   std::vector<RouteConfig> routes;
   AccessLogConfig access_log;
@@ -214,5 +215,10 @@ std::unique_ptr<Config> load_config(const std::string& file, const FilterValidat
 
 // Parses "host:port" / "[v6]:port".
 std::optional<HostPort> parse_host_port(const std::string& text);
+
+// Whether listening sockets on `a` and `b` would take each other's connections: the same port
+// (not 0, which picks a free one) and the same host, or either host is a wildcard (0.0.0.0 or
+// ::, which on Linux also takes IPv4). Hosts are compared as written.
+bool addresses_overlap(const HostPort& a, const HostPort& b);
 
 }  // namespace citadel::proxy

@@ -1,4 +1,5 @@
 // YAML -> Config, with every error reported as file:line: key: what was expected.
+#include <algorithm>
 #include <regex>
 #include <set>
 #include <thread>
@@ -35,6 +36,12 @@ std::optional<HostPort> parse_host_port(const std::string& text) {
   if (v > 65535) return std::nullopt;
   hp.port = static_cast<uint16_t>(v);
   return hp;
+}
+
+bool addresses_overlap(const HostPort& a, const HostPort& b) {
+  if (a.port != b.port || a.port == 0) return false;
+  auto wildcard = [](const std::string& h) { return h == "0.0.0.0" || h == "::"; };
+  return a.host == b.host || wildcard(a.host) || wildcard(b.host);
 }
 
 namespace {
@@ -146,7 +153,7 @@ void read_cluster(const ConfigNode& n, ClusterConfig& c) {
     }
     if (c.endpoints.empty()) eps.error("a cluster needs at least one endpoint");
   }
-  c.dns_refresh_ms = n["dns_refresh"].duration_ms(c.dns_refresh_ms);
+  c.dns_refresh_ms = n["dns_refresh"].nonzero_duration_ms(c.dns_refresh_ms);
   std::string family = n["dns_family"].choice("v4_preferred", {"v4_preferred", "v4", "v6", "all"});
   c.dns_family = family == "v4"    ? DnsFamily::kV4
                  : family == "v6"  ? DnsFamily::kV6
@@ -160,8 +167,8 @@ void read_cluster(const ConfigNode& n, ClusterConfig& c) {
     c.health.path = hc["path"].str("/healthz");
     if (c.health.path.empty() || c.health.path[0] != '/') hc["path"].error("expected a path starting with /");
     c.health.host = hc["host"].str();
-    c.health.interval_ms = hc["interval"].duration_ms(c.health.interval_ms);
-    c.health.timeout_ms = hc["timeout"].duration_ms(c.health.timeout_ms);
+    c.health.interval_ms = hc["interval"].nonzero_duration_ms(c.health.interval_ms);
+    c.health.timeout_ms = hc["timeout"].nonzero_duration_ms(c.health.timeout_ms);
     c.health.healthy = static_cast<uint32_t>(hc["healthy"].integer(2, 1, 100));
     c.health.unhealthy = static_cast<uint32_t>(hc["unhealthy"].integer(2, 1, 100));
     ConfigNode ex = hc["expected_statuses"];
@@ -190,8 +197,8 @@ void read_cluster(const ConfigNode& n, ClusterConfig& c) {
     c.outlier.enabled = true;
     c.outlier.consecutive_failures =
         static_cast<uint32_t>(o["consecutive_failures"].integer(5, 1, 1000));
-    c.outlier.base_ejection_ms = o["base_ejection"].duration_ms(c.outlier.base_ejection_ms);
-    c.outlier.max_ejection_ms = o["max_ejection"].duration_ms(c.outlier.max_ejection_ms);
+    c.outlier.base_ejection_ms = o["base_ejection"].nonzero_duration_ms(c.outlier.base_ejection_ms);
+    c.outlier.max_ejection_ms = o["max_ejection"].nonzero_duration_ms(c.outlier.max_ejection_ms);
     c.outlier.max_ejection_percent =
         static_cast<uint32_t>(o["max_ejection_percent"].integer(50, 0, 100));
   }
@@ -236,6 +243,50 @@ void read_cluster(const ConfigNode& n, ClusterConfig& c) {
   }
   c.panic_threshold_percent = static_cast<uint32_t>(n["panic_threshold"].integer(50, 0, 100));
   c.fingerprint = YAML::Dump(n.yaml());
+}
+
+// Two sockets on one address would split its connections between them (the workers' sockets
+// share a port through SO_REUSEPORT, so the kernel does not refuse the second): every listener
+// and the admin listener need an address of their own. Reports the later one of each pair, at
+// its line. Reads the nodes again so that it depends on nothing else the loader parses.
+void check_distinct_addresses(const ConfigNode& listeners, const ConfigNode& admin) {
+  struct Bound {
+    HostPort address;
+    ConfigNode node;
+    std::string what;
+  };
+  std::vector<Bound> all;
+  auto collect = [&all](const ConfigNode& addr, std::string what) {
+    if (!addr.defined() || !addr.is_scalar()) return;  // an absent node throws on is_scalar()
+    auto hp = parse_host_port(addr.yaml().Scalar());
+    if (hp && hp->port != 0) all.push_back({*hp, addr, std::move(what)});  // 0: a free port
+  };
+  if (listeners.defined() && listeners.is_seq()) {
+    for (size_t i = 0; i < listeners.size(); ++i) {
+      ConfigNode ln = listeners.at(i);
+      if (!ln.defined() || !ln.is_map()) continue;
+      ConfigNode name = ln["name"];
+      bool named = name.defined() && name.is_scalar();
+      collect(ln["address"], "listener \"" + (named ? name.yaml().Scalar() : std::string()) + "\"");
+    }
+  }
+  if (admin.defined() && admin.is_map()) collect(admin["address"], "the admin listener");
+  // Sorts indices: assigning a YAML::Node (inside ConfigNode) rewrites the node it refers to.
+  std::vector<size_t> order(all.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&all](size_t a, size_t b) { return all[a].node.line() < all[b].node.line(); });
+  for (size_t j = 0; j < order.size(); ++j) {
+    const Bound& later = all[order[j]];
+    for (size_t i = 0; i < j; ++i) {
+      const Bound& earlier = all[order[i]];
+      if (!addresses_overlap(earlier.address, later.address)) continue;
+      later.node.error(later.address.text() + " overlaps the address of " + earlier.what +
+                       " (line " + std::to_string(earlier.node.line()) +
+                       "); each listener needs an address of its own");
+      break;
+    }
+  }
 }
 
 bool valid_regex(const ConfigNode& n, const std::string& re) {
@@ -392,7 +443,7 @@ std::unique_ptr<Config> load_config(const std::string& file, const FilterValidat
   cfg->raw = *yaml;
   ConfigNode root(*yaml, "", &cfg->file, &errors);
   if (!root.is_map()) {
-    errors.add(file + ":1: the config must be a mapping of top-level keys");
+    errors.add(file + ":1: the config must be a mapping of top-level keys", 1);
     return nullptr;
   }
   root.allow_keys({"workers", "listeners", "admin", "clusters", "routes", "access_log",
@@ -425,7 +476,9 @@ std::unique_ptr<Config> load_config(const std::string& file, const FilterValidat
   if (admin.defined() && admin.expect_map()) {
     admin.allow_keys({"address"});
     cfg->admin = read_address(admin["address"], true);
+    cfg->admin_line = admin["address"].line();
   }
+  check_distinct_addresses(ls, admin);
   std::set<std::string> cluster_names;
   ConfigNode cs = root["clusters"];
   if (cs.defined() && cs.expect_seq()) {

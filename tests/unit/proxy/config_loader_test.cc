@@ -1,9 +1,10 @@
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "filters/headers/headers_filter.h"
 #include "proxy/config.h"
@@ -31,6 +32,11 @@ class ConfigLoaderTest : public ::testing::Test {
       if (e.find(needle) != std::string::npos) return true;
     }
     return false;
+  }
+  std::string joined() const {
+    std::string all;
+    for (const auto& e : errors.all()) all += e + "\n";
+    return all;
   }
   FilterRegistry registry;
   std::string path;
@@ -122,6 +128,182 @@ routes:
 )"));
   EXPECT_TRUE(has_error("invalid header name \"Bad Name\""));
   EXPECT_TRUE(has_error("reply: unknown key (expected one of request, response)"));
+}
+
+// Lines of the errors, in the order they are reported.
+std::vector<int> error_lines(const core::ConfigErrors& errors) {
+  std::vector<int> lines;
+  for (const auto& e : errors.all()) {
+    size_t colon = e.find(".yaml:");
+    lines.push_back(colon == std::string::npos ? 0 : std::atoi(e.c_str() + colon + 6));
+  }
+  return lines;
+}
+
+TEST_F(ConfigLoaderTest, ListenersSharingAnAddressAreRefusedAtTheSecond) {
+  EXPECT_FALSE(load(R"(listeners:
+  - name: public
+    address: 127.0.0.1:8080
+  - name: copy
+    address: 127.0.0.1:8080
+admin: { address: "127.0.0.1:9901" }
+routes:
+  - to: { respond: { status: 200 } }
+)"));
+  EXPECT_TRUE(
+      has_error(":5: listeners[1].address: 127.0.0.1:8080 overlaps the address of "
+                "listener \"public\" (line 3)"))
+      << joined();
+  EXPECT_EQ(errors.all().size(), 1u);
+}
+
+TEST_F(ConfigLoaderTest, WildcardAddressOverlapsEveryHostOnItsPort) {
+  // The admin listener comes first in the file: the listener is the second one.
+  EXPECT_FALSE(load(R"(admin: { address: "127.0.0.1:9901" }
+listeners:
+  - { name: a, address: "0.0.0.0:8080" }
+  - { name: b, address: "127.0.0.2:8080" }
+  - { name: c, address: "[::]:9901" }
+routes:
+  - to: { respond: { status: 200 } }
+)"));
+  EXPECT_TRUE(
+      has_error(":4: listeners[1].address: 127.0.0.2:8080 overlaps the address of "
+                "listener \"a\" (line 3)"));
+  EXPECT_TRUE(
+      has_error(":5: listeners[2].address: [::]:9901 overlaps the address of the admin "
+                "listener (line 1)"));
+  EXPECT_EQ(errors.all().size(), 2u);
+}
+
+TEST_F(ConfigLoaderTest, AdminSharingAListenerAddressIsRefused) {
+  EXPECT_FALSE(load(R"(listeners: [{ name: public, address: "127.0.0.1:8080" }]
+admin: { address: "0.0.0.0:8080" }
+routes:
+  - to: { respond: { status: 200 } }
+)"));
+  EXPECT_TRUE(
+      has_error(":2: admin.address: 0.0.0.0:8080 overlaps the address of listener "
+                "\"public\" (line 1)"));
+}
+
+TEST_F(ConfigLoaderTest, DistinctAddressesAndPortZeroAreAccepted) {
+  auto cfg = load(R"(listeners:
+  - { name: a, address: "127.0.0.1:0" }
+  - { name: b, address: "127.0.0.1:0" }
+  - { name: c, address: "0.0.0.0:0" }
+  - { name: d, address: "127.0.0.1:8080" }
+  - { name: e, address: "127.0.0.2:8080" }
+  - { name: f, address: "[::1]:8080" }
+  - { name: g, address: "0.0.0.0:8081" }
+admin: { address: "127.0.0.1:0" }
+routes:
+  - to: { respond: { status: 200 } }
+)");
+  EXPECT_TRUE(cfg) << joined();
+}
+
+TEST_F(ConfigLoaderTest, ZeroIntervalsAreRefused) {
+  EXPECT_FALSE(load(R"(listeners: [{ name: p, address: "127.0.0.1:0" }]
+clusters:
+  - name: app
+    endpoints: [127.0.0.1:9001]
+    dns_refresh: 0s
+    health_check: { interval: 0s, timeout: 0ms }
+    outlier: { base_ejection: 0s, max_ejection: 0m }
+routes:
+  - to: { cluster: app }
+)"));
+  EXPECT_TRUE(has_error(":5: clusters[0].dns_refresh: expected a duration greater than 0"));
+  EXPECT_TRUE(
+      has_error(":6: clusters[0].health_check.interval: expected a duration greater "
+                "than 0"));
+  EXPECT_TRUE(
+      has_error(":6: clusters[0].health_check.timeout: expected a duration greater "
+                "than 0"));
+  EXPECT_TRUE(
+      has_error(":7: clusters[0].outlier.base_ejection: expected a duration greater "
+                "than 0"));
+  EXPECT_TRUE(
+      has_error(":7: clusters[0].outlier.max_ejection: expected a duration greater "
+                "than 0"));
+}
+
+TEST_F(ConfigLoaderTest, ZeroMeaningNoneIsAccepted) {
+  auto cfg = load(R"(listeners:
+  - { name: p, address: "127.0.0.1:0", timeouts: { request: 0s, keepalive: 0s } }
+clusters:
+  - name: app
+    endpoints: [127.0.0.1:9001]
+    timeouts: { response: 0s }
+    retry: { attempts: 1, backoff_base: 0ms }
+drain_timeout: 0s
+routes:
+  - to: { cluster: app }
+    timeout: 0s
+)");
+  ASSERT_TRUE(cfg) << (errors.empty() ? "" : errors.all()[0]);
+  EXPECT_EQ(cfg->clusters[0].timeouts.response_ms, 0u);
+  EXPECT_EQ(cfg->drain_timeout_ms, 0u);
+}
+
+TEST_F(ConfigLoaderTest, DuplicateKeysAreRefusedWithBothLines) {
+  EXPECT_FALSE(load(R"(workers: 1
+listeners:
+  - name: public
+    address: 127.0.0.1:0
+    name: other
+workers: 2
+routes:
+  - filters: [ { headers: { request: { set: { X-A: "1", X-A: "2" } } } } ]
+    to: { respond: { status: 200 } }
+)"));
+  EXPECT_TRUE(has_error(":5: listeners[0].name: duplicate key (first at line 3)"));
+  EXPECT_TRUE(has_error(":6: workers: duplicate key (first at line 1)"));
+  EXPECT_TRUE(
+      has_error(":8: routes[0].filters[0].headers.request.set.X-A: duplicate key "
+                "(first at line 8)"));
+  EXPECT_EQ(errors.all().size(), 3u);
+}
+
+TEST_F(ConfigLoaderTest, ErrorsOnAbsentOrEmptyKeysNameALine) {
+  EXPECT_FALSE(load(R"(listeners: [{ name: p, address: "127.0.0.1:0" }]
+admin:
+  address:
+clusters:
+  - name: app
+    endpoints:
+      - { weight: 2 }
+    health_check:
+      interval: 500ms
+routes:
+  - to: { cluster: app }
+)"));
+  EXPECT_TRUE(has_error(":3: admin.address: expected an address host:port"));
+  EXPECT_TRUE(has_error(":7: clusters[0].endpoints[0].address: expected an address host:port"));
+  EXPECT_TRUE(
+      has_error(":8: clusters[0].health_check.timeout: the timeout must not exceed the "
+                "interval"));
+  for (const auto& e : errors.all()) EXPECT_NE(e.find(".yaml:"), std::string::npos) << e;
+}
+
+TEST_F(ConfigLoaderTest, ErrorsAreSortedByLine) {
+  // The loader checks listeners before routes and clusters before routes; the file has them the
+  // other way round.
+  EXPECT_FALSE(load(R"(routes:
+  - match: { path: nope }
+    to: { cluster: missing }
+  - to: { respond: { status: 99 } }
+clusters:
+  - name: app
+    lb: fastest
+    endpoints: [127.0.0.1:9001]
+listeners:
+  - name: public
+    address: nowhere
+    bogus: 1
+)"));
+  EXPECT_EQ(error_lines(errors), (std::vector<int>{2, 3, 4, 7, 11, 12}));
 }
 
 TEST(HostPort, Parse) {
