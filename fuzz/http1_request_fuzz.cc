@@ -23,10 +23,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (r.consumed > size) std::abort();
   if (head.framing == BodyFraming::kChunked && head.headers.find("content-length")) std::abort();
   std::string norm;
-  normalize_path(head.path, {}, norm);
-  if (!head.path.empty() && head.path.front() == '/' &&
-      (norm.empty() || norm.front() != '/' || norm.find("/../") != std::string::npos)) {
-    std::abort();
+  for (EscapedSlashes esc : {EscapedSlashes::kReject, EscapedSlashes::kKeep,
+                             EscapedSlashes::kDecode, EscapedSlashes::kRedirect}) {
+    PathNormalizeOptions opts;
+    opts.escaped_slashes = esc;
+    PathResult pr = normalize_path(head.path, opts, norm);
+    if (pr == PathResult::kEscapedSlash && esc != EscapedSlashes::kReject) std::abort();
+    if (pr == PathResult::kRedirect && esc != EscapedSlashes::kRedirect) std::abort();
+    if (pr == PathResult::kOk || pr == PathResult::kRedirect) {
+      // Absolute, and no dot segment left.
+      std::string_view n(norm);
+      if (n.empty() || n.front() != '/' || n.find("/../") != std::string_view::npos ||
+          n.find("/./") != std::string_view::npos ||
+          (n.size() >= 3 && n.substr(n.size() - 3) == "/..") ||
+          (n.size() >= 2 && n.substr(n.size() - 2) == "/.")) {
+        std::abort();
+      }
+    }
   }
   if (head.framing == BodyFraming::kChunked) {
     std::string_view rest = in.substr(r.consumed);

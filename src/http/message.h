@@ -20,7 +20,7 @@ enum class BodyFraming : uint8_t {
 
 struct RequestHead {
   std::string_view method;
-  std::string_view target;     // as received (forwarded unchanged unless a route rewrites it)
+  std::string_view target;     // as received (see http/path.h for what is forwarded)
   std::string_view path;       // the target's path, before the query
   std::string_view query;      // without the '?', empty when absent
   std::string_view authority;  // Host header, or the authority of an absolute-form target
@@ -32,7 +32,7 @@ struct RequestHead {
   uint64_t content_length = 0;
   bool keep_alive = true;
   bool expect_continue = false;
-  bool upgrade = false;        // Connection: upgrade with an Upgrade header (WebSocket etc.)
+  bool upgrade = false;        // Connection: upgrade + Upgrade; cleared when refused
   bool is_head = false;
 
   // Clears for the next request, keeping the header storage's capacity.

@@ -17,56 +17,76 @@ bool unreserved(unsigned char c) {
 
 }  // namespace
 
-bool normalize_path(std::string_view path, const PathNormalizeOptions& opts, std::string& out) {
+PathResult normalize_path(std::string_view path, const PathNormalizeOptions& opts,
+                          std::string& out) {
   out.clear();
-  if (path.empty() || path.front() != '/') return false;
-  // Pass 1: percent-decoding of unreserved characters, escapes upper-cased.
-  std::string decoded;
-  decoded.reserve(path.size());
-  for (size_t i = 0; i < path.size(); ++i) {
-    char c = path[i];
-    if (c == '%' && i + 2 < path.size() + 0 && hexval(path[i + 1]) >= 0 && hexval(path[i + 2]) >= 0) {
-      unsigned char v = static_cast<unsigned char>(hexval(path[i + 1]) * 16 + hexval(path[i + 2]));
-      if (unreserved(v)) {
-        decoded.push_back(static_cast<char>(v));
-      } else {
-        static constexpr char kHex[] = "0123456789ABCDEF";
-        decoded.push_back('%');
-        decoded.push_back(kHex[v >> 4]);
-        decoded.push_back(kHex[v & 15]);
+  if (path.empty() || path.front() != '/') return PathResult::kNotAbsolute;
+  out.reserve(path.size() + 1);
+  // One pass: each segment is decoded straight into `out` behind its '/', then judged ("." and
+  // ".." removed, an empty one dropped when merging). A decoded %2F/%5C ends a segment as a '/'
+  // does, so that "..%2F" is a dot segment too.
+  const size_t n = path.size();
+  size_t i = 1;                 // past the leading '/'
+  bool trailing_slash = false;  // the last segment removed was a directory ("a/." -> "a/")
+  bool decoded_slash = false;
+  while (true) {
+    const size_t seg_start = out.size() + 1;
+    out.push_back('/');
+    bool more = false;  // a separator ended the segment: another one follows
+    while (i < n) {
+      const char c = path[i];
+      if (c == '/') {
+        ++i;
+        more = true;
+        break;
       }
-      i += 2;
-    } else {
-      decoded.push_back(c);
+      if (c == '%' && i + 2 < n && hexval(path[i + 1]) >= 0 && hexval(path[i + 2]) >= 0) {
+        const auto v = static_cast<unsigned char>(hexval(path[i + 1]) * 16 + hexval(path[i + 2]));
+        i += 3;
+        if (v == '/' || v == '\\') {
+          if (opts.escaped_slashes == EscapedSlashes::kReject) {
+            out.clear();
+            return PathResult::kEscapedSlash;
+          }
+          if (opts.escaped_slashes != EscapedSlashes::kKeep) {
+            decoded_slash = true;
+            more = true;
+            break;
+          }
+        }
+        if (unreserved(v)) {
+          out.push_back(static_cast<char>(v));
+        } else {
+          static constexpr char kHex[] = "0123456789ABCDEF";
+          out.push_back('%');
+          out.push_back(kHex[v >> 4]);
+          out.push_back(kHex[v & 15]);
+        }
+        continue;
+      }
+      out.push_back(c);
+      ++i;
     }
-  }
-  // Pass 2: split into segments, drop "." and resolve "..", optionally drop empty segments.
-  out.reserve(decoded.size());
-  size_t i = 1;  // skip the leading '/'
-  bool trailing_slash = false;
-  while (i <= decoded.size()) {
-    size_t slash = decoded.find('/', i);
-    if (slash == std::string::npos) slash = decoded.size();
-    std::string_view seg(decoded.data() + i, slash - i);
-    bool last = slash == decoded.size();
+    const std::string_view seg(out.data() + seg_start, out.size() - seg_start);
     if (seg == ".") {
+      out.resize(seg_start - 1);
       trailing_slash = true;
     } else if (seg == "..") {
-      size_t cut = out.rfind('/');
+      out.resize(seg_start - 1);
+      const size_t cut = out.rfind('/');
       out.resize(cut == std::string::npos ? 0 : cut);
       trailing_slash = true;
     } else if (seg.empty() && opts.merge_slashes) {
+      out.resize(seg_start - 1);
       trailing_slash = true;
     } else {
-      out.push_back('/');
-      out.append(seg);
       trailing_slash = false;
     }
-    if (last) break;
-    i = slash + 1;
+    if (!more) break;
   }
   if (out.empty() || trailing_slash) out.push_back('/');
-  return true;
+  return decoded_slash && opts.escaped_slashes == EscapedSlashes::kRedirect ? PathResult::kRedirect
+                                                                            : PathResult::kOk;
 }
 
 }  // namespace citadel::http

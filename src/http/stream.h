@@ -11,6 +11,7 @@
 
 #include "core/arena.h"
 #include "http/message.h"
+#include "http/path.h"
 
 namespace citadel::http {
 
@@ -19,7 +20,7 @@ struct ConnectionInfo {
   char peer_ip[46] = {0};  // textual address of the client
   uint16_t peer_port = 0;
   bool tls = false;
-  bool merge_slashes = true;  // the listener's path normalisation option
+  PathNormalizeOptions path_options;  // the listener's path handling
   uint64_t id = 0;
 };
 
@@ -58,7 +59,9 @@ class StreamHandler {
   // Storage the codec parses the request head into, valid for the stream's life.
   virtual RequestHead& request_head() = 0;
   virtual core::Arena& arena() = 0;
-  // The head is complete and its strings live in arena(). end_stream: no body follows.
+  // The head is complete and its strings live in arena(). end_stream: no body follows. The
+  // handler may clear request_head().upgrade to refuse a protocol switch: the codec then treats
+  // the request as a plain one (it reads the flag back when this call returns).
   virtual void on_request_headers(bool end_stream) = 0;
   virtual void on_request_data(std::string_view data, bool end_stream) = 0;
   // The request body ended with trailer fields (their strings stay valid for the stream's life),

@@ -98,6 +98,28 @@ void strip_hop_by_hop(http::HeaderMap& headers, bool keep_upgrade) {
   fields.resize(w);
 }
 
+// RFC 9112 section 3.2.2: "http://host/path" (neither origin-form nor "*").
+bool is_absolute_form(std::string_view target) {
+  return !target.empty() && target.front() != '/' && target != "*";
+}
+
+// "?query" as received (also a bare "?"), or empty.
+std::string_view query_part(const http::RequestHead& req) {
+  size_t q = req.target.find('?');
+  return q == std::string_view::npos ? std::string_view() : req.target.substr(q);
+}
+
+// Replaces the value of Host in place (the codec allows one at most), or adds it.
+void set_host(http::HeaderMap& headers, std::string_view host) {
+  for (auto& f : headers.fields()) {
+    if (iequals(f.name, "host")) {
+      f.value = host;
+      return;
+    }
+  }
+  headers.add("Host", host);
+}
+
 bool is_safe_method(std::string_view m) {
   return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE";
 }
@@ -157,6 +179,7 @@ void ActiveStream::begin(http::ServerStream& downstream) {
   status_ = 0;
   request_id_[0] = trace_id_[0] = 0;
   reset_reason_ = {};
+  route_path_ = upstream_target_ = {};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -168,17 +191,52 @@ void ActiveStream::on_request_headers(bool end_stream) {
   snap_ = worker_.acquire_snapshot();
   const Snapshot& snap = *snap_->snap;
 
-  // Route on the normalised path; the original target is what gets forwarded.
-  std::string_view path = req_.path;
-  bool plain = path.find('%') == std::string_view::npos &&
-               path.find("/.") == std::string_view::npos &&
-               path.find("//") == std::string_view::npos;
-  if (!plain && req_.target != "*") {
-    http::PathNormalizeOptions opts;
-    opts.merge_slashes = ds_->connection().merge_slashes;
-    if (http::normalize_path(path, opts, norm_path_)) path = norm_path_;
+  // An absolute-form target names the host, and a proxy replaces Host with it (RFC 9112
+  // section 3.2.2): routing, filters and the upstream must all see that one host, or a request
+  // routed on one host would reach the upstream claiming another. The codec has checked the
+  // characters (and refused userinfo); the shape is checked here, for a Host field too.
+  std::string_view refuse;  // why the request gets a 400, found before routing
+  if (is_absolute_form(req_.target)) {
+    if (valid_authority(req_.authority)) {
+      set_host(req_.headers, req_.authority);
+    } else {
+      refuse = "invalid request target authority\n";
+    }
+  } else if (!req_.authority.empty() && !valid_authority(req_.authority)) {
+    refuse = "invalid Host\n";  // RFC 9112 section 3.2: 400
   }
-  route_ = snap.routes.match(req_, path);
+
+  // Route on the normalised path (the upstream receives that same path unless the listener
+  // says forward_path: original). A plain path is used as it is, without a copy.
+  route_path_ = req_.path;
+  bool redirect_path = false;
+  if (refuse.empty() && req_.target != "*" && http::path_needs_normalizing(req_.path)) {
+    switch (http::normalize_path(req_.path, ds_->connection().path_options, norm_path_)) {
+      case http::PathResult::kOk:
+        if (norm_path_ != req_.path) route_path_ = norm_path_;
+        break;
+      case http::PathResult::kNotAbsolute:
+        break;
+      case http::PathResult::kEscapedSlash:
+        refuse = "encoded slash or backslash in the path\n";
+        break;
+      case http::PathResult::kRedirect:
+        redirect_path = true;
+        break;
+    }
+  }
+  if (refuse.empty() && !redirect_path) route_ = snap.routes.match(req_, route_path_);
+
+  // A protocol switch only where the route allows it; otherwise the request goes on as a plain
+  // one (as Envoy does). The codec reads req_.upgrade back after this call, so it does not
+  // expect a tunnel either; such a request has no body unless it declared one.
+  if (req_.upgrade && !upgrade_allowed()) {
+    req_.upgrade = false;
+    if (req_.framing == http::BodyFraming::kNone) req_end_ = true;
+  }
+  // Hop-by-hop fields go before Citadel adds its own, so that a client cannot name those in
+  // `Connection` to have them removed.
+  strip_hop_by_hop(req_.headers, req_.upgrade);
 
   // Request id and trace context, before any filter or local reply, so that both are logged.
   const HeaderField* rid = req_.headers.find("x-request-id");
@@ -211,9 +269,28 @@ void ActiveStream::on_request_headers(bool end_stream) {
                    arena_.concat({"00-", std::string_view(trace_id_, 32), "-",
                                   std::string_view(span, 16), "-", flags}));
 
+  if (!refuse.empty()) {
+    send_local_reply(400, refuse);
+    return;
+  }
+  if (redirect_path) {
+    // To the decoded path, relative (no Host of the client's in it); 307 keeps the method and
+    // body and is not cached, so that a change of the listener's option takes effect.
+    const http::HeaderField location{"Location", arena_.concat({norm_path_, query_part(req_)})};
+    reply_with_field(307, {}, location);
+    return;
+  }
   if (route_ == nullptr) {
     worker_.services().no_route->add(worker_.index());
     send_local_reply(404, "no route matches this request\n");
+    return;
+  }
+  if (http::iequals(req_.method, "TRACE") && !route_->lists_method(req_.method)) {
+    // TRACE echoes the request, cookies and credentials included (cross-site tracing): only a
+    // route that lists it serves it. The other routes of the table may allow other methods, so
+    // Allow names the usual ones.
+    reply_with_field(405, "TRACE is not allowed on this route\n",
+                     {"Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"});
     return;
   }
   if (req_.framing == http::BodyFraming::kContentLength && req_.content_length > route_->max_body) {
@@ -300,18 +377,31 @@ void ActiveStream::start_upstream() {
   send_upstream_attempt();
 }
 
-void ActiveStream::prepare_upstream_head() {
-  // Target: the original, unless the route rewrites the path.
-  if (!rewrite_target(*route_, req_.path, req_.query, target_)) target_.assign(req_.target);
-  const bool absolute_form = !req_.target.empty() && req_.target.front() != '/' &&
-                             req_.target != "*";
-  if (absolute_form && target_ == req_.target) {
-    // Forward origin-form to the upstream.
-    target_.assign(req_.path);
-    if (!req_.query.empty()) target_.append("?").append(req_.query);
+bool ActiveStream::upgrade_allowed() const {
+  if (route_ == nullptr || route_->upgrades.empty()) return false;
+  bool ok = false;
+  for (const auto& f : req_.headers.fields()) {
+    if (!iequals(f.name, "upgrade")) continue;
+    if (!route_->allows_upgrade(f.value)) return false;
+    ok = true;
   }
-  strip_hop_by_hop(req_.headers, req_.upgrade);
+  return ok;
+}
+
+void ActiveStream::prepare_upstream_head() {
+  // Target, in origin-form: the path routing matched (normalised by default), or the route's
+  // rewrite of it; the query as received. A plain origin-form target is forwarded as it is.
   const http::ConnectionInfo& ci = ds_->connection();
+  const std::string_view path = ci.path_options.forward_normalized ? route_path_ : req_.path;
+  if (rewrite_target(*route_, route_path_, req_.query, target_)) {
+    upstream_target_ = target_;
+  } else if (path.data() == req_.path.data() && !is_absolute_form(req_.target)) {
+    upstream_target_ = req_.target;
+  } else {
+    target_.assign(path);
+    target_.append(query_part(req_));
+    upstream_target_ = target_;
+  }
   std::string_view peer(ci.peer_ip);
   // X-Forwarded-For: append the client to whatever the client claimed.
   std::string_view xff;
@@ -363,7 +453,7 @@ void ActiveStream::send_upstream_attempt() {
   attempt_active_ = true;
   upstream_start_us_ = now_us();
   conn_->attach(this);
-  conn_->send_head(req_, target_);
+  conn_->send_head(req_, upstream_target_);
   if (req_.framing == http::BodyFraming::kNone && !req_.upgrade) request_sent_ = true;
   if (!conn_->connected()) {
     arm_upstream_timer(TimerMode::kConnect, cluster.config().timeouts.connect_ms);
@@ -461,6 +551,18 @@ void ActiveStream::on_response_headers(bool end_stream) {
     cluster.report_failure(*ep_, worker_.loop().now_ms(), worker_.index(), *worker_.services().log);
   } else {
     cluster.report_success(*ep_);
+  }
+  if (status == 101 && !req_.upgrade) {
+    // A switch nobody asked for (the request's Upgrade was refused or absent): a tunnel would
+    // carry later bytes past every route and filter.
+    if (conn_ != nullptr) {
+      conn_->detach();
+      conn_->close();
+      conn_ = nullptr;
+    }
+    finish_attempt(false);
+    upstream_error(502, "upstream switched protocols unasked\n");
+    return;
   }
   bool retry_status = false;
   for (int s : rc.statuses) retry_status = retry_status || s == status;
@@ -712,6 +814,11 @@ void ActiveStream::release_upstream() {
 
 void ActiveStream::send_local_reply(int status, std::string_view body,
                                     std::string_view content_type) {
+  reply_with_field(status, body, {}, content_type);
+}
+
+void ActiveStream::reply_with_field(int status, std::string_view body,
+                                    const http::HeaderField& field, std::string_view content_type) {
   if (reset_ || ds_ == nullptr) return;
   if (response_started_) {
     ds_->reset();
@@ -722,6 +829,7 @@ void ActiveStream::send_local_reply(int status, std::string_view body,
   resp_.reset();
   resp_.status = status;
   if (!body.empty()) resp_.headers.add("Content-Type", content_type);
+  if (!field.name.empty()) resp_.headers.add(field.name, field.value);
   resp_.framing = body.empty() ? http::BodyFraming::kNone : http::BodyFraming::kContentLength;
   resp_.content_length = body.size();
   response_started_ = true;

@@ -80,7 +80,12 @@ class ActiveStream final : public http::StreamHandler,
   void run_request_filters();
   void start_target();
   void start_upstream();
+  // True when the route allows every protocol the request's Upgrade fields name.
+  bool upgrade_allowed() const;
   void prepare_upstream_head();
+  // send_local_reply() with one more response field (Allow, Location).
+  void reply_with_field(int status, std::string_view body, const http::HeaderField& field,
+                        std::string_view content_type = "text/plain");
   void send_upstream_attempt();
   void forward_request_body(std::string_view data, bool end_stream);
   void finish_attempt(bool success);
@@ -132,8 +137,10 @@ class ActiveStream final : public http::StreamHandler,
   TimerMode timer_mode_ = TimerMode::kNone;
   core::Timer upstream_timer_;
   core::Timer route_timer_;     // the route's whole-request `timeout`
-  std::string target_;          // upstream request target
+  std::string target_;          // upstream request target, when built
+  std::string_view upstream_target_;  // what is sent: target_ or the request's own target
   std::string norm_path_;
+  std::string_view route_path_;  // the path routing matched: req_.path or norm_path_
   std::string scratch_;
   uint64_t lb_hash_ = 0;
   bool has_hash_ = false;

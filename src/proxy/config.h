@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/config_reader.h"
+#include "http/path.h"
 
 namespace citadel::proxy {
 
@@ -45,6 +46,9 @@ struct ListenerConfig {
   ServerTimeouts timeouts;
   ServerLimits limits;
   bool merge_slashes = true;
+  // `escaped_slashes` and `forward_path` (see http::PathNormalizeOptions).
+  http::EscapedSlashes escaped_slashes = http::EscapedSlashes::kReject;
+  bool forward_normalized = true;
   int line = 0;
 };
 
@@ -179,6 +183,9 @@ struct RouteConfig {
   RedirectConfig redirect;
   std::optional<uint64_t> max_body;
   std::optional<uint64_t> timeout_ms;
+  // Upgrade protocols (lower-case tokens such as "websocket") forwarded on this route; any other
+  // Upgrade is dropped and the request forwarded as a plain one. Never "h2c".
+  std::vector<std::string> upgrades;
   int line = 0;
 };
 

@@ -78,7 +78,8 @@ void read_filters(const ConfigNode& n, const FilterValidator& validator,
 }
 
 void read_listener(const ConfigNode& n, ListenerConfig& l) {
-  n.allow_keys({"name", "address", "timeouts", "limits", "merge_slashes", "filters"});
+  n.allow_keys({"name", "address", "timeouts", "limits", "merge_slashes", "escaped_slashes",
+                "forward_path", "filters"});
   l.line = n.line();
   l.name = n["name"].str();
   if (l.name.empty()) n.error("a listener needs a name");
@@ -104,6 +105,21 @@ void read_listener(const ConfigNode& n, ListenerConfig& l) {
         static_cast<uint64_t>(lim["connections"].integer(0, 0, 10'000'000));
   }
   l.merge_slashes = n["merge_slashes"].boolean(true);
+  const std::string esc =
+      n["escaped_slashes"].choice("reject", {"reject", "keep", "decode", "redirect"});
+  l.escaped_slashes = esc == "keep"       ? http::EscapedSlashes::kKeep
+                      : esc == "decode"   ? http::EscapedSlashes::kDecode
+                      : esc == "redirect" ? http::EscapedSlashes::kRedirect
+                                          : http::EscapedSlashes::kReject;
+  l.forward_normalized =
+      n["forward_path"].choice("normalized", {"normalized", "original"}) == "normalized";
+  if (l.escaped_slashes == http::EscapedSlashes::kDecode && !l.forward_normalized) {
+    // Routing would see "/a/b" while the upstream gets "/a%2Fb": the mismatch this option
+    // exists to prevent.
+    n["escaped_slashes"].error(
+        "decode routes on the decoded path, so it needs forward_path: normalized (use keep or "
+        "reject with forward_path: original)");
+  }
 }
 
 void read_cluster(const ConfigNode& n, ClusterConfig& c) {
@@ -289,6 +305,9 @@ void check_distinct_addresses(const ConfigNode& listeners, const ConfigNode& adm
   }
 }
 
+// RFC 9110 token characters, lower case (an Upgrade protocol name is a token).
+constexpr const char* kTokenChars = "abcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-.^_`|~";
+
 bool valid_regex(const ConfigNode& n, const std::string& re) {
   try {
     std::regex r(re, std::regex::ECMAScript);
@@ -301,7 +320,7 @@ bool valid_regex(const ConfigNode& n, const std::string& re) {
 
 void read_route(const ConfigNode& n, const FilterValidator& fv,
                 const std::set<std::string>& clusters, RouteConfig& r) {
-  n.allow_keys({"name", "match", "filters", "rewrite", "to", "max_body", "timeout"});
+  n.allow_keys({"name", "match", "filters", "rewrite", "to", "max_body", "timeout", "upgrades"});
   r.line = n.line();
   r.name = n["name"].str();
   ConfigNode m = n["match"];
@@ -430,6 +449,24 @@ void read_route(const ConfigNode& n, const FilterValidator& fv,
   }
   if (n["max_body"].defined()) r.max_body = n["max_body"].size_bytes(0);
   if (n["timeout"].defined()) r.timeout_ms = n["timeout"].duration_ms(0);
+  ConfigNode up = n["upgrades"];
+  if (up.defined() && up.expect_seq()) {
+    for (size_t i = 0; i < up.size(); ++i) {
+      std::string p = up.at(i).str();
+      for (char& c : p) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+      if (p == "h2c") {
+        // A tunnel past the routes: the upstream would take any later request on it as HTTP/2
+        // that no route, filter or limit of Citadel ever sees (h2c smuggling).
+        up.at(i).error(
+            "h2c upgrades are never forwarded: the tunnel would carry requests past "
+            "every route and filter");
+      } else if (p.empty() || p.find_first_not_of(kTokenChars) != std::string::npos) {
+        up.at(i).error("expected an Upgrade protocol name such as websocket");
+      } else {
+        r.upgrades.push_back(std::move(p));
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "proxy/router.h"
 
+#include <cctype>
+
 namespace citadel::proxy {
 
 std::string_view host_without_port(std::string_view authority, std::string& buf) {
@@ -19,6 +21,43 @@ std::string_view host_without_port(std::string_view authority, std::string& buf)
     return buf;
   }
   return h;
+}
+
+bool valid_authority(std::string_view a) {
+  std::string_view port;
+  if (!a.empty() && a.front() == '[') {
+    const size_t close = a.find(']');
+    if (close == std::string_view::npos || close == 1) return false;
+    for (char c : a.substr(1, close - 1)) {
+      const bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
+                      c == ':' || c == '.';
+      if (!ok) return false;
+    }
+    std::string_view rest = a.substr(close + 1);
+    if (!rest.empty() && rest.front() != ':') return false;
+    port = rest.empty() ? rest : rest.substr(1);
+  } else {
+    const size_t colon = a.find(':');
+    const std::string_view host = a.substr(0, colon);
+    if (host.empty()) return false;
+    for (size_t i = 0; i < host.size(); ++i) {
+      const char c = host[i];
+      if (c == '[' || c == ']' || c == '@') return false;
+      if (c == '%' &&
+          (i + 2 >= host.size() || !std::isxdigit(static_cast<unsigned char>(host[i + 1])) ||
+           !std::isxdigit(static_cast<unsigned char>(host[i + 2])))) {
+        return false;
+      }
+    }
+    port = colon == std::string_view::npos ? std::string_view() : a.substr(colon + 1);
+  }
+  if (port.size() > 5) return false;
+  uint32_t v = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<uint32_t>(c - '0');
+  }
+  return v <= 65535;
 }
 
 bool Route::matches(const http::RequestHead& head, std::string_view host,
@@ -81,6 +120,27 @@ bool Route::matches(const http::RequestHead& head, std::string_view host,
     }
   }
   return true;
+}
+
+bool Route::lists_method(std::string_view method) const {
+  for (const auto& m : methods) {
+    if (http::iequals(m, method)) return true;
+  }
+  return false;
+}
+
+bool Route::allows_upgrade(std::string_view upgrade) const {
+  bool any = false;
+  bool all = true;
+  http::for_each_list_element(upgrade, [&](std::string_view proto) {
+    any = true;
+    std::string_view name = proto.substr(0, proto.find('/'));
+    bool listed = false;
+    for (const auto& u : upgrades) listed = listed || http::iequals(u, name);
+    // h2c is refused by the config loader; this keeps it out whatever built the route.
+    all = all && listed && !http::iequals(name, "h2c");
+  });
+  return any && all;
 }
 
 const Route* RouteTable::match(const http::RequestHead& head, std::string_view norm_path) const {

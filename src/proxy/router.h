@@ -47,12 +47,20 @@ struct Route {
   // Limits.
   uint64_t max_body = 0;
   uint64_t timeout_ms = 0;
+  // Upgrade protocols forwarded on this route (lower case; never "h2c").
+  std::vector<std::string> upgrades;
   // Filters: listener-wide first, then the route's own.
   std::vector<const FilterFactory*> filters;
   RouteStats stats;
 
   bool matches(const http::RequestHead& head, std::string_view host_no_port,
                std::string_view norm_path) const;
+  // True when `match.methods` names `method` itself (not just "any method"). TRACE is served
+  // only by a route that lists it: it echoes the request, cookies and credentials included.
+  bool lists_method(std::string_view method) const;
+  // True when every protocol of the request's Upgrade field value (`upgrade`, e.g.
+  // "websocket" or "WebSocket/13") is one of `upgrades`, compared case-insensitively.
+  bool allows_upgrade(std::string_view upgrade) const;
 };
 
 class RouteTable {
@@ -70,6 +78,12 @@ class RouteTable {
 // into `out`. Returns false when the route has no path rewrite.
 bool rewrite_target(const Route& r, std::string_view path, std::string_view query,
                     std::string& out);
+
+// True for an authority that is `host [":" port]` (RFC 3986 section 3.2.2, without userinfo):
+// a bracketed IP literal or a non-empty reg-name / IPv4 address, and a port of at most 65535.
+// The codec has checked the characters; this checks the shape, so that "[", "a:b:c" or
+// "h:99999" never reach routing or an upstream.
+bool valid_authority(std::string_view authority);
 
 // "Host:port" -> "host" (lower-cased into `buf` when needed).
 std::string_view host_without_port(std::string_view authority, std::string& buf);

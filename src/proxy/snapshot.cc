@@ -65,6 +65,8 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
     lr.settings.keepalive_timeout_ms = l.timeouts.keepalive_ms;
     lr.settings.request_timeout_ms = l.timeouts.request_ms;
     lr.path_options.merge_slashes = l.merge_slashes;
+    lr.path_options.escaped_slashes = l.escaped_slashes;
+    lr.path_options.forward_normalized = l.forward_normalized;
     lr.default_max_body = l.limits.body;
     lr.max_connections_per_worker =
         workers == 0 ? l.limits.connections : (l.limits.connections + workers - 1) / workers;
@@ -102,6 +104,7 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
     }
     r->max_body = rc.max_body.value_or(default_body);
     r->timeout_ms = rc.timeout_ms.value_or(0);
+    r->upgrades = rc.upgrades;
     r->filters = listener_filters;
     for (const auto& fe : rc.filters) {
       auto f = filters.build(fe, config->file, errors);

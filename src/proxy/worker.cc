@@ -20,8 +20,11 @@ namespace citadel::proxy {
 class Worker::Listener final : public core::IoHandler {
  public:
   Listener(Worker& w, std::string name, int fd, bool merge_slashes)
-      : worker(w), name(std::move(name)), fd(fd), merge_slashes(merge_slashes),
-        retry_timer(&Worker::on_accept_retry, this) {}
+      : worker(w), name(std::move(name)), fd(fd), retry_timer(&Worker::on_accept_retry, this) {
+    // The rest of the path options come from the snapshot (configure_listener); until then
+    // they are the safe defaults.
+    path_options.merge_slashes = merge_slashes;
+  }
   ~Listener() {
     if (fd >= 0) ::close(fd);
   }
@@ -30,7 +33,7 @@ class Worker::Listener final : public core::IoHandler {
   Worker& worker;
   std::string name;
   int fd;  // -1 once retired
-  bool merge_slashes;
+  http::PathNormalizeOptions path_options;
   std::shared_ptr<const http::http1::ServerSettings> settings =
       std::make_shared<http::http1::ServerSettings>();
   uint64_t active = 0;           // open connections accepted here
@@ -166,7 +169,7 @@ void Worker::configure_listener(Listener& l) {
   for (const auto& lr : current_->snap->listeners) {
     if (lr.name != l.name) continue;
     l.settings = std::make_shared<http::http1::ServerSettings>(lr.settings);
-    l.merge_slashes = lr.path_options.merge_slashes;
+    l.path_options = lr.path_options;
     l.max = lr.max_connections_per_worker;
   }
   if (l.paused_limit && (l.max == 0 || l.active < l.max)) {
@@ -232,7 +235,7 @@ void Worker::accept_from(Listener& l) {
       }
       return;  // EAGAIN, or an error that a later edge will retry
     }
-    info.merge_slashes = l.merge_slashes;
+    info.path_options = l.path_options;
     info.id = (static_cast<uint64_t>(index_) << 48) | next_connection_id_++;
     auto* c = new http::http1::ServerConnection(fd, info, l.settings, loop_, blocks_, *this, *this);
     c->next = connections_;

@@ -18,6 +18,7 @@ def cfg(up):
         timeouts: {{ response: 30s, idle: 30s }}
     routes:
       - match: {{ path_prefix: / }}
+        upgrades: [websocket]
         to: {{ cluster: app }}
     """
 

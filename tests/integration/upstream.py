@@ -182,6 +182,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     do_HEAD = do_GET
     do_DELETE = do_GET
+    do_TRACE = do_GET
 
     def do_POST(self):
         p = urlsplit(self.path).path

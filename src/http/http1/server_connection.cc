@@ -255,6 +255,10 @@ bool ServerConnection::parse_head() {
   }
   StreamHandler* s = stream_;
   s->on_request_headers(!has_body && !upgrade_requested_);
+  // The handler may have refused the protocol switch (cleared head.upgrade): then this is a
+  // plain request, and no tunnel follows its response. `stream_` is still `s` here (a response
+  // sent inside the call finishes the request only after process() returns to its loop).
+  if (stream_ == s) upgrade_requested_ = head.upgrade;
   if (has_body && head.expect_continue && !resp_started_ && state_ == State::kBody) {
     out_.append("HTTP/1.1 100 Continue\r\n\r\n");
     loop_.schedule(this);

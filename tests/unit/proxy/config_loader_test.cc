@@ -306,6 +306,51 @@ listeners:
   EXPECT_EQ(error_lines(errors), (std::vector<int>{2, 3, 4, 7, 11, 12}));
 }
 
+TEST_F(ConfigLoaderTest, ListenerPathOptions) {
+  auto cfg = load(R"(listeners:
+  - { name: a, address: "127.0.0.1:0" }
+  - { name: b, address: "127.0.0.1:0", escaped_slashes: keep, forward_path: original }
+  - { name: c, address: "127.0.0.1:0", escaped_slashes: redirect }
+routes:
+  - to: { respond: { status: 204 } }
+)");
+  ASSERT_TRUE(cfg) << (errors.empty() ? "" : errors.all()[0]);
+  EXPECT_EQ(cfg->listeners[0].escaped_slashes, http::EscapedSlashes::kReject);
+  EXPECT_TRUE(cfg->listeners[0].forward_normalized);
+  EXPECT_EQ(cfg->listeners[1].escaped_slashes, http::EscapedSlashes::kKeep);
+  EXPECT_FALSE(cfg->listeners[1].forward_normalized);
+  EXPECT_EQ(cfg->listeners[2].escaped_slashes, http::EscapedSlashes::kRedirect);
+
+  EXPECT_FALSE(load(R"(listeners:
+  - name: a
+    address: "127.0.0.1:0"
+    escaped_slashes: decode
+    forward_path: original
+  - { name: b, address: "127.0.0.1:0", escaped_slashes: unescape }
+routes:
+  - to: { respond: { status: 204 } }
+)"));
+  EXPECT_TRUE(has_error(":4: listeners[0].escaped_slashes: decode routes on the decoded path"));
+  EXPECT_TRUE(has_error("listeners[1].escaped_slashes: unknown value \"unescape\""));
+}
+
+TEST_F(ConfigLoaderTest, RouteUpgradesRefuseH2c) {
+  auto cfg = load(R"(listeners: [{ name: p, address: "127.0.0.1:0" }]
+routes:
+  - upgrades: [WebSocket]
+    to: { respond: { status: 204 } }
+)");
+  ASSERT_TRUE(cfg) << (errors.empty() ? "" : errors.all()[0]);
+  EXPECT_EQ(cfg->routes[0].upgrades, std::vector<std::string>{"websocket"});
+  EXPECT_FALSE(load(R"(listeners: [{ name: p, address: "127.0.0.1:0" }]
+routes:
+  - upgrades: [websocket, H2C, "a b"]
+    to: { respond: { status: 204 } }
+)"));
+  EXPECT_TRUE(has_error(":3: routes[0].upgrades[1]: h2c upgrades are never forwarded"));
+  EXPECT_TRUE(has_error("routes[0].upgrades[2]: expected an Upgrade protocol name"));
+}
+
 TEST(HostPort, Parse) {
   EXPECT_EQ(parse_host_port("127.0.0.1:80")->port, 80);
   EXPECT_EQ(parse_host_port("[::1]:443")->host, "::1");

@@ -107,5 +107,42 @@ TEST(Rewrite, StripReplaceRegex) {
   EXPECT_FALSE(rewrite_target(none, "/x", "", out));
 }
 
+TEST(Router, TraceOnlyWhereListed) {
+  Route any;
+  EXPECT_FALSE(any.lists_method("TRACE"));
+  Route listed;
+  listed.methods = {"GET", "TRACE"};
+  EXPECT_TRUE(listed.lists_method("TRACE"));
+  EXPECT_TRUE(listed.lists_method("trace"));
+  EXPECT_FALSE(listed.lists_method("POST"));
+}
+
+TEST(Router, UpgradesAllowedOnlyWhenEveryProtocolIsListed) {
+  Route none;
+  EXPECT_FALSE(none.allows_upgrade("websocket"));
+  Route ws;
+  ws.upgrades = {"websocket"};
+  EXPECT_TRUE(ws.allows_upgrade("websocket"));
+  EXPECT_TRUE(ws.allows_upgrade("WebSocket"));
+  EXPECT_TRUE(ws.allows_upgrade("websocket/13"));
+  EXPECT_FALSE(ws.allows_upgrade("h2c"));
+  EXPECT_FALSE(ws.allows_upgrade("websocket, h2c"));
+  EXPECT_FALSE(ws.allows_upgrade(""));
+  Route h2c;  // whatever built it, h2c never passes
+  h2c.upgrades = {"h2c"};
+  EXPECT_FALSE(h2c.allows_upgrade("h2c"));
+}
+
+TEST(Router, AuthorityShape) {
+  for (const char* ok : {"example.com", "example.com:8080", "a", "127.0.0.1:80", "[::1]",
+                         "[::1]:443", "host:", "my_host.local", "a%41b"}) {
+    EXPECT_TRUE(valid_authority(ok)) << ok;
+  }
+  for (const char* bad : {"", "[", "[]", "[::1", "[::1]x", "[::1]:x", "[zz]", ":80", "a:b:c",
+                          "h:99999", "h:123456", "a]b", "a%4", "a%zz", "u@h"}) {
+    EXPECT_FALSE(valid_authority(bad)) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace citadel::proxy

@@ -74,5 +74,21 @@ TEST(RedirectHandler, ComposesLocationFromTheRequest) {
   h->~Handler();
 }
 
+TEST(RedirectHandler, NamedHostReplacesTheClientsHost) {
+  RedirectConfig c;
+  c.status = 301;
+  c.host = "example.com";
+  RedirectHandlerFactory f(c);
+  core::Arena arena;
+  RecordingContext ctx;
+  ctx.req.scheme = "https";
+  ctx.req.authority = "evil.example.net";
+  ctx.req.path = "/a";
+  Handler* h = f.create(arena);
+  h->on_request_headers(ctx, true);
+  EXPECT_EQ(ctx.resp.headers.find("location")->value, "https://example.com/a");
+  h->~Handler();
+}
+
 }  // namespace
 }  // namespace citadel::proxy
