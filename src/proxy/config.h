@@ -182,6 +182,7 @@ struct RouteConfig {
   RespondConfig respond;
   RedirectConfig redirect;
   std::optional<uint64_t> max_body;
+  uint64_t buffer_limit = 1 << 20;  // body bytes the filter chain may hold per direction
   std::optional<uint64_t> timeout_ms;
   // Upgrade protocols (lower-case tokens such as "websocket") forwarded on this route; any other
   // Upgrade is dropped and the request forwarded as a plain one. Never "h2c".

@@ -320,7 +320,7 @@ bool valid_regex(const ConfigNode& n, const std::string& re) {
 
 void read_route(const ConfigNode& n, const FilterValidator& fv,
                 const std::set<std::string>& clusters, RouteConfig& r) {
-  n.allow_keys({"name", "match", "filters", "rewrite", "to", "max_body", "timeout", "upgrades"});
+  n.allow_keys({"name", "match", "filters", "rewrite", "to", "max_body", "buffer_limit", "timeout", "upgrades"});
   r.line = n.line();
   r.name = n["name"].str();
   ConfigNode m = n["match"];
@@ -448,6 +448,7 @@ void read_route(const ConfigNode& n, const FilterValidator& fv,
     if (targets != 1) to.error("a route's `to:` names exactly one of cluster, respond, redirect");
   }
   if (n["max_body"].defined()) r.max_body = n["max_body"].size_bytes(0);
+  if (n["buffer_limit"].defined()) r.buffer_limit = n["buffer_limit"].size_bytes(r.buffer_limit);
   if (n["timeout"].defined()) r.timeout_ms = n["timeout"].duration_ms(0);
   ConfigNode up = n["upgrades"];
   if (up.defined() && up.expect_seq()) {

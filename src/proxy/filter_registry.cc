@@ -2,18 +2,18 @@
 
 namespace citadel::proxy {
 
-void FilterRegistry::add(std::unique_ptr<FilterConfigParser> parser) {
+void FilterRegistry::add(std::unique_ptr<pipeline::FilterConfigParser> parser) {
   std::string name(parser->name());
   parsers_[name] = std::move(parser);
 }
 
-const FilterConfigParser* FilterRegistry::find(const std::string& name) const {
+const pipeline::FilterConfigParser* FilterRegistry::find(const std::string& name) const {
   auto it = parsers_.find(name);
   return it == parsers_.end() ? nullptr : it->second.get();
 }
 
 void FilterRegistry::validate(const FilterEntry& entry, const core::ConfigNode& node) const {
-  const FilterConfigParser* p = find(entry.name);
+  const pipeline::FilterConfigParser* p = find(entry.name);
   if (p == nullptr) {
     std::string known;
     for (const auto& [name, _] : parsers_) known += (known.empty() ? "" : ", ") + name;
@@ -23,10 +23,10 @@ void FilterRegistry::validate(const FilterEntry& entry, const core::ConfigNode& 
   p->parse(node);
 }
 
-std::unique_ptr<FilterFactory> FilterRegistry::build(const FilterEntry& entry,
+std::unique_ptr<pipeline::FilterFactory> FilterRegistry::build(const FilterEntry& entry,
                                                      const std::string& file,
                                                      core::ConfigErrors& errors) const {
-  const FilterConfigParser* p = find(entry.name);
+  const pipeline::FilterConfigParser* p = find(entry.name);
   if (p == nullptr) return nullptr;
   core::ConfigNode node(entry.options, entry.path, &file, &errors);
   return p->parse(node);

@@ -10,11 +10,11 @@
 #include <vector>
 
 #include "http/message.h"
+#include "http/pipeline/filter.h"
+#include "http/pipeline/handler.h"
 #include "observe/metrics.h"
 #include "proxy/cluster.h"
 #include "proxy/config.h"
-#include "proxy/filter.h"
-#include "proxy/handler.h"
 
 namespace citadel::proxy {
 
@@ -43,14 +43,15 @@ struct Route {
   // Target.
   RouteConfig::TargetKind target = RouteConfig::kRespond;
   std::shared_ptr<Cluster> cluster;          // kCluster
-  std::unique_ptr<HandlerFactory> handler;   // every other target
+  std::unique_ptr<pipeline::HandlerFactory> handler;  // the target (a cluster too)
   // Limits.
   uint64_t max_body = 0;
+  uint64_t buffer_limit = 1 << 20;  // what the filter chain may hold (413 / 500 past it)
   uint64_t timeout_ms = 0;
   // Upgrade protocols forwarded on this route (lower case; never "h2c").
   std::vector<std::string> upgrades;
   // Filters: listener-wide first, then the route's own.
-  std::vector<const FilterFactory*> filters;
+  std::vector<const pipeline::FilterFactory*> filters;
   RouteStats stats;
 
   bool matches(const http::RequestHead& head, std::string_view host_no_port,

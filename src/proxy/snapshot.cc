@@ -1,5 +1,6 @@
 #include "proxy/snapshot.h"
 
+#include "proxy/cluster_handler.h"
 #include "proxy/targets/redirect.h"
 #include "proxy/targets/respond.h"
 
@@ -45,7 +46,7 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
     snap->clusters[cc.name] = cluster;
   }
 
-  std::vector<const FilterFactory*> listener_filters;
+  std::vector<const pipeline::FilterFactory*> listener_filters;
   for (const auto& fe : config->listener_filters) {
     auto f = filters.build(fe, config->file, errors);
     if (!f) continue;
@@ -97,12 +98,15 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
     if (rc.rewrite.regex) r->rewrite_regex = std::regex(rc.rewrite.regex->first);
     r->target = rc.target;
     if (rc.target == RouteConfig::kCluster) r->cluster = snap->clusters.at(rc.cluster);
-    if (rc.target == RouteConfig::kRespond) {
+    if (rc.target == RouteConfig::kCluster) {
+      r->handler = std::make_unique<ClusterHandlerFactory>(*r);
+    } else if (rc.target == RouteConfig::kRespond) {
       r->handler = std::make_unique<RespondHandlerFactory>(rc.respond);
     } else if (rc.target == RouteConfig::kRedirect) {
       r->handler = std::make_unique<RedirectHandlerFactory>(rc.redirect);
     }
     r->max_body = rc.max_body.value_or(default_body);
+    r->buffer_limit = rc.buffer_limit;
     r->timeout_ms = rc.timeout_ms.value_or(0);
     r->upgrades = rc.upgrades;
     r->filters = listener_filters;

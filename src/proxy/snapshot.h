@@ -32,7 +32,7 @@ struct ListenerRuntime {
 struct Snapshot {
   uint64_t version = 0;
   std::shared_ptr<const Config> config;
-  std::vector<std::unique_ptr<FilterFactory>> filter_factories;
+  std::vector<std::unique_ptr<pipeline::FilterFactory>> filter_factories;
   std::map<std::string, std::shared_ptr<Cluster>> clusters;
   RouteTable routes;
   std::vector<ListenerRuntime> listeners;

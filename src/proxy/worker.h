@@ -14,6 +14,7 @@
 #include "core/event_loop.h"
 #include "http/date.h"
 #include "http/http1/server_connection.h"
+#include "http/pipeline/stream_info.h"
 #include "observe/log.h"
 #include "observe/metrics.h"
 #include "proxy/lb/load_balancer.h"
@@ -44,7 +45,9 @@ struct WorkerSnapshot {
   uint32_t refs = 0;
 };
 
-class Worker final : public http::http1::ConnectionOwner, public http::StreamFactory {
+class Worker final : public http::http1::ConnectionOwner,
+                     public http::StreamFactory,
+                     public pipeline::WorkerContext {
  public:
   Worker(size_t index, WorkerServices services);
   ~Worker();
@@ -63,8 +66,9 @@ class Worker final : public http::http1::ConnectionOwner, public http::StreamFac
   // Control thread: stop the loop and join the thread.
   void stop();
 
-  size_t index() const { return index_; }
-  core::EventLoop& loop() { return loop_; }
+  // pipeline::WorkerContext
+  size_t index() const override { return index_; }
+  core::EventLoop& loop() override { return loop_; }
   core::BlockPool& blocks() { return blocks_; }
   const WorkerServices& services() const { return services_; }
   Rng& rng() { return rng_; }

@@ -5,19 +5,19 @@
 namespace citadel::filters {
 namespace {
 
-class HeadersFilter final : public proxy::Filter {
+class HeadersFilter final : public pipeline::Filter {
  public:
   HeadersFilter(const HeaderOps& request, const HeaderOps& response)
       : request_(request), response_(response) {}
-  proxy::FilterStatus on_request_headers(proxy::FilterContext&, http::RequestHead& head,
+  pipeline::FilterStatus on_request_headers(pipeline::FilterContext&, http::RequestHead& head,
                                          bool) override {
     request_.apply(head.headers);
-    return proxy::FilterStatus::kContinue;
+    return pipeline::FilterStatus::kContinue;
   }
-  proxy::FilterStatus on_response_headers(proxy::FilterContext&, http::ResponseHead& head,
+  pipeline::FilterStatus on_response_headers(pipeline::FilterContext&, http::ResponseHead& head,
                                           bool) override {
     response_.apply(head.headers);
-    return proxy::FilterStatus::kContinue;
+    return pipeline::FilterStatus::kContinue;
   }
 
  private:
@@ -62,11 +62,11 @@ void HeaderOps::apply(http::HeaderMap& headers) const {
   for (const auto& [name, value] : add) headers.add(name, value);
 }
 
-proxy::Filter* HeadersFilterFactory::create(core::Arena& arena) const {
-  return proxy::arena_new<HeadersFilter>(arena, request_, response_);
+pipeline::Filter* HeadersFilterFactory::create(core::Arena& arena) const {
+  return pipeline::arena_new<HeadersFilter>(arena, request_, response_);
 }
 
-std::unique_ptr<proxy::FilterFactory> HeadersFilterConfig::parse(
+std::unique_ptr<pipeline::FilterFactory> HeadersFilterConfig::parse(
     const core::ConfigNode& node) const {
   if (!node.expect_map()) return nullptr;
   node.allow_keys({"request", "response"});

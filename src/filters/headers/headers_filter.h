@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "proxy/filter.h"
+#include "http/pipeline/filter.h"
 
 namespace citadel::filters {
 
@@ -25,21 +25,21 @@ struct HeaderOps {
   void apply(http::HeaderMap& headers) const;
 };
 
-class HeadersFilterFactory final : public proxy::FilterFactory {
+class HeadersFilterFactory final : public pipeline::FilterFactory {
  public:
   HeadersFilterFactory(HeaderOps request, HeaderOps response)
       : request_(std::move(request)), response_(std::move(response)) {}
-  proxy::Filter* create(core::Arena& arena) const override;
+  pipeline::Filter* create(core::Arena& arena) const override;
 
  private:
   HeaderOps request_;
   HeaderOps response_;
 };
 
-class HeadersFilterConfig final : public proxy::FilterConfigParser {
+class HeadersFilterConfig final : public pipeline::FilterConfigParser {
  public:
   std::string_view name() const override { return "headers"; }
-  std::unique_ptr<proxy::FilterFactory> parse(const core::ConfigNode& node) const override;
+  std::unique_ptr<pipeline::FilterFactory> parse(const core::ConfigNode& node) const override;
 };
 
 }  // namespace citadel::filters

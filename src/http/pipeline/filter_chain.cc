@@ -497,11 +497,13 @@ void FilterChain::response_trailers(const http::HeaderMap& trailers) {
   pump(resp_);
 }
 
-void FilterChain::local_reply(int status, std::string_view body, std::string_view content_type) {
+void FilterChain::local_reply(int status, std::string_view body, std::string_view content_type,
+                              const http::HeaderField* extra) {
   http::ResponseHead& head = owner_.local_head();
   head.reset();
   head.status = status;
   if (!body.empty()) head.headers.add("Content-Type", content_type);
+  if (extra != nullptr) head.headers.add(extra->name, extra->value);
   head.framing = body.empty() ? http::BodyFraming::kNone : http::BodyFraming::kContentLength;
   head.content_length = body.size();
   const uint64_t life = life_;

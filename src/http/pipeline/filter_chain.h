@@ -97,7 +97,9 @@ class FilterChain {
   void response_trailers(const http::HeaderMap& trailers);
   // A local answer from the stream itself (no route, a target error, a timeout): every filter
   // sees it. Resets the client when its response has already started.
-  void local_reply(int status, std::string_view body, std::string_view content_type);
+  // `extra`: one more header field (Allow, Location), copied by the codec during the call.
+  void local_reply(int status, std::string_view body, std::string_view content_type,
+                   const http::HeaderField* extra = nullptr);
   // The client drained: whoever streams the response (a filter that answered, or the target
   // through the owner) may go on; resumes a response source the chain paused.
   void response_ready();

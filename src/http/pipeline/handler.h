@@ -28,6 +28,9 @@ class HandlerContext {
  public:
   // The request head as the filters left it (a proxy may still change it: hop-by-hop fields).
   virtual http::RequestHead& request() = 0;
+  // The path the route matched: normalised (dot segments resolved, slashes merged or escaped
+  // slashes handled as the listener says), the one a target serves.
+  virtual std::string_view route_path() const = 0;
   // Fill this, then send_response_headers().
   virtual http::ResponseHead& response_head() = 0;
   // An interim 1xx response (not 101).

@@ -1,14 +1,14 @@
 #include "proxy/targets/redirect.h"
 
-#include "proxy/filter.h"
+#include "http/pipeline/filter.h"
 
 namespace citadel::proxy {
 namespace {
 
-class RedirectHandler final : public Handler {
+class RedirectHandler final : public pipeline::Handler {
  public:
   explicit RedirectHandler(const RedirectConfig& c) : config_(c) {}
-  void on_request_headers(HandlerContext& ctx, bool) override {
+  void on_request_headers(pipeline::HandlerContext& ctx, bool) override {
     const http::RequestHead& req = ctx.request();
     std::string_view location;
     if (!config_.url.empty()) {
@@ -33,8 +33,8 @@ class RedirectHandler final : public Handler {
 
 }  // namespace
 
-Handler* RedirectHandlerFactory::create(core::Arena& arena) const {
-  return arena_new<RedirectHandler>(arena, config_);
+pipeline::Handler* RedirectHandlerFactory::create(core::Arena& arena) const {
+  return pipeline::arena_new<RedirectHandler>(arena, config_);
 }
 
 }  // namespace citadel::proxy

@@ -3,14 +3,14 @@
 #pragma once
 
 #include "proxy/config.h"
-#include "proxy/handler.h"
+#include "http/pipeline/handler.h"
 
 namespace citadel::proxy {
 
-class RedirectHandlerFactory final : public HandlerFactory {
+class RedirectHandlerFactory final : public pipeline::HandlerFactory {
  public:
   explicit RedirectHandlerFactory(RedirectConfig config) : config_(std::move(config)) {}
-  Handler* create(core::Arena& arena) const override;
+  pipeline::Handler* create(core::Arena& arena) const override;
 
  private:
   RedirectConfig config_;

@@ -1,14 +1,14 @@
 #include "proxy/targets/respond.h"
 
-#include "proxy/filter.h"
+#include "http/pipeline/filter.h"
 
 namespace citadel::proxy {
 namespace {
 
-class RespondHandler final : public Handler {
+class RespondHandler final : public pipeline::Handler {
  public:
   explicit RespondHandler(const RespondConfig& c) : config_(c) {}
-  void on_request_headers(HandlerContext& ctx, bool) override {
+  void on_request_headers(pipeline::HandlerContext& ctx, bool) override {
     http::ResponseHead& resp = ctx.response_head();
     resp.status = config_.status;
     if (config_.body.empty()) {
@@ -29,8 +29,8 @@ class RespondHandler final : public Handler {
 
 }  // namespace
 
-Handler* RespondHandlerFactory::create(core::Arena& arena) const {
-  return arena_new<RespondHandler>(arena, config_);
+pipeline::Handler* RespondHandlerFactory::create(core::Arena& arena) const {
+  return pipeline::arena_new<RespondHandler>(arena, config_);
 }
 
 }  // namespace citadel::proxy

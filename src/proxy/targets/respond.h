@@ -2,14 +2,14 @@
 #pragma once
 
 #include "proxy/config.h"
-#include "proxy/handler.h"
+#include "http/pipeline/handler.h"
 
 namespace citadel::proxy {
 
-class RespondHandlerFactory final : public HandlerFactory {
+class RespondHandlerFactory final : public pipeline::HandlerFactory {
  public:
   explicit RespondHandlerFactory(RespondConfig config) : config_(std::move(config)) {}
-  Handler* create(core::Arena& arena) const override;
+  pipeline::Handler* create(core::Arena& arena) const override;
 
  private:
   RespondConfig config_;

@@ -9,10 +9,13 @@ namespace citadel::proxy {
 namespace {
 
 // Records what a handler sends (a fake of the one interface under test).
-class RecordingContext final : public HandlerContext {
+class RecordingContext final : public pipeline::HandlerContext, public pipeline::WorkerContext,
+                               public pipeline::HandleTarget {
  public:
-  const http::RequestHead& request() const override { return req; }
+  http::RequestHead& request() override { return req; }
+  std::string_view route_path() const override { return req.path; }
   http::ResponseHead& response_head() override { return resp; }
+  void send_informational(const http::ResponseHead&) override {}
   void send_response_headers(bool end_stream) override {
     headers_sent = true;
     ended = end_stream;
@@ -21,10 +24,23 @@ class RecordingContext final : public HandlerContext {
     body.append(data);
     ended = end_stream;
   }
+  void send_response_trailers(const http::HeaderMap&) override { ended = true; }
+  void send_local_reply(int status, std::string_view b) override {
+    resp.status = status;
+    body.append(b);
+    ended = true;
+  }
+  void reset_stream() override {}
   bool response_blocked() const override { return false; }
   void pause_request_body() override {}
   void resume_request_body() override {}
   core::Arena& arena() override { return arena_; }
+  core::BlockPool& blocks() override { return blocks_; }
+  pipeline::WorkerContext& worker() override { return *this; }
+  pipeline::StreamHandle handle() override { return {this, generation()}; }
+  pipeline::StreamInfo& info() override { return info_; }
+  const http::ConnectionInfo& connection() const override { return conn_; }
+  size_t index() const override { return 0; }
   core::EventLoop& loop() override { return loop_; }
 
   http::RequestHead req;
@@ -33,7 +49,10 @@ class RecordingContext final : public HandlerContext {
   bool ended = false;
   std::string body;
   core::Arena arena_;
+  core::BlockPool blocks_;
   core::EventLoop loop_;
+  pipeline::StreamInfo info_;
+  http::ConnectionInfo conn_;
 };
 
 TEST(RespondHandler, SendsStatusTypeAndBody) {
@@ -44,7 +63,7 @@ TEST(RespondHandler, SendsStatusTypeAndBody) {
   RespondHandlerFactory f(c);
   core::Arena arena;
   RecordingContext ctx;
-  Handler* h = f.create(arena);
+  pipeline::Handler* h = f.create(arena);
   h->on_request_headers(ctx, true);
   EXPECT_TRUE(ctx.headers_sent);
   EXPECT_TRUE(ctx.ended);
@@ -66,7 +85,7 @@ TEST(RedirectHandler, ComposesLocationFromTheRequest) {
   ctx.req.authority = "shop.example.com";
   ctx.req.path = "/cart";
   ctx.req.query = "id=7";
-  Handler* h = f.create(arena);
+  pipeline::Handler* h = f.create(arena);
   h->on_request_headers(ctx, true);
   EXPECT_EQ(ctx.resp.status, 308);
   EXPECT_EQ(ctx.resp.headers.find("location")->value, "https://shop.example.com/cart?id=7");
@@ -84,7 +103,7 @@ TEST(RedirectHandler, NamedHostReplacesTheClientsHost) {
   ctx.req.scheme = "https";
   ctx.req.authority = "evil.example.net";
   ctx.req.path = "/a";
-  Handler* h = f.create(arena);
+  pipeline::Handler* h = f.create(arena);
   h->on_request_headers(ctx, true);
   EXPECT_EQ(ctx.resp.headers.find("location")->value, "https://example.com/a");
   h->~Handler();
