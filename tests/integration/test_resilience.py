@@ -141,3 +141,39 @@ def test_route_timeout(upstreams, citadel):
     status, _, _ = c.request("GET", "/slow?ms=2000")
     assert status == 504
     assert time.monotonic() - t0 < 1.5
+
+
+def test_body_arriving_during_a_retry_backoff_is_sent_with_the_next_attempt(upstreams, citadel):
+    # One endpoint refuses connections; a POST's first attempt that lands there is retried
+    # (connect failures retry any method) after a backoff, and the body the client sends during
+    # that backoff must go with the next attempt. Before: it was parked and never sent (504).
+    import socket
+    up = upstreams("a")
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead_port = dead.getsockname()[1]
+    dead.close()  # nothing listens there: connect is refused
+    c = citadel(cfg(
+        ["127.0.0.1:%d" % dead_port, up.address],
+        retry="        retry: { attempts: 2, on: [connect_failure], backoff_base: 400ms, backoff_max: 400ms }",
+        timeouts="        timeouts: { connect: 1s, response: 5s }"))
+    statuses = []
+    for i in range(6):
+        s = socket.create_connection(("127.0.0.1", c.port), timeout=10)
+        try:
+            s.sendall(b"POST /sink HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\n")
+            time.sleep(0.05)  # the first attempt fails at once; the retry waits 0-400 ms
+            s.sendall(b"hello")
+            out = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        finally:
+            s.close()
+        statuses.append(out.split(b" ", 2)[1] if out else b"none")
+        assert out.startswith(b"HTTP/1.1 200 "), (i, out[:300])
+        assert b'"received": 5' in out
+    retried = c.metric('citadel_upstream_retries_total{cluster="app"}') or 0
+    assert retried >= 1, "no request hit the refusing endpoint first"
