@@ -141,8 +141,8 @@ http {{
     return p
 
 
-def start_citadel(tmp, port, up_port, workers, cpus, env=None):
-    conf = os.path.join(tmp, "citadel.yaml")
+def start_citadel(tmp, port, up_port, workers, cpus, env=None, binary=None):
+    conf = os.path.join(tmp, "citadel-%d.yaml" % port)
     with open(conf, "w") as f:
         f.write(f"""
 workers: {workers}
@@ -160,7 +160,7 @@ routes:
   - match: {{ path_prefix: / }}
     to: {{ cluster: up }}
 """)
-    p = Proc([CITADEL, "-c", conf], cpus=cpus, env=env)
+    p = Proc([binary or CITADEL, "-c", conf], cpus=cpus, env=env)
     wait_port(port)
     return p
 
@@ -315,6 +315,9 @@ def main():
     ap.add_argument("--conns", type=int, default=10000,
                     help="idle connections for the memory measurement (0 skips it)")
     ap.add_argument("--quick", action="store_true", help="3 s runs, one round (a smoke test)")
+    ap.add_argument("--baseline", metavar="BIN",
+                    help="another Citadel binary (an earlier build) run as a fourth contender, "
+                         "for before/after ratios of a change on the request path")
     args = ap.parse_args()
     if args.quick:
         args.duration, args.rounds = 3, 1
@@ -329,6 +332,9 @@ def main():
     tmp = tempfile.mkdtemp(prefix="citadel-bench-")
     up_port = free_port()
     names = ["citadel", "nginx", "haproxy"]
+    if args.baseline:
+        STARTERS["baseline"] = lambda *a, **kw: start_citadel(*a, binary=args.baseline, **kw)
+        names.append("baseline")
     print("Citadel vs nginx vs haproxy: wrk -c%d, %ds x %d rounds, interleaved; upstream: nginx, "
           "100-byte body" % (args.clients, args.duration, args.rounds))
     for workers in [int(w) for w in args.workers.split()]:
@@ -338,7 +344,7 @@ def main():
         try:
             results = {n: [] for n in names}
             for r in range(args.rounds):
-                order = names[r % 3:] + names[:r % 3]
+                order = names[r % len(names):] + names[:r % len(names)]
                 for n in order:
                     results[n].append(run_one(n, tmp, up_port, workers, args.duration,
                                               proxy_cpus, load_cpus, args.clients))
@@ -355,7 +361,7 @@ def main():
             sock = "; ".join(sorted({x["sock"] for x in results[n] if x["sock"]}))
             print("%-8s %12.0f %10.3f %10.3f %14.2f %8d %s" % (
                 n, med[n]["rps"], med[n]["p50"], med[n]["p99"], med[n]["cpu_us"], bad, sock))
-        for other in ("nginx", "haproxy"):
+        for other in [n for n in names if n != "citadel"]:
             print("ratio citadel/%-8s throughput %.2fx   CPU/req %.2fx   p99 %.2fx" % (
                 other, med["citadel"]["rps"] / med[other]["rps"],
                 med["citadel"]["cpu_us"] / med[other]["cpu_us"],

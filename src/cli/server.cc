@@ -337,6 +337,7 @@ int Server::run() {
   }
   proxy::WorkerServices services;
   services.metrics = metrics_.get();
+  services.workers = nworkers_;
   services.log = &log_;
   services.access_log = access_log_.get();
   services.cx_total = metrics_->counter("citadel_downstream_connections_total",

@@ -83,6 +83,15 @@ core::Result<std::shared_ptr<Cluster>> Cluster::create(const ClusterConfig& conf
         "citadel_upstream_errors_total", "Failed upstream attempts by cause",
         l + ",cause=\"" + std::string(http::http1::failure_name(kind)) + "\"");
   }
+  c->stats_.overflow_requests = metrics.counter(
+      "citadel_upstream_overflow_total", "Requests refused by the cluster's limits (503)",
+      l + ",limit=\"max_requests\"");
+  c->stats_.overflow_pending = metrics.counter(
+      "citadel_upstream_overflow_total", "Requests refused by the cluster's limits (503)",
+      l + ",limit=\"max_pending\"");
+  c->stats_.pool_wait_timeouts = metrics.counter(
+      "citadel_upstream_overflow_total", "Requests refused by the cluster's limits (503)",
+      l + ",limit=\"pending_timeout\"");
   c->stats_.timeouts = metrics.counter("citadel_upstream_timeouts_total",
                                        "Upstream connect or response timeouts", l);
   c->stats_.no_healthy = metrics.counter("citadel_upstream_no_healthy_total",

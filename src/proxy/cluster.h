@@ -31,6 +31,11 @@ struct ClusterStats {
   // Failed attempts by cause (http1::ClientFailure order): connect failure, reset before the
   // response, reset in the body, protocol error.
   observe::Counter* errors[http::http1::kClientFailureKinds] = {};
+  // Requests refused or dropped by the cluster's limits: requests in flight at max_requests,
+  // the wait queue at max_pending, a wait for a connection that outlasted the connect timeout.
+  observe::Counter* overflow_requests = nullptr;
+  observe::Counter* overflow_pending = nullptr;
+  observe::Counter* pool_wait_timeouts = nullptr;
   observe::Counter* timeouts = nullptr;
   observe::Counter* no_healthy = nullptr;
   observe::Counter* ejections = nullptr;

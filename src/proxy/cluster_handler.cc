@@ -42,7 +42,15 @@ void ClusterHandler::on_request_headers(pipeline::HandlerContext& ctx, bool end_
   // The worker context of a proxy stream is always the proxy's Worker (this handler is part of
   // the proxy layer and is created only by it).
   worker_ = &static_cast<Worker&>(ctx.worker());
-  wc_ = &worker_->cluster_state(route_.cluster);
+  WorkerCluster& wc = worker_->cluster_state(route_.cluster);
+  if (!wc.admit_request()) {
+    // max_requests (this worker's share) reached: refuse at once rather than queue.
+    wc.cluster().stats().overflow_requests->add(worker_->index());
+    ctx.info().termination = "upstream overflow: max_requests";
+    ctx.send_local_reply(503, "upstream overflow\n");
+    return;
+  }
+  wc_ = &wc;
   ++wc_->active_requests;
   compute_hash();
   prepare_head();
@@ -144,12 +152,39 @@ void ClusterHandler::send_attempt() {
     return;
   }
   ctx_->info().upstream_address = ep_->label;
-  conn_ = wc_->pool(*ep_).acquire();
-  if (conn_ == nullptr) {
-    cluster.stats().connect_failures->add(w);
-    if (!try_retry(true)) fail_request(502, "upstream connect failed\n");
-    return;
+  http::http1::ClientConnection* conn = nullptr;
+  switch (wc_->acquire(*ep_, *this, conn)) {
+    case WorkerCluster::Acquire::kReady:
+      start_exchange(*conn);
+      return;
+    case WorkerCluster::Acquire::kQueued:
+      // At max_connections: wait for one, at most the connect timeout.
+      queued_ = true;
+      arm_timer(TimerMode::kPoolWait, cluster.config().timeouts.connect_ms);
+      return;
+    case WorkerCluster::Acquire::kOverflow:
+      cluster.stats().overflow_pending->add(w);
+      ctx_->info().termination = "upstream overflow: max_pending";
+      fail_request(503, "upstream overflow\n");
+      return;
+    case WorkerCluster::Acquire::kFailed:
+      cluster.stats().connect_failures->add(w);
+      if (!try_retry(true)) fail_request(502, "upstream connect failed\n");
+      return;
   }
+}
+
+void ClusterHandler::on_pool_ready(http::http1::ClientConnection& conn) {
+  queued_ = false;
+  worker_->loop().timers().cancel(timer_);
+  timer_mode_ = TimerMode::kNone;
+  start_exchange(conn);
+}
+
+void ClusterHandler::start_exchange(http::http1::ClientConnection& conn) {
+  Cluster& cluster = wc_->cluster();
+  const size_t w = worker_->index();
+  conn_ = &conn;
   ++wc_->active[ep_->index];
   ep_->active_requests->add(w, 1);
   attempt_active_ = true;
@@ -428,6 +463,15 @@ void ClusterHandler::on_timer(void* arg) {
     return;
   }
   Cluster& cluster = h->wc_->cluster();
+  if (mode == TimerMode::kPoolWait) {
+    // No connection came free in time: the cluster is at its limits, not the endpoint at fault.
+    h->wc_->cancel(*h);
+    h->queued_ = false;
+    cluster.stats().pool_wait_timeouts->add(h->worker_->index());
+    h->ctx_->info().termination = "upstream overflow: no connection within the connect timeout";
+    h->fail_request(503, "upstream overflow\n");
+    return;
+  }
   cluster.stats().timeouts->add(h->worker_->index());
   h->release_upstream();
   h->finish_attempt(false);
@@ -458,6 +502,10 @@ void ClusterHandler::on_timer(void* arg) {
 
 void ClusterHandler::release_upstream() {
   if (worker_ != nullptr) worker_->loop().timers().cancel(timer_);
+  if (queued_) {
+    wc_->cancel(*this);
+    queued_ = false;
+  }
   if (conn_ != nullptr) {
     conn_->detach();
     conn_->close();  // mid-exchange: never reusable

@@ -19,6 +19,7 @@
 #include "http/http1/client_connection.h"
 #include "http/pipeline/handler.h"
 #include "proxy/router.h"
+#include "proxy/upstream_pool.h"
 
 namespace citadel::proxy {
 
@@ -36,7 +37,9 @@ class ClusterHandlerFactory final : public pipeline::HandlerFactory {
   const Route& route_;
 };
 
-class ClusterHandler final : public pipeline::Handler, public http::http1::ClientCallbacks {
+class ClusterHandler final : public pipeline::Handler,
+                             public http::http1::ClientCallbacks,
+                             public PoolWaiter {
  public:
   explicit ClusterHandler(const Route& route);
   ~ClusterHandler() override;
@@ -63,14 +66,20 @@ class ClusterHandler final : public pipeline::Handler, public http::http1::Clien
   void on_upstream_write_ready() override;
   void on_failure(http::http1::ClientFailure kind, std::string_view detail) override;
 
+  // PoolWaiter: a connection for a request that waited at the cluster's max_connections.
+  void on_pool_ready(http::http1::ClientConnection& conn) override;
+
  private:
-  enum class TimerMode : uint8_t { kNone, kConnect, kResponse, kIdle, kBackoff };
+  enum class TimerMode : uint8_t { kNone, kPoolWait, kConnect, kResponse, kIdle, kBackoff };
 
   void compute_hash();
   // The upstream request: origin-form target, hop-by-hop fields gone, forwarding fields added.
   void prepare_head();
-  // One attempt: pick an endpoint, take a connection, send the head and any parked body.
+  // One attempt: pick an endpoint, take a connection (or wait for one at the cluster's
+  // limit), then start_exchange().
   void send_attempt();
+  // Sends the head and any parked body on `conn`.
+  void start_exchange(http::http1::ClientConnection& conn);
   void send_body(std::string_view data, bool end_stream);
   void finish_attempt(bool success);
   void end_active();
@@ -110,6 +119,7 @@ class ClusterHandler final : public pipeline::Handler, public http::http1::Clien
   bool upgraded_ = false;
   bool attempt_active_ = false;  // counted in the endpoint's active requests
   bool reset_ = false;           // the stream is gone, or a filter answered instead
+  bool queued_ = false;          // waiting in the cluster's queue for a connection
 };
 
 }  // namespace citadel::proxy

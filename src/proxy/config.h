@@ -93,6 +93,14 @@ struct PoolConfig {
   uint64_t idle_timeout_ms = 60'000;
 };
 
+// Envoy's circuit-breaker thresholds, for the whole process; each worker enforces its share
+// (the limit divided by the workers, rounded up).
+struct ClusterLimits {
+  uint32_t max_connections = 1024;  // open (and opening) upstream connections
+  uint32_t max_pending = 1024;      // requests waiting for a connection
+  uint32_t max_requests = 1024;     // requests in flight to the cluster
+};
+
 enum class LbPolicy { kRoundRobin, kLeastRequest, kWeighted, kConsistentHash };
 
 struct HashPolicy {
@@ -121,6 +129,7 @@ struct ClusterConfig {
   RetryConfig retry;
   UpstreamTimeouts timeouts;
   PoolConfig pool;
+  ClusterLimits limits;
   uint32_t panic_threshold_percent = 50;
   int line = 0;
 

@@ -124,7 +124,7 @@ void read_listener(const ConfigNode& n, ListenerConfig& l) {
 
 void read_cluster(const ConfigNode& n, ClusterConfig& c) {
   n.allow_keys({"name", "lb", "hash", "endpoints", "dns_refresh", "dns_family", "health_check",
-                "outlier", "retry", "timeouts", "pool", "panic_threshold"});
+                "outlier", "retry", "timeouts", "pool", "limits", "panic_threshold"});
   c.line = n.line();
   c.name = n["name"].str();
   if (c.name.empty()) n.error("a cluster needs a name");
@@ -250,6 +250,16 @@ void read_cluster(const ConfigNode& n, ClusterConfig& c) {
     c.timeouts.connect_ms = t["connect"].duration_ms(c.timeouts.connect_ms);
     c.timeouts.response_ms = t["response"].duration_ms(c.timeouts.response_ms);
     c.timeouts.idle_ms = t["idle"].duration_ms(c.timeouts.idle_ms);
+  }
+  ConfigNode lim = n["limits"];
+  if (lim.defined() && lim.expect_map()) {
+    lim.allow_keys({"max_connections", "max_pending", "max_requests"});
+    c.limits.max_connections =
+        static_cast<uint32_t>(lim["max_connections"].integer(c.limits.max_connections, 1, 1'000'000));
+    c.limits.max_pending =
+        static_cast<uint32_t>(lim["max_pending"].integer(c.limits.max_pending, 0, 1'000'000));
+    c.limits.max_requests =
+        static_cast<uint32_t>(lim["max_requests"].integer(c.limits.max_requests, 1, 1'000'000));
   }
   ConfigNode p = n["pool"];
   if (p.defined() && p.expect_map()) {

@@ -10,20 +10,31 @@ EndpointPool::~EndpointPool() {
   for (auto* c : idle) c->close();
 }
 
-http::http1::ClientConnection* EndpointPool::acquire() {
+http::http1::ClientConnection* EndpointPool::take_idle() {
   while (!idle_.empty()) {
     auto* c = idle_.back();
     idle_.pop_back();
     loop_.timers().cancel(c->idle_timer);
     if (!c->closed()) return c;
   }
+  return nullptr;
+}
+
+http::http1::ClientConnection* EndpointPool::connect_new() {
   auto* c = new http::http1::ClientConnection(loop_, blocks_, *this);
   if (!c->connect(reinterpret_cast<const sockaddr*>(&ep_.addr), ep_.addr_len)) {
     delete c;
     return nullptr;
   }
+  owner_.on_connection_opened();
   stats_.cx_total->add(worker_);
   return c;
+}
+
+bool EndpointPool::close_oldest_idle() {
+  if (idle_.empty()) return false;
+  idle_.front()->close();  // on_client_closed takes it out of idle_
+  return true;
 }
 
 void EndpointPool::on_client_idle(http::http1::ClientConnection& c) {
@@ -33,22 +44,121 @@ void EndpointPool::on_client_idle(http::http1::ClientConnection& c) {
   }
   idle_.push_back(&c);
   loop_.arm(c.idle_timer, config_.idle_timeout_ms);
+  owner_.on_connection_idle();
 }
 
 void EndpointPool::on_client_closed(http::http1::ClientConnection& c) {
   auto it = std::find(idle_.begin(), idle_.end(), &c);
   if (it != idle_.end()) idle_.erase(it);
   loop_.defer_delete(std::unique_ptr<core::Deferred>(&c));
+  owner_.on_connection_closed();
 }
 
+namespace {
+
+uint32_t share(uint32_t limit, size_t workers) {
+  if (workers <= 1) return limit;
+  return static_cast<uint32_t>((limit + workers - 1) / workers);
+}
+
+}  // namespace
+
 WorkerCluster::WorkerCluster(Cluster& cluster, core::EventLoop& loop, core::BlockPool& blocks,
-                             size_t worker, uint64_t seed)
-    : cluster_(cluster), lb_(make_load_balancer(cluster.config().lb, seed)) {
+                             size_t worker, size_t workers, uint64_t seed)
+    : cluster_(cluster),
+      lb_(make_load_balancer(cluster.config().lb, seed)),
+      max_connections_(share(cluster.config().limits.max_connections, workers)),
+      max_pending_(share(cluster.config().limits.max_pending, workers)),
+      max_requests_(share(cluster.config().limits.max_requests, workers)),
+      loop_(loop),
+      wake_timer_(&WorkerCluster::on_wake, this) {
+  if (cluster.config().limits.max_pending == 0) max_pending_ = 0;
   for (const auto& e : cluster.endpoints()) {
-    pools_.push_back(std::make_unique<EndpointPool>(loop, blocks, *e, cluster.config().pool,
+    pools_.push_back(std::make_unique<EndpointPool>(*this, loop, blocks, *e, cluster.config().pool,
                                                     cluster.stats(), worker));
   }
   active.assign(cluster.endpoints().size(), 0);
+}
+
+WorkerCluster::~WorkerCluster() {
+  // Pools close their idle connections, which reports back here: the counters are not read
+  // any more, and the timer unlinks itself.
+  head_ = tail_ = nullptr;
+  pools_.clear();
+}
+
+WorkerCluster::Acquire WorkerCluster::acquire(Endpoint& e, PoolWaiter& waiter,
+                                              http::http1::ClientConnection*& conn) {
+  EndpointPool& p = pool(e);
+  conn = p.take_idle();
+  if (conn != nullptr) return Acquire::kReady;
+  // At the limit, an idle connection of another endpoint makes room for this one.
+  if (connections_ >= max_connections_ && head_ == nullptr) close_some_idle();
+  if (connections_ < max_connections_) {
+    conn = p.connect_new();
+    return conn != nullptr ? Acquire::kReady : Acquire::kFailed;
+  }
+  if (pending_ >= max_pending_) return Acquire::kOverflow;
+  waiter.endpoint_ = &e;
+  waiter.queued_ = true;
+  waiter.prev_ = tail_;
+  waiter.next_ = nullptr;
+  if (tail_ != nullptr) tail_->next_ = &waiter;
+  else head_ = &waiter;
+  tail_ = &waiter;
+  ++pending_;
+  return Acquire::kQueued;
+}
+
+void WorkerCluster::unlink(PoolWaiter& w) {
+  if (!w.queued_) return;
+  if (w.prev_ != nullptr) w.prev_->next_ = w.next_;
+  else head_ = w.next_;
+  if (w.next_ != nullptr) w.next_->prev_ = w.prev_;
+  else tail_ = w.prev_;
+  w.prev_ = w.next_ = nullptr;
+  w.queued_ = false;
+  --pending_;
+}
+
+void WorkerCluster::cancel(PoolWaiter& waiter) { unlink(waiter); }
+
+bool WorkerCluster::close_some_idle() {
+  for (auto& p : pools_) {
+    if (p->close_oldest_idle()) return true;
+  }
+  return false;
+}
+
+void WorkerCluster::on_connection_closed() {
+  if (connections_ > 0) --connections_;
+  wake_waiters();
+}
+
+void WorkerCluster::wake_waiters() {
+  // Served from a timer: a connection that goes idle or closes does so inside its own
+  // callbacks, where handing it to another request would run that request's code mid-exchange.
+  if (head_ != nullptr && !wake_timer_.armed()) loop_.arm(wake_timer_, 0);
+}
+
+void WorkerCluster::on_wake(void* self) { static_cast<WorkerCluster*>(self)->serve_waiters(); }
+
+void WorkerCluster::serve_waiters() {
+  // Each waiter gets an idle connection to its endpoint or, below the limit, a new one; the
+  // first that can get neither keeps its place (FIFO) and the rest wait behind it.
+  while (head_ != nullptr) {
+    PoolWaiter& w = *head_;
+    EndpointPool& p = pool(*w.endpoint_);
+    http::http1::ClientConnection* c = p.take_idle();
+    if (c == nullptr) {
+      if (connections_ >= max_connections_) close_some_idle();
+      if (connections_ >= max_connections_) return;
+      c = p.connect_new();
+      if (c == nullptr) return;  // out of sockets: the waiter's own timeout answers
+    }
+    unlink(w);
+    w.on_pool_ready(*c);
+  }
 }
 
 void WorkerCluster::refresh(uint64_t now_ms) {

@@ -148,7 +148,7 @@ void Worker::retire_unused_clusters() {
 WorkerCluster& Worker::cluster_state(const std::shared_ptr<Cluster>& c) {
   WorkerCluster*& slot = c->worker_slot(index_);
   if (slot == nullptr) {
-    slot = new WorkerCluster(*c, loop_, blocks_, index_, rng_.next());
+    slot = new WorkerCluster(*c, loop_, blocks_, index_, services_.workers, rng_.next());
     owned_cluster_state_.push_back(c);
   }
   return *slot;

@@ -30,6 +30,7 @@ struct WorkerServices {
   observe::Registry* metrics = nullptr;
   observe::ErrorLog* log = nullptr;
   observe::AccessLogWriter* access_log = nullptr;  // nullptr: access log off
+  size_t workers = 1;  // how many workers share per-process limits
   observe::Counter* cx_total = nullptr;
   observe::Gauge* cx_active = nullptr;
   observe::Counter* protocol_errors = nullptr;

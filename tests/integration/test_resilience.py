@@ -177,3 +177,115 @@ def test_body_arriving_during_a_retry_backoff_is_sent_with_the_next_attempt(upst
         assert b'"received": 5' in out
     retried = c.metric('citadel_upstream_retries_total{cluster="app"}') or 0
     assert retried >= 1, "no request hit the refusing endpoint first"
+
+
+def _partial_upload(port):
+    import socket
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"POST /sink HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\nConnection: close\r\n\r\nab")
+    return s
+
+
+def _answer(s, timeout):
+    import socket
+    s.settimeout(timeout)
+    out = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    except socket.timeout:
+        pass
+    return out
+
+
+def test_cluster_limits_cap_upstream_connections_and_queue_the_rest(upstreams, citadel):
+    # Before: every slow upload held an upstream connection of its own, without limit.
+    up = upstreams("a")
+    c = citadel(config_head(workers=1) + f"""
+    clusters:
+      - name: app
+        endpoints: [{up.address}]
+        limits: {{ max_connections: 4, max_pending: 2 }}
+        timeouts: {{ connect: 5s, response: 10s }}
+    routes:
+      - to: {{ cluster: app }}
+    """)
+    socks = []
+    for _ in range(8):
+        socks.append(_partial_upload(c.port))
+        time.sleep(0.05)
+    try:
+        # The last two find four connections busy and two requests waiting: 503 at once.
+        for s in socks[6:]:
+            out = _answer(s, 3)
+            assert out.startswith(b"HTTP/1.1 503 "), out[:200]
+        assert c.metric('citadel_upstream_overflow_total{cluster="app",limit="max_pending"}') == 2
+        assert c.metric('citadel_upstream_connections_total{cluster="app"}') == 4
+        # The queued two are still waiting; finishing the uploads frees connections for them.
+        for s in socks[:6]:
+            s.sendall(b"cdefghij")
+        for i, s in enumerate(socks[:6]):
+            out = _answer(s, 5)
+            assert out.startswith(b"HTTP/1.1 200 "), (i, out[:200])
+            assert b'"received": 10' in out
+        # Still never more than four connections (two were reused).
+        assert c.metric('citadel_upstream_connections_total{cluster="app"}') <= 4
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_cluster_max_requests_refuses_the_excess_at_once(upstreams, citadel):
+    up = upstreams("a")
+    c = citadel(config_head(workers=1) + f"""
+    clusters:
+      - name: app
+        endpoints: [{up.address}]
+        limits: {{ max_requests: 3 }}
+    routes:
+      - to: {{ cluster: app }}
+    """)
+    socks = [_partial_upload(c.port) for _ in range(3)]
+    time.sleep(0.2)
+    extra = _partial_upload(c.port)
+    try:
+        out = _answer(extra, 3)
+        assert out.startswith(b"HTTP/1.1 503 "), out[:200]
+        assert c.metric('citadel_upstream_overflow_total{cluster="app",limit="max_requests"}') == 1
+        for s in socks:
+            s.sendall(b"cdefghij")
+            assert _answer(s, 5).startswith(b"HTTP/1.1 200 ")
+        # Below the limit again: served.
+        assert c.request("GET", "/x")[0] == 200
+    finally:
+        for s in socks + [extra]:
+            s.close()
+
+
+def test_waiting_for_a_connection_is_bounded_by_the_connect_timeout(upstreams, citadel):
+    up = upstreams("a")
+    c = citadel(config_head(workers=1) + f"""
+    clusters:
+      - name: app
+        endpoints: [{up.address}]
+        limits: {{ max_connections: 1, max_pending: 5 }}
+        timeouts: {{ connect: 300ms, response: 10s }}
+    routes:
+      - to: {{ cluster: app }}
+    """)
+    holder = _partial_upload(c.port)
+    time.sleep(0.1)
+    waiter = _partial_upload(c.port)
+    try:
+        t0 = time.monotonic()
+        out = _answer(waiter, 5)
+        assert out.startswith(b"HTTP/1.1 503 "), out[:200]
+        assert 0.2 < time.monotonic() - t0 < 3
+        assert c.metric(
+            'citadel_upstream_overflow_total{cluster="app",limit="pending_timeout"}') == 1
+    finally:
+        holder.close()
+        waiter.close()

@@ -77,7 +77,7 @@ TEST_F(ClusterTest, WorkerPicksSkipUnusableAndPanicUsesAll) {
   auto c = Cluster::create(cfg, 1, metrics).value();
   core::EventLoop loop;
   core::BlockPool blocks;
-  WorkerCluster wc(*c, loop, blocks, 0, 1);
+  WorkerCluster wc(*c, loop, blocks, 0, 1, 1);
   c->endpoints()[0]->hc_healthy = false;
   c->bump_generation();
   for (int i = 0; i < 20; ++i) {
@@ -100,7 +100,7 @@ TEST_F(ClusterTest, EjectionExpiryIsNoticedWithoutAGenerationChange) {
   auto c = Cluster::create(config(2), 1, metrics).value();
   core::EventLoop loop;
   core::BlockPool blocks;
-  WorkerCluster wc(*c, loop, blocks, 0, 1);
+  WorkerCluster wc(*c, loop, blocks, 0, 1, 1);
   Endpoint& e = *c->endpoints()[0];
   for (int i = 0; i < 3; ++i) c->report_failure(e, 10'000, 0, log);
   for (int i = 0; i < 10; ++i) {
@@ -122,7 +122,7 @@ TEST_F(ClusterTest, RetryBudget) {
   auto c = Cluster::create(cfg, 1, metrics).value();
   core::EventLoop loop;
   core::BlockPool blocks;
-  WorkerCluster wc(*c, loop, blocks, 0, 1);
+  WorkerCluster wc(*c, loop, blocks, 0, 1, 1);
   wc.active_requests = 100;
   wc.active_retries = 19;
   EXPECT_TRUE(wc.retry_allowed());
