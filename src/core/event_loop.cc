@@ -18,7 +18,7 @@ uint64_t monotonic_ms() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000;
 }
 
-// The eventfd that post() and stop() write to; reading it only clears the wake-up.
+// The eventfd that post(), stop() and complete() write to; reading it only clears the wake-up.
 class EventLoop::Waker final : public IoHandler {
  public:
   explicit Waker(int fd) : fd_(fd) {}
@@ -85,6 +85,47 @@ void EventLoop::stop() {
   [[maybe_unused]] ssize_t n = ::write(wakefd_, &one, sizeof one);
 }
 
+void EventLoop::complete(Completion* c) {
+  Completion* head = completions_.load(std::memory_order_relaxed);
+  do {
+    c->next_.store(head, std::memory_order_relaxed);
+    // Release: run_completions() acquires the head, which makes this node and everything its
+    // producer wrote before completing it visible there. Later pushes are read-modify-writes,
+    // so they continue this release sequence for the nodes below them.
+  } while (!completions_.compare_exchange_weak(head, c, std::memory_order_release,
+                                               std::memory_order_relaxed));
+  // Only the push that made the queue non-empty wakes the loop: the loop takes the whole queue
+  // with one exchange, so a push that found it non-empty is seen by a drain that has not
+  // happened yet, and that drain is already announced by the earlier write.
+  if (head == nullptr) {
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(wakefd_, &one, sizeof one);
+  }
+}
+
+size_t EventLoop::run_completions() {
+  // The cheap check first: an idle iteration costs one load, not a locked exchange.
+  if (completions_.load(std::memory_order_acquire) == nullptr) return 0;
+  Completion* lifo = completions_.exchange(nullptr, std::memory_order_acquire);
+  // The stack holds the newest first: reverse it so each producer's completions run in order.
+  Completion* fifo = nullptr;
+  while (lifo != nullptr) {
+    Completion* next = lifo->next_.load(std::memory_order_relaxed);
+    lifo->next_.store(fifo, std::memory_order_relaxed);
+    fifo = lifo;
+    lifo = next;
+  }
+  size_t ran = 0;
+  while (fifo != nullptr) {
+    // Read the link first: run() may free its completion or complete it again.
+    Completion* next = fifo->next_.load(std::memory_order_relaxed);
+    fifo->run();
+    fifo = next;
+    ++ran;
+  }
+  return ran;
+}
+
 void EventLoop::run_posted() {
   std::vector<std::function<void()>> batch;
   {
@@ -114,9 +155,13 @@ void EventLoop::run() {
   epoll_event events[kMaxEvents];
   Waker waker(wakefd_);
   run_posted();
+  run_completions();
   run_tasks();
   while (!stopping_) {
-    int timeout = tasks_.empty() ? timers_.next_timeout_ms(now_ms_) : 0;
+    // Completions pushed by this thread (a completion that completes again) announced themselves
+    // through the eventfd already; the load only spares that round trip.
+    bool busy = !tasks_.empty() || completions_.load(std::memory_order_relaxed) != nullptr;
+    int timeout = busy ? 0 : timers_.next_timeout_ms(now_ms_);
     int n = epoll_wait(epfd_, events, kMaxEvents, timeout);
     update_time();
     bool woken = false;
@@ -131,6 +176,7 @@ void EventLoop::run() {
       }
     }
     run_tasks();
+    run_completions();
     timers_.advance(now_ms_);
     if (woken) run_posted();
     run_tasks();

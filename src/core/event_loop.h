@@ -1,10 +1,11 @@
 // One epoll event loop per thread.
 //
-// Every worker thread and the control thread run one EventLoop. All methods except post() and
-// stop() must be called on the loop's own thread. File descriptors are registered once,
-// edge-triggered, for both directions: there is no epoll_ctl per request.
+// Every worker thread and the control thread run one EventLoop. File descriptors are registered
+// once, edge-triggered, for both directions: there is no epoll_ctl per request.
 #pragma once
 
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -46,6 +47,35 @@ class LoopTask {
   bool scheduled_ = false;
 };
 
+// The result of asynchronous work, handed back to a loop with EventLoop::complete() from any
+// thread and run there. Intrusive: the queue links completions through next_, so completing
+// allocates nothing. Owned by whoever created it, which must keep it alive until run() has been
+// called (run() may free it: the loop does not touch a completion after calling run()).
+// A completion is queued at most once at a time; it may be completed again from its own run().
+class Completion {
+ public:
+  // On the loop's thread, once per complete().
+  virtual void run() = 0;
+
+ protected:
+  ~Completion() = default;
+
+ private:
+  friend class EventLoop;
+  std::atomic<Completion*> next_{nullptr};
+};
+
+// Thread contract:
+// - Any thread: complete() (data-path results: lock-free, no allocation), post() (rare
+//   control-plane work: takes a mutex and allocates), stop().
+// - The loop's own thread: everything else, including add()/remove(), schedule(), timers, and
+//   run() itself. After run() has returned, the thread that owns the loop may call
+//   run_completions() and clear_graveyard() to finish shutdown.
+//
+// One iteration of run(): epoll_wait; I/O handlers (each followed by its tasks); tasks;
+// completions (FIFO per producer); timers; posted functions; tasks; graveyard. Completions run
+// after I/O so that a result and the reads of the same iteration are both seen, and before the
+// last round of tasks so that the writes a completion schedules leave in the same iteration.
 class EventLoop {
  public:
   EventLoop();
@@ -61,8 +91,23 @@ class EventLoop {
   void run();
   // Any thread: makes run() return after the current iteration.
   void stop();
-  // Any thread: runs `fn` on the loop's thread soon. For rare control-plane work only.
+  // Any thread: runs `fn` on the loop's thread soon. For rare control-plane work only: it takes
+  // a mutex and allocates. Data-path results use complete().
   void post(std::function<void()> fn);
+
+  // Any thread: queues `c` to run on the loop's thread in the loop's next completion round.
+  // Lock-free (one compare-and-swap loop on the queue head) and allocation-free. Wakes the loop
+  // through its eventfd only when the queue was empty, so under load there is at most one write()
+  // per round however many completions arrive. Completions from one thread run in the order that
+  // thread completed them. Completions still queued when run() returns stay queued (see
+  // run_completions()); completing on a destroyed loop is a use-after-free.
+  void complete(Completion* c);
+
+  // Loop thread (or its owner after run() returned): runs the completions queued so far, in
+  // FIFO order per producer, and returns how many ran. Completions queued while these run wait
+  // for the next call. run() calls it once per iteration; shutdown calls it to hand the last
+  // results (a stopped BlockingPool's cancelled jobs) to their owners.
+  size_t run_completions();
 
   // Runs `task` after the current batch of events (loop thread only). The task must stay alive
   // until then: owners that close use defer_delete().
@@ -99,6 +144,9 @@ class EventLoop {
   std::vector<LoopTask*> tasks_;
   std::vector<LoopTask*> running_tasks_;
   std::vector<std::unique_ptr<Deferred>> graveyard_;
+  // Completion queue: a Treiber stack that producers push onto and the loop takes whole with one
+  // exchange (no ABA: nodes are never popped one by one), then reverses to FIFO order.
+  std::atomic<Completion*> completions_{nullptr};
   std::mutex posted_mu_;
   std::vector<std::function<void()>> posted_;
   bool stop_requested_ = false;  // guarded by posted_mu_

@@ -2,8 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
 #include <thread>
 #include <vector>
+
+#include "loop_thread.h"
 
 namespace citadel::core {
 namespace {
@@ -84,6 +90,180 @@ TEST(EventLoop, PostFromAnotherThreadAndTimers) {
   other.join();
   EXPECT_TRUE(posted);
   EXPECT_EQ(fired, 1);
+}
+
+using std::chrono::milliseconds;
+using testing::LoopThread;
+
+// Generous bounds: the same tests run under ThreadSanitizer on a shared two-core machine.
+constexpr milliseconds kDeadline{20'000};
+
+// One completion of a stream of completions from one producer. Runs on the loop thread and
+// checks what it can there; the test reads the tallies after the loop has stopped.
+struct Tally {
+  std::thread::id loop_thread;
+  std::vector<uint64_t> next_seq;  // per producer
+  uint64_t ran = 0;
+  uint64_t total = 0;
+  uint64_t off_thread = 0;
+  uint64_t out_of_order = 0;
+  EventLoop* loop = nullptr;
+};
+
+class Numbered final : public Completion {
+ public:
+  void run() override {
+    ++runs;
+    if (std::this_thread::get_id() != tally->loop_thread) ++tally->off_thread;
+    if (tally->next_seq[producer] != seq) ++tally->out_of_order;
+    tally->next_seq[producer] = seq + 1;
+    if (++tally->ran == tally->total) tally->loop->stop();
+  }
+  Tally* tally = nullptr;
+  size_t producer = 0;
+  uint64_t seq = 0;
+  int runs = 0;
+};
+
+TEST(Completion, ManyProducersEachRunOnceOnTheLoopThreadInOrder) {
+  constexpr size_t kProducers = 4;
+  constexpr uint64_t kPerProducer = 100'000;
+  // Declared before the loop thread so that, should completions be stuck in its queue when a
+  // check fails, they outlive it.
+  Tally tally;
+  std::vector<Numbered> nodes(kProducers * kPerProducer);
+  LoopThread lt;
+  tally.loop_thread = lt.id();
+  tally.next_seq.assign(kProducers, 0);
+  tally.total = kProducers * kPerProducer;
+  tally.loop = &lt.loop;
+  for (size_t p = 0; p < kProducers; ++p) {
+    for (uint64_t i = 0; i < kPerProducer; ++i) {
+      Numbered& n = nodes[p * kPerProducer + i];
+      n.tally = &tally;
+      n.producer = p;
+      n.seq = i;
+    }
+  }
+  auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> producers;
+  for (size_t p = 0; p < kProducers; ++p) {
+    producers.emplace_back([&, p] {
+      for (uint64_t i = 0; i < kPerProducer; ++i) lt.loop.complete(&nodes[p * kPerProducer + i]);
+    });
+  }
+  for (auto& t : producers) t.join();
+  ASSERT_TRUE(lt.wait_stopped(kDeadline)) << "completions lost: the loop never saw them all";
+  EXPECT_LT(std::chrono::steady_clock::now() - start, kDeadline);
+  EXPECT_EQ(tally.ran, tally.total);
+  EXPECT_EQ(tally.off_thread, 0u);
+  EXPECT_EQ(tally.out_of_order, 0u);
+  size_t not_once = 0;
+  for (const Numbered& n : nodes) not_once += n.runs != 1;
+  EXPECT_EQ(not_once, 0u);
+}
+
+class Flag final : public Completion {
+ public:
+  void run() override {
+    ran_on = std::this_thread::get_id();
+    done.store(true, std::memory_order_release);
+    if (stop_loop != nullptr) stop_loop->stop();
+  }
+  std::atomic<bool> done{false};
+  std::thread::id ran_on;
+  EventLoop* stop_loop = nullptr;
+};
+
+TEST(Completion, WakesALoopIdleInEpollWait) {
+  LoopThread lt;  // no timers, no descriptors: epoll_wait without a timeout
+  std::this_thread::sleep_for(milliseconds(50));  // let it fall asleep
+  Flag f;
+  f.stop_loop = &lt.loop;
+  lt.loop.complete(&f);
+  ASSERT_TRUE(lt.wait_stopped(milliseconds(5'000))) << "complete() did not wake the loop";
+  EXPECT_TRUE(f.done.load());
+  EXPECT_EQ(f.ran_on, lt.id());
+}
+
+// Ping-pong: each producer completes, waits for its completion to run, completes again. The
+// queue is empty at every push and the loop is on its way into (or inside) epoll_wait, which is
+// where a wake-up is lost if the empty check or the drain races with a push.
+TEST(Completion, NoLostWakeUpWhenPushesRaceTheDrain) {
+  constexpr int kProducers = 4;
+  constexpr int kRounds = 10'000;
+  std::vector<Flag> flags(kProducers);  // outlive the loop thread, like above
+  LoopThread lt;
+  std::atomic<bool> stuck{false};
+  auto deadline = std::chrono::steady_clock::now() + kDeadline;
+  std::vector<std::thread> producers;
+  std::vector<int> rounds(kProducers, 0);
+  for (int p = 0; p < kProducers; ++p) {
+    producers.emplace_back([&, p] {
+      Flag& f = flags[p];
+      for (int i = 0; i < kRounds && !stuck.load(); ++i) {
+        f.done.store(false, std::memory_order_relaxed);
+        lt.loop.complete(&f);
+        while (!f.done.load(std::memory_order_acquire)) {
+          if (std::chrono::steady_clock::now() > deadline) {
+            stuck.store(true);
+            return;
+          }
+          std::this_thread::yield();
+        }
+        ++rounds[p];
+      }
+    });
+  }
+  for (auto& t : producers) t.join();
+  ASSERT_FALSE(stuck.load()) << "a completion waited for a wake-up that never came";
+  for (int p = 0; p < kProducers; ++p) EXPECT_EQ(rounds[p], kRounds);
+}
+
+// A completion that completes itself again from run() waits for the next drain rather than
+// running again inside this one, so a completion that keeps coming back cannot starve I/O.
+class Again final : public Completion {
+ public:
+  void run() override {
+    ++runs;
+    loop->complete(this);
+  }
+  EventLoop* loop = nullptr;
+  int runs = 0;
+};
+
+TEST(Completion, CompletedAgainFromRunWaitsForTheNextDrain) {
+  EventLoop loop;
+  Again again;
+  again.loop = &loop;
+  loop.complete(&again);
+  EXPECT_EQ(loop.run_completions(), 1u);
+  EXPECT_EQ(again.runs, 1);
+  EXPECT_EQ(loop.run_completions(), 1u);
+  EXPECT_EQ(again.runs, 2);
+  // And run() keeps firing timers while it comes back every iteration.
+  int timer_fired = 0;
+  Timer t([](void* n) { ++*static_cast<int*>(n); }, &timer_fired);
+  loop.arm(t, 1);
+  Timer stop_timer([](void* l) { static_cast<EventLoop*>(l)->stop(); }, &loop);
+  loop.arm(stop_timer, 20);
+  loop.run();
+  EXPECT_EQ(timer_fired, 1);
+  EXPECT_GT(again.runs, 2);
+}
+
+TEST(Completion, QueuedAfterRunReturnedRunOnRunCompletions) {
+  EventLoop loop;
+  loop.stop();
+  loop.run();  // returns at once
+  Flag a, b;
+  loop.complete(&a);
+  loop.complete(&b);
+  EXPECT_FALSE(a.done.load());
+  EXPECT_EQ(loop.run_completions(), 2u);
+  EXPECT_TRUE(a.done.load());
+  EXPECT_TRUE(b.done.load());
+  EXPECT_EQ(loop.run_completions(), 0u);
 }
 
 }  // namespace
