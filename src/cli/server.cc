@@ -224,7 +224,8 @@ Server::~Server() {
   admin_.reset();
   health_.reset();
   for (auto& w : workers_) w->stop();
-  workers_.clear();
+  if (blocking_) blocking_->stop();  // cancelled jobs wait in the stopped loops' queues
+  workers_.clear();                  // each worker runs them (its destructor) before it goes
   if (access_log_) access_log_->stop();
   signals_.reset();
   loop_.clear_graveyard();
@@ -338,6 +339,12 @@ int Server::run() {
   proxy::WorkerServices services;
   services.metrics = metrics_.get();
   services.workers = nworkers_;
+  blocking_ = std::make_unique<core::BlockingPool>();
+  if (core::Status st = blocking_->start(); !st.ok()) {
+    std::fprintf(stderr, "citadel: blocking pool: %s\n", st.message().c_str());
+    return 1;
+  }
+  services.blocking = blocking_.get();
   services.log = &log_;
   services.access_log = access_log_.get();
   services.cx_total = metrics_->counter("citadel_downstream_connections_total",

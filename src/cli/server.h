@@ -12,6 +12,7 @@
 #include "http/http1/server_connection.h"
 #include "observe/log.h"
 #include "observe/metrics.h"
+#include "core/blocking_pool.h"
 #include "http/date.h"
 #include "proxy/filter_registry.h"
 #include "proxy/health_checker.h"
@@ -73,6 +74,9 @@ class Server final : public AdminBackend, public http::http1::ConnectionOwner {
   core::EventLoop loop_;
   observe::ErrorLog log_;
   std::unique_ptr<observe::Registry> metrics_;
+  // Blocking work of filters and services; stopped after the workers, whose loops then hand
+  // the cancelled jobs back to their owners.
+  std::unique_ptr<core::BlockingPool> blocking_;
   std::unique_ptr<observe::AccessLogWriter> access_log_;
   std::vector<std::unique_ptr<proxy::Worker>> workers_;
   std::shared_ptr<const proxy::Snapshot> current_;

@@ -11,7 +11,8 @@ namespace citadel::core {
 
 BlockingPool::BlockingPool(size_t threads, size_t queue_capacity)
     : thread_count_(std::max<size_t>(threads, 1)),
-      capacity_(std::max<size_t>(queue_capacity, 1)),
+      // Vyukov's ring needs two cells: with one, a full cell reads as free on the next lap.
+      capacity_(std::max<size_t>(queue_capacity, 2)),
       cells_(new Cell[capacity_]) {
   for (size_t i = 0; i < capacity_; ++i) {
     cells_[i].seq.store(i, std::memory_order_relaxed);

@@ -60,7 +60,7 @@ class BlockingPool {
   static constexpr size_t kDefaultThreads = 4;
   static constexpr size_t kDefaultQueueCapacity = 256;
 
-  // `threads` and `queue_capacity` are at least 1 (0 is taken as 1).
+  // `threads` is at least 1 and `queue_capacity` at least 2 (smaller values are raised).
   explicit BlockingPool(size_t threads = kDefaultThreads,
                         size_t queue_capacity = kDefaultQueueCapacity);
   ~BlockingPool();  // stop()

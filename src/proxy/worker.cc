@@ -72,6 +72,7 @@ Worker::~Worker() {
     slot = nullptr;
   }
   owned_cluster_state_.clear();
+  loop_.run_completions();  // blocking jobs the pool cancelled at shutdown free themselves
   for (auto* s : free_streams_) delete s;
   delete current_;
   for (auto* s : old_snapshots_) delete s;

@@ -31,6 +31,7 @@ struct WorkerServices {
   observe::ErrorLog* log = nullptr;
   observe::AccessLogWriter* access_log = nullptr;  // nullptr: access log off
   size_t workers = 1;  // how many workers share per-process limits
+  core::BlockingPool* blocking = nullptr;  // work that must block (nullptr: none)
   observe::Counter* cx_total = nullptr;
   observe::Gauge* cx_active = nullptr;
   observe::Counter* protocol_errors = nullptr;
@@ -70,6 +71,7 @@ class Worker final : public http::http1::ConnectionOwner,
   // pipeline::WorkerContext
   size_t index() const override { return index_; }
   core::EventLoop& loop() override { return loop_; }
+  core::BlockingPool* blocking_pool() override { return services_.blocking; }
   core::BlockPool& blocks() { return blocks_; }
   const WorkerServices& services() const { return services_; }
   Rng& rng() { return rng_; }

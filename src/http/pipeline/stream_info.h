@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "core/blocking_pool.h"
 #include "core/event_loop.h"
 
 namespace citadel::pipeline {
@@ -16,6 +17,8 @@ class WorkerContext {
  public:
   virtual size_t index() const = 0;
   virtual core::EventLoop& loop() = 0;
+  // The process's pool for work that must block (see blocking.h); nullptr when there is none.
+  virtual core::BlockingPool* blocking_pool() = 0;
 
  protected:
   ~WorkerContext() = default;

@@ -16,6 +16,7 @@ class FakeWorker final : public WorkerContext {
  public:
   size_t index() const override { return 0; }
   core::EventLoop& loop() override { return loop_; }
+  core::BlockingPool* blocking_pool() override { return nullptr; }
 
  private:
   core::EventLoop loop_;

@@ -42,6 +42,7 @@ class RecordingContext final : public pipeline::HandlerContext, public pipeline:
   const http::ConnectionInfo& connection() const override { return conn_; }
   size_t index() const override { return 0; }
   core::EventLoop& loop() override { return loop_; }
+  core::BlockingPool* blocking_pool() override { return nullptr; }
 
   http::RequestHead req;
   http::ResponseHead resp;
