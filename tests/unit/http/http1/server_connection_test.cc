@@ -126,9 +126,7 @@ class ServerConnectionTest : public ::testing::Test {
   ServerConnection conn_;
 };
 
-TEST_F(ServerConnectionTest, RegistersItsTransportOnStart) {
-  EXPECT_TRUE(transport_.registered);
-}
+TEST_F(ServerConnectionTest, RegistersItsTransportOnStart) { EXPECT_TRUE(transport_.registered); }
 
 TEST_F(ServerConnectionTest, ParsesARequestDeliveredOneByteAtATime) {
   const std::string req =
@@ -221,8 +219,8 @@ TEST_F(ServerConnectionTest, ReadsOnWithoutAnEdgeWhenAReadFillsTheRoom) {
 TEST_F(ServerConnectionTest, ShortWritesKeepTheRestForTheNextWritableEdge) {
   factory_.answer = std::string(5000, 'r');
   const std::string expected = response(factory_.answer);
-  transport_.write_limit = 7;    // each write takes at most 7 bytes
-  transport_.write_budget = 100; // and then the socket is full
+  transport_.write_limit = 7;     // each write takes at most 7 bytes
+  transport_.write_budget = 100;  // and then the socket is full
   send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   // (Compared as booleans: a mismatch would print kilobytes.)
   EXPECT_EQ(transport_.output.size(), 100u);

@@ -15,10 +15,12 @@ namespace citadel::http::testing {
 
 class FakeTransport final : public Transport {
  public:
-  // Bytes the peer sends, returned by reads in order; one piece never spans two reads' worth of
-  // edges: when a read takes a piece's last byte it returns kDrained, as a socket whose queue
-  // is empty would. `eof`: the peer's end comes with the piece's last byte (kEof with data).
-  void deliver(std::string_view bytes, bool eof = false) { input_.push_back({std::string(bytes), eof}); }
+  // Bytes the peer sends, as one readiness edge's worth. Reads return them in order: kMore while
+  // a read fills its room, kDrained when it takes the last byte with room to spare (a socket
+  // whose queue is now empty), and with `eof`, kEof together with the last bytes.
+  void deliver(std::string_view bytes, bool eof = false) {
+    input_.push_back({std::string(bytes), eof});
+  }
   // The peer ends its side after what was delivered.
   void deliver_eof() { deliver({}, true); }
   bool input_pending() const { return !input_.empty(); }
