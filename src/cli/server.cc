@@ -17,7 +17,7 @@
 #include <thread>
 
 #include "citadel/build_info.h"
-#include "http/http1/wire.h"
+#include "http/transport/socket_transport.h"
 #include "proxy/upstream_pool.h"
 
 namespace citadel::cli {
@@ -160,21 +160,22 @@ class Server::AdminListener final : public core::IoHandler {
     while (true) {
       int fd = -1;
       http::ConnectionInfo info;
-      auto r = http::http1::accept_client(fd_, fd, info);
-      if (r == http::http1::AcceptResult::kNoDescriptors) {
-        server_.loop_.arm(retry_, http::http1::kAcceptRetryMs);
+      auto r = http::accept_client(fd_, fd, info);
+      if (r == http::AcceptResult::kNoDescriptors) {
+        server_.loop_.arm(retry_, http::kAcceptRetryMs);
       }
-      if (r != http::http1::AcceptResult::kAccepted) return;
-      auto* c = new http::http1::ServerConnection(fd, info, settings_, server_.loop_,
-                                                  server_.admin_blocks_, *server_.admin_factory_,
-                                                  server_);
+      if (r != http::AcceptResult::kAccepted) return;
+      // The admin API speaks HTTP/1.1 over a plain socket (TLS and ALPN would pick here too).
+      http::DownstreamConnection* c = new http::http1::PlainServerConnection(
+          http::SocketTransport(fd), info, settings_, server_.loop_, server_.admin_blocks_,
+          *server_.admin_factory_, server_);
       c->next = conns_;
       if (conns_ != nullptr) conns_->prev = c;
       conns_ = c;
       if (!c->start()) c->abort();
     }
   }
-  void unlink(http::http1::ServerConnection& c) {
+  void unlink(http::DownstreamConnection& c) {
     if (c.prev != nullptr) c.prev->next = c.next;
     else if (conns_ == &c) conns_ = c.next;
     if (c.next != nullptr) c.next->prev = c.prev;
@@ -188,7 +189,7 @@ class Server::AdminListener final : public core::IoHandler {
   int fd_;
   core::Timer retry_;
   std::shared_ptr<const http::http1::ServerSettings> settings_;
-  http::http1::ServerConnection* conns_ = nullptr;
+  http::DownstreamConnection* conns_ = nullptr;
 };
 
 Server::Server(std::string config_path, const proxy::FilterRegistry& filters)
@@ -231,7 +232,7 @@ Server::~Server() {
   loop_.clear_graveyard();
 }
 
-void Server::on_connection_closed(http::http1::ServerConnection& c) {
+void Server::on_connection_closed(http::DownstreamConnection& c) {
   if (admin_) admin_->unlink(c);
   loop_.defer_delete(std::unique_ptr<core::Deferred>(&c));
 }

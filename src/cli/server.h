@@ -21,7 +21,7 @@
 
 namespace citadel::cli {
 
-class Server final : public AdminBackend, public http::http1::ConnectionOwner {
+class Server final : public AdminBackend, public http::ConnectionOwner {
  public:
   Server(std::string config_path, const proxy::FilterRegistry& filters);
   ~Server();
@@ -38,7 +38,7 @@ class Server final : public AdminBackend, public http::http1::ConnectionOwner {
   AdminResponse reload() override;
 
   // ConnectionOwner for admin connections.
-  void on_connection_closed(http::http1::ServerConnection& c) override;
+  void on_connection_closed(http::DownstreamConnection& c) override;
   bool draining() const override { return false; }
   std::string_view http_date() override { return date_.now(); }
 

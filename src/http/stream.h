@@ -15,6 +15,14 @@
 
 namespace citadel::http {
 
+// What a TLS transport learned in its handshake. The transport owns the strings; they live as
+// long as the connection.
+struct TlsInfo {
+  std::string_view sni;           // the server name the client asked for; empty: none
+  std::string_view alpn;          // the protocol ALPN chose ("h2", "http/1.1"); empty: none
+  std::string_view peer_subject;  // the client certificate's subject, one line; empty: none
+};
+
 // What the pipeline knows of the downstream connection.
 struct ConnectionInfo {
   char peer_ip[46] = {0};  // textual address of the client
@@ -22,6 +30,16 @@ struct ConnectionInfo {
   bool tls = false;
   PathNormalizeOptions path_options;  // the listener's path handling
   uint64_t id = 0;
+  // Filled by a TLS transport; nullptr on a plain connection, which so pays one pointer for it.
+  const TlsInfo* tls_info = nullptr;
+
+  std::string_view sni() const { return tls_info != nullptr ? tls_info->sni : std::string_view(); }
+  std::string_view alpn() const {
+    return tls_info != nullptr ? tls_info->alpn : std::string_view();
+  }
+  std::string_view peer_subject() const {
+    return tls_info != nullptr ? tls_info->peer_subject : std::string_view();
+  }
 };
 
 // Implemented by the codec. The handler sends its response through it.

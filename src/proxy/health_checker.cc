@@ -77,10 +77,9 @@ class HealthChecker::Probe final : public http::http1::ClientCallbacks,
     passed_ = false;
     arena_.reset();
     head_.reset();
-    conn_ = new http::http1::ClientConnection(loop_, blocks_, *this);
-    if (!conn_->connect(reinterpret_cast<const sockaddr*>(&ep_.addr), ep_.addr_len)) {
-      delete conn_;
-      conn_ = nullptr;
+    conn_ = http::http1::connect_plain(reinterpret_cast<const sockaddr*>(&ep_.addr),
+                                       ep_.addr_len, loop_, blocks_, *this);
+    if (conn_ == nullptr) {
       verdict(false, "socket");
       return;
     }

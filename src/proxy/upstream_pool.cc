@@ -21,11 +21,9 @@ http::http1::ClientConnection* EndpointPool::take_idle() {
 }
 
 http::http1::ClientConnection* EndpointPool::connect_new() {
-  auto* c = new http::http1::ClientConnection(loop_, blocks_, *this);
-  if (!c->connect(reinterpret_cast<const sockaddr*>(&ep_.addr), ep_.addr_len)) {
-    delete c;
-    return nullptr;
-  }
+  auto* c = http::http1::connect_plain(reinterpret_cast<const sockaddr*>(&ep_.addr),
+                                       ep_.addr_len, loop_, blocks_, *this);
+  if (c == nullptr) return nullptr;
   owner_.on_connection_opened();
   stats_.cx_total->add(worker_);
   return c;

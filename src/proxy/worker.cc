@@ -10,7 +10,7 @@
 #include <cstring>
 #include <ctime>
 
-#include "http/http1/wire.h"
+#include "http/transport/socket_transport.h"
 #include "proxy/active_stream.h"
 #include "proxy/upstream_pool.h"
 
@@ -218,9 +218,9 @@ void Worker::accept_from(Listener& l) {
     }
     int fd = -1;
     http::ConnectionInfo info;
-    auto accepted = http::http1::accept_client(l.fd, fd, info);
-    if (accepted != http::http1::AcceptResult::kAccepted) {
-      if (accepted == http::http1::AcceptResult::kNoDescriptors) {
+    auto accepted = http::accept_client(l.fd, fd, info);
+    if (accepted != http::AcceptResult::kAccepted) {
+      if (accepted == http::AcceptResult::kNoDescriptors) {
         // The client stays queued; edge-triggered epoll would not report it again, so try
         // again shortly rather than on the next arrival.
         int err = errno;
@@ -231,14 +231,14 @@ void Worker::accept_from(Listener& l) {
                            "worker; trying again in %llums",
                            l.name.c_str(), std::strerror(err),
                            static_cast<unsigned long long>(connection_count_),
-                           static_cast<unsigned long long>(http::http1::kAcceptRetryMs));
-        loop_.arm(l.retry_timer, http::http1::kAcceptRetryMs);
+                           static_cast<unsigned long long>(http::kAcceptRetryMs));
+        loop_.arm(l.retry_timer, http::kAcceptRetryMs);
       }
       return;  // EAGAIN, or an error that a later edge will retry
     }
     info.path_options = l.path_options;
     info.id = (static_cast<uint64_t>(index_) << 48) | next_connection_id_++;
-    auto* c = new http::http1::ServerConnection(fd, info, l.settings, loop_, blocks_, *this, *this);
+    http::DownstreamConnection* c = new_connection(fd, info, l);
     c->next = connections_;
     if (connections_ != nullptr) connections_->prev = c;
     connections_ = c;
@@ -261,7 +261,16 @@ void Worker::accept_from(Listener& l) {
   }
 }
 
-void Worker::on_connection_closed(http::http1::ServerConnection& c) {
+http::DownstreamConnection* Worker::new_connection(int fd, const http::ConnectionInfo& info,
+                                                   Listener& l) {
+  // Only HTTP/1.1 over a plain socket exists. A TLS listener will first hand the socket to a
+  // handshake (a DownstreamConnection of its own, in this list meanwhile); its ALPN result
+  // ("h2", else HTTP/1.1) then picks the codec here, over the TLS transport.
+  return new http::http1::PlainServerConnection(http::SocketTransport(fd), info, l.settings, loop_,
+                                                blocks_, *this, *this);
+}
+
+void Worker::on_connection_closed(http::DownstreamConnection& c) {
   if (c.prev != nullptr) c.prev->next = c.next;
   else connections_ = c.next;
   if (c.next != nullptr) c.next->prev = c.prev;

@@ -13,6 +13,7 @@
 #include "core/buffer.h"
 #include "core/event_loop.h"
 #include "http/date.h"
+#include "http/downstream_connection.h"
 #include "http/http1/server_connection.h"
 #include "http/pipeline/stream_info.h"
 #include "observe/log.h"
@@ -47,7 +48,7 @@ struct WorkerSnapshot {
   uint32_t refs = 0;
 };
 
-class Worker final : public http::http1::ConnectionOwner,
+class Worker final : public http::ConnectionOwner,
                      public http::StreamFactory,
                      public pipeline::WorkerContext {
  public:
@@ -91,7 +92,7 @@ class Worker final : public http::http1::ConnectionOwner,
   size_t log_timestamp(char* out);
 
   // ConnectionOwner
-  void on_connection_closed(http::http1::ServerConnection& conn) override;
+  void on_connection_closed(http::DownstreamConnection& conn) override;
   bool draining() const override { return draining_; }
   void on_protocol_error(int) override { services_.protocol_errors->add(index_); }
   std::string_view http_date() override { return date_.now(); }
@@ -101,6 +102,9 @@ class Worker final : public http::http1::ConnectionOwner,
  private:
   class Listener;
   void accept_from(Listener& l);
+  // The connection for a client just accepted on `l`: the codec is chosen here.
+  http::DownstreamConnection* new_connection(int fd, const http::ConnectionInfo& info,
+                                             Listener& l);
   static void on_accept_retry(void* listener);
   // Stops `l` accepting for good; it is freed once its last connection has closed.
   void retire_listener(std::unique_ptr<Listener> l);
@@ -117,7 +121,7 @@ class Worker final : public http::http1::ConnectionOwner,
   std::thread thread_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<Listener>> retired_listeners_;  // with connections still open
-  http::http1::ServerConnection* connections_ = nullptr;  // intrusive list
+  http::DownstreamConnection* connections_ = nullptr;  // intrusive list, every protocol
   size_t connection_count_ = 0;
   uint64_t next_connection_id_ = 1;
   WorkerSnapshot* current_ = nullptr;

@@ -1,9 +1,6 @@
 #include "http/http1/client_connection.h"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/epoll.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -27,32 +24,30 @@ std::string_view failure_name(ClientFailure kind) {
   return "unknown";
 }
 
-ClientConnection::ClientConnection(core::EventLoop& loop, core::BlockPool& pool,
-                                   ClientOwner& owner)
-    : idle_timer(&ClientConnection::on_idle_timeout, this), loop_(loop), owner_(owner), in_(&pool), out_(&pool) {}
+ClientConnection::ClientConnection(Transport& transport, core::EventLoop& loop,
+                                   core::BlockPool& pool, ClientOwner& owner)
+    : idle_timer(&ClientConnection::on_idle_timeout, this),
+      transport_(transport),
+      loop_(loop),
+      owner_(owner),
+      in_(&pool),
+      out_(&pool) {}
 
-ClientConnection::~ClientConnection() {
-  if (fd_ >= 0) ::close(fd_);
+bool ClientConnection::start() {
+  state_ = State::kConnecting;
+  return transport_.register_with(loop_, *this).ok();
 }
 
-bool ClientConnection::connect(const sockaddr* addr, socklen_t len) {
-  fd_ = ::socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd_ < 0) return false;
-  int one = 1;
-  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  int rc = ::connect(fd_, addr, len);
-  if (rc != 0 && errno != EINPROGRESS) {
-    ::close(fd_);
-    fd_ = -1;
-    return false;
+ClientConnection* connect_plain(const sockaddr* addr, socklen_t len, core::EventLoop& loop,
+                                core::BlockPool& pool, ClientOwner& owner) {
+  int fd = connect_socket(addr, len);
+  if (fd < 0) return nullptr;
+  auto* c = new PlainClientConnection(SocketTransport(fd), loop, pool, owner);
+  if (!c->start()) {
+    delete c;
+    return nullptr;
   }
-  state_ = State::kConnecting;
-  if (!loop_.add(fd_, this).ok()) {
-    ::close(fd_);
-    fd_ = -1;
-    return false;
-  }
-  return true;
+  return c;
 }
 
 void ClientConnection::send_head(const RequestHead& head, std::string_view target) {
@@ -116,11 +111,10 @@ void ClientConnection::run_task() {
 
 void ClientConnection::on_io(uint32_t events) {
   if (state_ == State::kClosed) return;
+  events = transport_.ready(events);
   if (state_ == State::kConnecting) {
     if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == 0) return;
-    int err = 0;
-    socklen_t len = sizeof err;
-    ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
+    int err = transport_.connect_error();
     if (err != 0 || (events & EPOLLERR) != 0) {
       fail(ClientFailure::kConnectFailure, err != 0 ? std::strerror(err) : "connect failed");
       return;
@@ -140,18 +134,17 @@ void ClientConnection::flush() {
   // writing, or a flush that drains everything at once would never wake it up.
   if (out_.size() > kHighWatermark) was_blocked_ = true;
   while (!out_.empty()) {
-    ssize_t n = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL);
+    long n = transport_.write(out_.data(), out_.size());
     if (n > 0) {
       out_.consume(static_cast<size_t>(n));
       continue;
     }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) break;
+    if (n == 0) break;  // the rest goes on the next EPOLLOUT
     fail(head_received_ ? ClientFailure::kResetAfterHead : ClientFailure::kReset,
          "upstream write failed");
     return;
   }
-  if (out_.empty() && state_ == State::kTunnel && request_done_) ::shutdown(fd_, SHUT_WR);
+  if (out_.empty() && state_ == State::kTunnel && request_done_) transport_.shutdown_write();
   if (out_.size() > kHighWatermark) {
     was_blocked_ = true;
   } else if (was_blocked_ && out_.size() <= kLowWatermark) {
@@ -167,7 +160,7 @@ void ClientConnection::do_read() {
   }
   read_pending_ = false;
   while (!eof_) {
-    ReadResult r = read_once(fd_, in_, kReadChunk);
+    ReadResult r = transport_.read(in_, kReadChunk);
     // A short read is not the end of the input once the upstream has closed: the last data
     // and the FIN can arrive in one segment with one edge, and a close-delimited body ends
     // only at the EOF. Read on until it.
@@ -404,11 +397,7 @@ void ClientConnection::close() {
   if (state_ == State::kClosed) return;
   state_ = State::kClosed;
   loop_.timers().cancel(idle_timer);
-  if (fd_ >= 0) {
-    loop_.remove(fd_);
-    ::close(fd_);
-    fd_ = -1;
-  }
+  transport_.close(loop_);
   in_.release();
   out_.release();
   owner_.on_client_closed(*this);

@@ -3,6 +3,8 @@
 // Owned by a connection pool on one worker (created on demand, destroyed through
 // EventLoop::defer_delete after close); all methods run on that worker's thread. One request at
 // a time; the pool reuses the connection when both directions ended cleanly with keep-alive.
+// It reads and writes through a Transport (http/transport/) and owns no descriptor:
+// connect_plain() opens a socket and builds the codec and its transport as one object.
 #pragma once
 
 #include <sys/socket.h>
@@ -16,6 +18,8 @@
 #include "http/http1/chunked.h"
 #include "http/http1/parser.h"
 #include "http/message.h"
+#include "http/transport/socket_transport.h"
+#include "http/transport/transport.h"
 
 namespace citadel::http::http1 {
 
@@ -66,16 +70,19 @@ class ClientOwner {
   ~ClientOwner() = default;
 };
 
-// Deferred comes first so that deleting through it needs no pointer adjustment.
-class ClientConnection final : public core::Deferred,
-                               public core::IoHandler,
-                               public core::LoopTask {
+// The codec over any transport. Its overrides are final; the only derived classes are
+// WithTransport<ClientConnection, T>, which add the transport's storage.
+class ClientConnection : public core::Deferred, public core::IoHandler, public core::LoopTask {
  public:
-  ClientConnection(core::EventLoop& loop, core::BlockPool& pool, ClientOwner& owner);
-  ~ClientConnection() override;
+  // Runs over `transport`, whose connect is in progress (or done) and which must outlive the
+  // codec (see WithTransport).
+  ClientConnection(Transport& transport, core::EventLoop& loop, core::BlockPool& pool,
+                   ClientOwner& owner);
+  ~ClientConnection() override = default;
 
-  // Starts a non-blocking connect. Returns false when the socket could not even be created.
-  bool connect(const sockaddr* addr, socklen_t len);
+  // Registers with the loop; the connect completes (or fails) from there. False: it cannot run
+  // (the caller deletes it; no callback was made).
+  bool start();
   bool connected() const { return state_ != State::kConnecting; }
 
   void attach(ClientCallbacks* cb) { cb_ = cb; }
@@ -98,8 +105,8 @@ class ClientConnection final : public core::Deferred,
   void close();
   bool closed() const { return state_ == State::kClosed; }
 
-  void on_io(uint32_t events) override;
-  void run_task() override;
+  void on_io(uint32_t events) final;
+  void run_task() final;
 
   // Armed by the pool while the connection waits idle; closes it when it fires.
   core::Timer idle_timer;
@@ -116,7 +123,7 @@ class ClientConnection final : public core::Deferred,
   static void on_idle_timeout(void* self);
   void response_complete();
 
-  int fd_ = -1;
+  Transport& transport_;
   core::EventLoop& loop_;
   ClientOwner& owner_;
   ClientCallbacks* cb_ = nullptr;
@@ -139,5 +146,13 @@ class ClientConnection final : public core::Deferred,
   bool was_blocked_ = false;
   bool in_process_ = false;
 };
+
+// The HTTP/1.1 client codec over a plain socket, in one allocation.
+using PlainClientConnection = WithTransport<ClientConnection, SocketTransport>;
+
+// Starts a plain connection to `addr` with its codec, registered with `loop`. nullptr when no
+// socket could be created or the connect failed at once (errno set); no callback is made then.
+ClientConnection* connect_plain(const sockaddr* addr, socklen_t len, core::EventLoop& loop,
+                                core::BlockPool& pool, ClientOwner& owner);
 
 }  // namespace citadel::http::http1

@@ -1,10 +1,7 @@
 #include "http/http1/server_connection.h"
 
 #include <sys/epoll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <cstring>
 
 #include "http/http1/wire.h"
@@ -36,12 +33,12 @@ void append_status_line(core::Buffer& b, int status, std::string_view reason) {
 
 }  // namespace
 
-ServerConnection::ServerConnection(int fd, const ConnectionInfo& info,
+ServerConnection::ServerConnection(Transport& transport, const ConnectionInfo& info,
                                    std::shared_ptr<const ServerSettings> settings,
                                    core::EventLoop& loop,
                                    core::BlockPool& pool, StreamFactory& factory,
                                    ConnectionOwner& owner)
-    : fd_(fd),
+    : transport_(transport),
       info_(info),
       settings_(std::move(settings)),
       loop_(loop),
@@ -52,12 +49,8 @@ ServerConnection::ServerConnection(int fd, const ConnectionInfo& info,
       idle_timer_(&ServerConnection::on_idle_timer, this),
       request_timer_(&ServerConnection::on_request_timer, this) {}
 
-ServerConnection::~ServerConnection() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
 bool ServerConnection::start() {
-  if (!loop_.add(fd_, this).ok()) return false;
+  if (!transport_.register_with(loop_, *this).ok()) return false;
   arm_idle_timer(settings_->header_timeout_ms);
   return true;
 }
@@ -81,6 +74,7 @@ void ServerConnection::close_when_idle() {
 
 void ServerConnection::on_io(uint32_t events) {
   if (state_ == State::kClosed) return;
+  events = transport_.ready(events);
   if ((events & EPOLLERR) != 0) {
     close("socket error");
     return;
@@ -93,11 +87,14 @@ void ServerConnection::on_io(uint32_t events) {
 
 void ServerConnection::do_read() {
   if (state_ == State::kLingering) {
+    // Read and drop until the client's EOF (or the linger timer), so that a reset does not
+    // destroy the response still in the client's receive buffer.
     char sink[4096];
     while (true) {
-      ssize_t n = ::read(fd_, sink, sizeof sink);
-      if (n > 0) continue;
-      if (n == 0 || errno != EAGAIN) close("lingering close done");
+      size_t n = 0;
+      ReadResult r = transport_.read_into(sink, sizeof sink, n);
+      if (r == ReadResult::kMore || (r == ReadResult::kDrained && n > 0)) continue;
+      if (r != ReadResult::kDrained) close("lingering close done");
       return;
     }
   }
@@ -113,7 +110,7 @@ void ServerConnection::do_read() {
   if (!read_eof_) {
     // One read, then process: backpressure may pause us and a head may be complete; the loop
     // reads on (read_pending_) when the read filled the buffer.
-    switch (read_once(fd_, in_, kReadChunk)) {
+    switch (transport_.read(in_, kReadChunk)) {
       case ReadResult::kDrained:
         // A short read does not mean the peer is still there: data and FIN can come in one
         // segment with one edge. Once the peer has closed, read on until the EOF.
@@ -123,7 +120,7 @@ void ServerConnection::do_read() {
         read_pending_ = true;
         break;
       case ReadResult::kEof:
-        read_eof_ = true;
+        read_eof_ = true;  // bytes that came with it are in in_, and are processed first
         break;
       case ReadResult::kError:
         close("read error");
@@ -237,7 +234,6 @@ bool ServerConnection::parse_head() {
   move_head_to_arena(head, data.data(), r.consumed, stream_->arena());
   in_.consume(r.consumed);
   head.scheme = info_.tls ? "https" : "http";
-  ++requests_;
   keep_alive_ = head.keep_alive;
   is_head_ = head.is_head;
   request_http10_ = head.version_minor == 0;
@@ -401,7 +397,7 @@ void ServerConnection::send_headers(ResponseHead& head, bool end_stream) {
   }
   if (no_body) chunked_out_ = false;
   loop_.schedule(this);
-  if (end_stream) send_data({}, true);
+  if (end_stream) send_body({}, true, nullptr);
 }
 
 void ServerConnection::send_body(std::string_view data, bool end_stream,
@@ -460,13 +456,12 @@ void ServerConnection::flush() {
   // writing, or a flush that drains everything at once would never wake it up.
   if (out_.size() > settings_->high_watermark) was_blocked_ = true;
   while (!out_.empty()) {
-    ssize_t n = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL);
+    long n = transport_.write(out_.data(), out_.size());
     if (n > 0) {
       out_.consume(static_cast<size_t>(n));
       continue;
     }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) break;
+    if (n == 0) break;  // the rest goes on the next EPOLLOUT
     release_stream("downstream write failed");
     close("write error");
     return;
@@ -524,7 +519,7 @@ void ServerConnection::send_local_error(int status, std::string_view reason) {
 
 void ServerConnection::start_lingering_close() {
   if (state_ == State::kClosed || state_ == State::kLingering) return;
-  ::shutdown(fd_, SHUT_WR);
+  transport_.shutdown_write();
   if (read_eof_) {
     close("closed after response");
     return;
@@ -572,9 +567,7 @@ void ServerConnection::close(std::string_view reason) {
   state_ = State::kClosed;
   loop_.timers().cancel(idle_timer_);
   loop_.timers().cancel(request_timer_);
-  loop_.remove(fd_);
-  ::close(fd_);
-  fd_ = -1;
+  transport_.close(loop_);
   in_.release();
   out_.release();
   owner_.on_connection_closed(*this);  // hands us to defer_delete

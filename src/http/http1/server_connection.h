@@ -3,9 +3,11 @@
 // Owned by its worker (created on accept, destroyed through EventLoop::defer_delete after
 // close); every method runs on that worker's thread. Pipelined requests are parsed only after
 // the previous response is complete, so responses leave in order. Request and response bodies
-// are streamed in pieces with backpressure both ways: the codec stops reading the socket while
-// the handler has paused the request body, and reports write_blocked() while its send buffer is
-// above the high watermark.
+// are streamed in pieces with backpressure both ways: the codec stops reading while the handler
+// has paused the request body, and reports write_blocked() while its send buffer is above the
+// high watermark. It reads and writes through a Transport (http/transport/) and owns no
+// descriptor: PlainServerConnection is the codec and a plain socket in one object, and TLS will
+// be another transport under the same codec.
 #pragma once
 
 #include <cstdint>
@@ -15,8 +17,11 @@
 #include "core/buffer.h"
 #include "core/event_loop.h"
 #include "http/http1/chunked.h"
+#include "http/downstream_connection.h"
 #include "http/http1/parser.h"
 #include "http/stream.h"
+#include "http/transport/socket_transport.h"
+#include "http/transport/transport.h"
 
 namespace citadel::http::http1 {
 
@@ -30,69 +35,45 @@ struct ServerSettings {
   size_t low_watermark = 64 * 1024;
 };
 
-class ServerConnection;
-
-// The worker side of a connection's life.
-class ConnectionOwner {
+// The codec over any transport. Its overrides are final, so its own calls stay direct; the
+// only derived classes are WithTransport<ServerConnection, T>, which add the transport's storage.
+class ServerConnection : public DownstreamConnection,
+                         public core::IoHandler,
+                         public core::LoopTask,
+                         public ServerStream {
  public:
-  virtual void on_connection_closed(ServerConnection& conn) = 0;
-  // True while the worker drains: responses carry Connection: close, idle connections close.
-  virtual bool draining() const = 0;
-  // A request was refused as malformed or over a limit (answered with `status`).
-  virtual void on_protocol_error(int status) { (void)status; }
-  // The current HTTP date, for the Date field of every response that lacks one (the owner
-  // formats it once per second for all its connections).
-  virtual std::string_view http_date() = 0;
-
- protected:
-  ~ConnectionOwner() = default;
-};
-
-// Deferred comes first so that deleting through it needs no pointer adjustment.
-class ServerConnection final : public core::Deferred,
-                               public core::IoHandler,
-                               public core::LoopTask,
-                               public ServerStream {
- public:
-  // Takes ownership of the connected, non-blocking socket `fd`. `settings` must outlive the
-  // connection (the listener keeps them alive through a shared_ptr the worker holds).
-  ServerConnection(int fd, const ConnectionInfo& info,
+  // Runs over `transport` (connected, not yet registered), which must outlive the codec (see
+  // WithTransport). `settings` must outlive the connection (the listener keeps them alive
+  // through a shared_ptr the worker holds).
+  ServerConnection(Transport& transport, const ConnectionInfo& info,
                    std::shared_ptr<const ServerSettings> settings,
                    core::EventLoop& loop, core::BlockPool& pool, StreamFactory& factory,
                    ConnectionOwner& owner);
-  ~ServerConnection() override;
+  ~ServerConnection() override = default;
 
-  // Registers with the loop and starts reading.
-  bool start();
-  // Closes an idle connection now, or asks a busy one to close after its response (drain).
-  void close_when_idle();
-  // Closes now, resetting any request in flight (shutdown after a drain timeout).
-  void abort() { close("shutdown"); }
+  // DownstreamConnection
+  bool start() final;
+  void close_when_idle() final;
+  void abort() final { close("shutdown"); }
 
   // core::IoHandler
-  void on_io(uint32_t events) override;
+  void on_io(uint32_t events) final;
   // core::LoopTask: flush writes, continue pipelined input.
-  void run_task() override;
+  void run_task() final;
 
   // ServerStream
-  void send_informational(const ResponseHead& head) override;
-  void send_headers(ResponseHead& head, bool end_stream) override;
-  void send_data(std::string_view data, bool end_stream) override {
+  void send_informational(const ResponseHead& head) final;
+  void send_headers(ResponseHead& head, bool end_stream) final;
+  void send_data(std::string_view data, bool end_stream) final {
     send_body(data, end_stream, nullptr);
   }
-  void send_trailers(const HeaderMap& trailers) override { send_body({}, true, &trailers); }
-  bool write_blocked() const override { return out_.size() > settings_->high_watermark; }
-  void pause_request_body() override { read_paused_ = true; }
-  void resume_request_body() override;
-  void reset() override;
-  void close_after_response() override { close_after_ = true; }
-  const ConnectionInfo& connection() const override { return info_; }
-
-  // Intrusive list links for the worker's connection list, and the owner's tag for it (the
-  // worker: the listener that accepted the connection).
-  ServerConnection* prev = nullptr;
-  ServerConnection* next = nullptr;
-  void* owner_tag = nullptr;
+  void send_trailers(const HeaderMap& trailers) final { send_body({}, true, &trailers); }
+  bool write_blocked() const final { return out_.size() > settings_->high_watermark; }
+  void pause_request_body() final { read_paused_ = true; }
+  void resume_request_body() final;
+  void reset() final;
+  void close_after_response() final { close_after_ = true; }
+  const ConnectionInfo& connection() const final { return info_; }
 
  private:
   void send_body(std::string_view data, bool end_stream, const HeaderMap* trailers);
@@ -121,7 +102,7 @@ class ServerConnection final : public core::Deferred,
   static void on_idle_timer(void* self);
   static void on_request_timer(void* self);
 
-  int fd_;
+  Transport& transport_;
   ConnectionInfo info_;
   // Shared with the listener; a reload gives the listener new settings, this connection keeps
   // the ones it was accepted with.
@@ -137,27 +118,31 @@ class ServerConnection final : public core::Deferred,
   ChunkedDecoder chunked_;
   uint64_t body_remaining_ = 0;
   size_t head_scanned_ = 0;
-  uint64_t requests_ = 0;
 
+  // One bit each: an idle keep-alive connection is this object and nothing else, and its size
+  // is what an idle client costs (the benchmarks compare it with nginx's).
   State state_ = State::kIdle;
-  bool read_paused_ = false;    // the handler paused the request body
-  bool read_pending_ = false;   // input may be waiting in the socket while paused
-  bool read_eof_ = false;
-  bool in_process_ = false;
-  bool need_process_ = false;
-  bool was_blocked_ = false;
-  bool close_after_ = false;    // close once this response is written
-  bool keep_alive_ = true;
-  bool is_head_ = false;
-  bool upgrade_requested_ = false;
-  bool resp_started_ = false;
-  bool resp_done_ = false;
-  bool chunked_out_ = false;
-  bool request_http10_ = false;
-  bool tunnel_eof_sent_ = false;
-  bool line_checked_ = false;   // the request line of the head being read has been parsed
-  bool output_blocked_ = false; // the next request waits until the output drains (pipelining)
-  bool peer_closed_ = false;    // EPOLLRDHUP seen: read until EOF, a short read is not the end
+  bool read_paused_ : 1 = false;   // the handler paused the request body
+  bool read_pending_ : 1 = false;  // input may be waiting in the socket while paused
+  bool read_eof_ : 1 = false;
+  bool in_process_ : 1 = false;
+  bool need_process_ : 1 = false;
+  bool was_blocked_ : 1 = false;
+  bool close_after_ : 1 = false;  // close once this response is written
+  bool keep_alive_ : 1 = true;
+  bool is_head_ : 1 = false;
+  bool upgrade_requested_ : 1 = false;
+  bool resp_started_ : 1 = false;
+  bool resp_done_ : 1 = false;
+  bool chunked_out_ : 1 = false;
+  bool request_http10_ : 1 = false;
+  bool tunnel_eof_sent_ : 1 = false;
+  bool line_checked_ : 1 = false;    // the request line of the head being read has been parsed
+  bool output_blocked_ : 1 = false;  // the next request waits until the output drains (pipelining)
+  bool peer_closed_ : 1 = false;     // EPOLLRDHUP seen: read until EOF, a short read is not the end
 };
+
+// The HTTP/1.1 codec over a plain socket, in one allocation.
+using PlainServerConnection = WithTransport<ServerConnection, SocketTransport>;
 
 }  // namespace citadel::http::http1

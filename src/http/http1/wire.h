@@ -1,14 +1,8 @@
-// Small pieces shared by the HTTP/1 server and client codecs and their listeners: accepting,
-// reading, writing heads and moving parsed heads out of a read buffer. No state.
+// Small pieces shared by the HTTP/1 server and client codecs: writing heads and bodies, moving
+// parsed heads out of a read buffer. No state, no I/O (that is the Transport's, in
+// http/transport/).
 #pragma once
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <string_view>
@@ -17,7 +11,6 @@
 #include "core/buffer.h"
 #include "http/headers.h"
 #include "http/http1/chunked.h"
-#include "http/stream.h"
 
 namespace citadel::http::http1 {
 
@@ -52,65 +45,6 @@ inline void append_uint(core::Buffer& b, uint64_t v) {
   char* w = b.prepare(n);
   for (size_t i = 0; i < n; ++i) w[i] = tmp[n - 1 - i];
   b.commit(n);
-}
-
-enum class AcceptResult {
-  kAccepted,
-  kNone,           // nothing queued, or an error that the next edge retries
-  kNoDescriptors,  // out of descriptors or memory (errno says which); the client stays queued
-};
-// How long a listener waits before accepting again after kNoDescriptors: an edge-triggered
-// listening socket does not report the clients still queued.
-constexpr uint64_t kAcceptRetryMs = 100;
-
-// Accepts one client from listening socket `lfd` (non-blocking, close-on-exec, TCP_NODELAY) and
-// records its address in `info`.
-inline AcceptResult accept_client(int lfd, int& fd, ConnectionInfo& info) {
-  while (true) {
-    sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    fd = ::accept4(lfd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-        return AcceptResult::kNoDescriptors;
-      }
-      return AcceptResult::kNone;
-    }
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (ss.ss_family == AF_INET) {
-      const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
-      inet_ntop(AF_INET, &a->sin_addr, info.peer_ip, sizeof info.peer_ip);
-      info.peer_port = ntohs(a->sin_port);
-    } else if (ss.ss_family == AF_INET6) {
-      const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
-      inet_ntop(AF_INET6, &a->sin6_addr, info.peer_ip, sizeof info.peer_ip);
-      info.peer_port = ntohs(a->sin6_port);
-    }
-    return AcceptResult::kAccepted;
-  }
-}
-
-enum class ReadResult { kDrained, kMore, kEof, kError };
-
-// One read() into `in` (at least `chunk` bytes of room). kDrained: the socket had less than the
-// room offered (or nothing: EAGAIN), so the next edge will announce more; kMore: the read filled
-// the room and more may be waiting, which an edge-triggered socket will not announce again.
-// kError leaves errno set.
-inline ReadResult read_once(int fd, core::Buffer& in, size_t chunk) {
-  while (true) {
-    char* w = in.prepare(chunk);
-    size_t room = in.writable();
-    ssize_t n = ::read(fd, w, room);
-    if (n > 0) {
-      in.commit(static_cast<size_t>(n));
-      return static_cast<size_t>(n) < room ? ReadResult::kDrained : ReadResult::kMore;
-    }
-    if (n == 0) return ReadResult::kEof;
-    if (errno == EINTR) continue;
-    return errno == EAGAIN ? ReadResult::kDrained : ReadResult::kError;
-  }
 }
 
 // "name: value\r\n" for every field.
