@@ -155,6 +155,7 @@ struct RewriteConfig {
   std::optional<std::string> strip_prefix;
   std::optional<std::pair<std::string, std::string>> replace_prefix;  // from, to
   std::optional<std::pair<std::string, std::string>> regex;           // pattern, substitution
+  std::string re2_substitution;  // regex's substitution in RE2's syntax (`\1`), set at load
   std::optional<std::string> host;
 };
 

@@ -1,10 +1,10 @@
 // YAML -> Config, with every error reported as file:line: key: what was expected.
 #include <algorithm>
-#include <regex>
 #include <set>
 #include <thread>
 
 #include "proxy/config.h"
+#include "proxy/route_regex.h"
 
 namespace citadel::proxy {
 
@@ -318,14 +318,14 @@ void check_distinct_addresses(const ConfigNode& listeners, const ConfigNode& adm
 // RFC 9110 token characters, lower case (an Upgrade protocol name is a token).
 constexpr const char* kTokenChars = "abcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-.^_`|~";
 
-bool valid_regex(const ConfigNode& n, const std::string& re) {
-  try {
-    std::regex r(re, std::regex::ECMAScript);
-    return true;
-  } catch (const std::regex_error& e) {
-    n.error(std::string("invalid regular expression: ") + e.what());
-    return false;
-  }
+// Compiles a route pattern the way build_snapshot will, so that a pattern RE2 refuses
+// (a backreference, lookaround, an unbalanced group) fails the load with its line.
+std::unique_ptr<re2::RE2> valid_regex(const ConfigNode& n, const std::string& pattern) {
+  auto re = compile_route_regex(pattern);
+  if (re.ok()) return std::move(re.value());
+  n.error("invalid regular expression: " + re.error().message() +
+          " (RE2 syntax: no backreferences, no lookaround)");
+  return nullptr;
 }
 
 void read_route(const ConfigNode& n, const FilterValidator& fv,
@@ -405,7 +405,18 @@ void read_route(const ConfigNode& n, const FilterValidator& fv,
     if (rr.defined() && rr.expect_map()) {
       rr.allow_keys({"pattern", "substitution"});
       r.rewrite.regex = std::make_pair(rr["pattern"].str(), rr["substitution"].str());
-      valid_regex(rr["pattern"], r.rewrite.regex->first);
+      auto re = valid_regex(rr["pattern"], r.rewrite.regex->first);
+      // `$1` as users write it becomes RE2's `\1` here, once, not per request.
+      auto rewrite = to_re2_rewrite(r.rewrite.regex->second);
+      std::string why;
+      if (!rewrite.ok()) {
+        rr["substitution"].error(rewrite.error().message());
+      } else if (re != nullptr && !re->CheckRewriteString(rewrite.value(), &why)) {
+        rr["substitution"].error("names a group the pattern does not have (it has " +
+                                 std::to_string(re->NumberOfCapturingGroups()) + ")");
+      } else {
+        r.rewrite.re2_substitution = std::move(rewrite.value());
+      }
     }
     if (rw["host"].defined()) r.rewrite.host = rw["host"].str();
     int n_rw = (r.rewrite.strip_prefix ? 1 : 0) + (r.rewrite.replace_prefix ? 1 : 0) +

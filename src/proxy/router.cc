@@ -92,7 +92,11 @@ bool Route::matches(const http::RequestHead& head, std::string_view host,
       if (norm_path.substr(0, path.size()) != path) return false;
       break;
     case RouteMatchConfig::kRegex:
-      if (!std::regex_match(norm_path.begin(), norm_path.end(), path_regex)) return false;
+      // A route built without its regex (never by build_snapshot) matches nothing.
+      if (path_regex == nullptr ||
+          !re2::RE2::FullMatch(re2::StringPiece(norm_path.data(), norm_path.size()), *path_regex)) {
+        return false;
+      }
       break;
   }
   if (!methods.empty()) {
@@ -113,7 +117,8 @@ bool Route::matches(const http::RequestHead& head, std::string_view host,
         if (f == nullptr || f->value != hm.spec.value) return false;
         break;
       case HeaderMatch::kRegex:
-        if (f == nullptr || !std::regex_match(f->value.begin(), f->value.end(), hm.re)) {
+        if (f == nullptr || hm.re == nullptr ||
+            !re2::RE2::FullMatch(re2::StringPiece(f->value.data(), f->value.size()), *hm.re)) {
           return false;
         }
         break;
@@ -171,8 +176,10 @@ bool rewrite_target(const Route& r, std::string_view path, std::string_view quer
       out.append(path);
     }
     if (out.empty() || out.front() != '/') out.insert(out.begin(), '/');
-  } else if (rw.regex) {
-    out = std::regex_replace(std::string(path), r.rewrite_regex, rw.regex->second);
+  } else if (rw.regex && r.rewrite_regex != nullptr) {
+    // Every match is replaced, as std::regex_replace did (usually one: patterns are anchored).
+    out.assign(path);
+    re2::RE2::GlobalReplace(&out, *r.rewrite_regex, rw.re2_substitution);
     if (out.empty() || out.front() != '/') out.insert(out.begin(), '/');
   } else {
     return false;

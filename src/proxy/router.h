@@ -3,8 +3,9 @@
 // Immutable once built (part of a Snapshot); match() runs on workers concurrently.
 #pragma once
 
+#include <re2/re2.h>
+
 #include <memory>
-#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,16 +31,16 @@ struct Route {
   std::vector<std::string> wildcard_hosts;  // ".example.com" for "*.example.com"
   RouteMatchConfig::PathKind path_kind = RouteMatchConfig::kAny;
   std::string path;
-  std::regex path_regex;
+  std::unique_ptr<re2::RE2> path_regex;  // kRegex: must match the whole path
   std::vector<std::string> methods;
   struct CompiledHeaderMatch {
     HeaderMatch spec;
-    std::regex re;
+    std::unique_ptr<re2::RE2> re;  // kRegex: must match the whole value
   };
   std::vector<CompiledHeaderMatch> headers;
   // Rewrite.
   RewriteConfig rewrite;
-  std::regex rewrite_regex;
+  std::unique_ptr<re2::RE2> rewrite_regex;  // rewrite.regex's pattern; every match is replaced
   // Target.
   RouteConfig::TargetKind target = RouteConfig::kRespond;
   std::shared_ptr<Cluster> cluster;          // kCluster

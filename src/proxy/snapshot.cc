@@ -1,6 +1,7 @@
 #include "proxy/snapshot.h"
 
 #include "proxy/cluster_handler.h"
+#include "proxy/route_regex.h"
 #include "proxy/targets/redirect.h"
 #include "proxy/targets/respond.h"
 
@@ -10,6 +11,18 @@ namespace {
 std::string lower(std::string s) {
   for (char& c : s) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
   return s;
+}
+
+// Compiles one of a route's patterns. The loader has checked them all, so an error here means a
+// Config that did not come from load_config; it is reported like a config error, not thrown.
+std::unique_ptr<re2::RE2> route_regex(const std::string& pattern, const Config& config,
+                                      const RouteConfig& rc, core::ConfigErrors& errors) {
+  auto re = compile_route_regex(pattern);
+  if (re.ok()) return std::move(re.value());
+  errors.add(config.file + ":" + std::to_string(rc.line) + ": routes: \"" + rc.name +
+                 "\": invalid regular expression: " + re.error().message(),
+             rc.line);
+  return nullptr;
 }
 
 }  // namespace
@@ -86,16 +99,18 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
     r->path_kind = rc.match.path_kind;
     r->path = rc.match.path;
     if (r->path_kind == RouteMatchConfig::kRegex) {
-      r->path_regex = std::regex(r->path, std::regex::ECMAScript | std::regex::optimize);
+      r->path_regex = route_regex(r->path, *config, rc, errors);
     }
     r->methods = rc.match.methods;
     for (const auto& hm : rc.match.headers) {
-      Route::CompiledHeaderMatch c{hm, {}};
-      if (hm.kind == HeaderMatch::kRegex) c.re = std::regex(hm.value, std::regex::ECMAScript);
+      Route::CompiledHeaderMatch c{hm, nullptr};
+      if (hm.kind == HeaderMatch::kRegex) c.re = route_regex(hm.value, *config, rc, errors);
       r->headers.push_back(std::move(c));
     }
     r->rewrite = rc.rewrite;
-    if (rc.rewrite.regex) r->rewrite_regex = std::regex(rc.rewrite.regex->first);
+    if (rc.rewrite.regex) {
+      r->rewrite_regex = route_regex(rc.rewrite.regex->first, *config, rc, errors);
+    }
     r->target = rc.target;
     if (rc.target == RouteConfig::kCluster) r->cluster = snap->clusters.at(rc.cluster);
     if (rc.target == RouteConfig::kCluster) {

@@ -351,6 +351,60 @@ routes:
   EXPECT_TRUE(has_error("routes[0].upgrades[2]: expected an Upgrade protocol name"));
 }
 
+TEST_F(ConfigLoaderTest, RouteRegexesAreRe2AndRewritesKeepTheDollarSyntax) {
+  auto cfg = load(R"(listeners: [{ name: p, address: "127.0.0.1:0" }]
+routes:
+  - match: { path_regex: "^/u/[0-9]+$", headers: [ { name: X-V, regex: "v[0-9]" } ] }
+    rewrite: { regex: { pattern: "^/u/([0-9]+)$", substitution: "/users/$1?all=$&" } }
+    to: { respond: { status: 204 } }
+)");
+  ASSERT_TRUE(cfg) << joined();
+  EXPECT_EQ(cfg->routes[0].rewrite.regex->second, "/users/$1?all=$&");  // as written
+  EXPECT_EQ(cfg->routes[0].rewrite.re2_substitution, "/users/\\1?all=\\0");
+}
+
+TEST_F(ConfigLoaderTest, PatternsRe2CannotCompileAreRefusedWithTheirLine) {
+  EXPECT_FALSE(load(R"yaml(listeners: [{ name: p, address: "127.0.0.1:0" }]
+routes:
+  - match: { path_regex: "(a" }
+    to: { respond: { status: 204 } }
+  - match:
+      headers:
+        - name: X-A
+          regex: "(a)\\1"
+    to: { respond: { status: 204 } }
+  - rewrite:
+      regex: { pattern: "^/(?=x)", substitution: "/" }
+    to: { respond: { status: 204 } }
+  - rewrite:
+      regex:
+        pattern: "^/u/([0-9]+)$"
+        substitution: "/users/$2"
+    to: { respond: { status: 204 } }
+  - rewrite:
+      regex:
+        pattern: "^/u/([0-9]+)$"
+        substitution: "/users/$'"
+    to: { respond: { status: 204 } }
+)yaml"));
+  EXPECT_TRUE(has_error(":3: routes[0].match.path_regex: invalid regular expression: missing ): "
+                        "(a (RE2 syntax: no backreferences, no lookaround)"))
+      << joined();
+  EXPECT_TRUE(has_error(":8: routes[1].match.headers[0].regex: invalid regular expression: "
+                        "invalid escape sequence: \\1"))
+      << joined();
+  EXPECT_TRUE(has_error(":11: routes[2].rewrite.regex.pattern: invalid regular expression: "
+                        "invalid perl operator: (?="))
+      << joined();
+  EXPECT_TRUE(has_error(":16: routes[3].rewrite.regex.substitution: names a group the pattern "
+                        "does not have (it has 1)"))
+      << joined();
+  EXPECT_TRUE(has_error(":21: routes[4].rewrite.regex.substitution: $' (the text around the "
+                        "match) is not supported"))
+      << joined();
+  EXPECT_EQ(errors.all().size(), 5u) << joined();
+}
+
 TEST(HostPort, Parse) {
   EXPECT_EQ(parse_host_port("127.0.0.1:80")->port, 80);
   EXPECT_EQ(parse_host_port("[::1]:443")->host, "::1");

@@ -2,11 +2,31 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 
+#include "proxy/route_regex.h"
+
 namespace citadel::proxy {
 namespace {
+
+std::unique_ptr<re2::RE2> re(std::string_view pattern) {
+  auto r = compile_route_regex(pattern);
+  EXPECT_TRUE(r.ok()) << pattern;
+  return r.ok() ? std::move(r.value()) : nullptr;
+}
+
+// A route whose regex rewrite is set up as load_config and build_snapshot do it.
+std::unique_ptr<Route> regex_rewrite(std::string pattern, std::string substitution) {
+  auto r = std::make_unique<Route>();
+  auto rewrite = to_re2_rewrite(substitution);
+  EXPECT_TRUE(rewrite.ok()) << substitution;
+  r->rewrite.re2_substitution = rewrite.ok() ? rewrite.value() : "";
+  r->rewrite_regex = re(pattern);
+  r->rewrite.regex = std::make_pair(std::move(pattern), std::move(substitution));
+  return r;
+}
 
 http::RequestHead req(std::string_view method, std::string_view authority) {
   http::RequestHead h;
@@ -31,7 +51,7 @@ TEST(Router, FirstMatchWinsByPathKind) {
   prefix->path = "/api/";
   auto regex = route("regex");
   regex->path_kind = RouteMatchConfig::kRegex;
-  regex->path_regex = std::regex("^/users/[0-9]+$");
+  regex->path_regex = re("^/users/[0-9]+$");
   auto any = route("any");
   t.add(std::move(exact));
   t.add(std::move(prefix));
@@ -64,11 +84,11 @@ TEST(Router, MethodsAndHeaders) {
   HeaderMatch present{"X-A", HeaderMatch::kPresent, ""};
   HeaderMatch exact{"X-B", HeaderMatch::kExact, "1"};
   HeaderMatch absent{"X-C", HeaderMatch::kAbsent, ""};
-  HeaderMatch re{"X-D", HeaderMatch::kRegex, ""};
-  r->headers.push_back({present, {}});
-  r->headers.push_back({exact, {}});
-  r->headers.push_back({absent, {}});
-  r->headers.push_back({re, std::regex("^v[0-9]$")});
+  HeaderMatch regex{"X-D", HeaderMatch::kRegex, ""};
+  r->headers.push_back({present, nullptr});
+  r->headers.push_back({exact, nullptr});
+  r->headers.push_back({absent, nullptr});
+  r->headers.push_back({regex, re("^v[0-9]$")});
   t.add(std::move(r));
   auto h = req("POST", "a");
   h.headers.add("x-a", "");
@@ -88,23 +108,112 @@ TEST(Router, MethodsAndHeaders) {
 
 TEST(Rewrite, StripReplaceRegex) {
   std::string out;
-  Route strip;
-  strip.rewrite.strip_prefix = "/api/v2";
-  ASSERT_TRUE(rewrite_target(strip, "/api/v2/users", "a=1", out));
+  // On the heap: GCC 12 misreads the optional<string> of a Route on the stack as uninitialised.
+  auto strip = route("strip");
+  strip->rewrite.strip_prefix = "/api/v2";
+  ASSERT_TRUE(rewrite_target(*strip, "/api/v2/users", "a=1", out));
   EXPECT_EQ(out, "/users?a=1");
-  ASSERT_TRUE(rewrite_target(strip, "/api/v2", "", out));
+  ASSERT_TRUE(rewrite_target(*strip, "/api/v2", "", out));
   EXPECT_EQ(out, "/");
-  Route replace;
-  replace.rewrite.replace_prefix = std::make_pair(std::string("/v1/"), std::string("/legacy/"));
-  ASSERT_TRUE(rewrite_target(replace, "/v1/x", "", out));
+  auto replace = route("replace");
+  replace->rewrite.replace_prefix = std::make_pair(std::string("/v1/"), std::string("/legacy/"));
+  ASSERT_TRUE(rewrite_target(*replace, "/v1/x", "", out));
   EXPECT_EQ(out, "/legacy/x");
-  Route re;
-  re.rewrite.regex = std::make_pair(std::string("^/u/([0-9]+)$"), std::string("/users/$1"));
-  re.rewrite_regex = std::regex("^/u/([0-9]+)$");
-  ASSERT_TRUE(rewrite_target(re, "/u/7", "", out));
+  auto regex = regex_rewrite("^/u/([0-9]+)$", "/users/$1");
+  ASSERT_TRUE(rewrite_target(*regex, "/u/7", "", out));
   EXPECT_EQ(out, "/users/7");
   Route none;
   EXPECT_FALSE(rewrite_target(none, "/x", "", out));
+}
+
+TEST(Router, PathRegexMustMatchTheWholePath) {
+  RouteTable t;
+  auto r = route("regex");
+  r->path_kind = RouteMatchConfig::kRegex;
+  r->path_regex = re("/users/[0-9]+");  // no anchors: still the whole path, as before
+  t.add(std::move(r));
+  auto h = req("GET", "a");
+  EXPECT_NE(t.match(h, "/users/12"), nullptr);
+  EXPECT_EQ(t.match(h, "/users/12/x"), nullptr);
+  EXPECT_EQ(t.match(h, "/x/users/12"), nullptr);
+  EXPECT_EQ(t.match(h, "/users/"), nullptr);
+}
+
+TEST(Router, PathRegexMatchesBytesOutsideUtf8) {
+  RouteTable t;
+  auto r = route("regex");
+  r->path_kind = RouteMatchConfig::kRegex;
+  r->path_regex = re("/caf\xc3\xa9/.+");
+  t.add(std::move(r));
+  auto h = req("GET", "a");
+  EXPECT_NE(t.match(h, "/caf\xc3\xa9/\xff"), nullptr);  // "." takes a byte that is not UTF-8
+  EXPECT_EQ(t.match(h, "/cafe/x"), nullptr);
+}
+
+TEST(Router, HeaderRegexMustMatchTheWholeValue) {
+  RouteTable t;
+  auto r = route("r");
+  r->headers.push_back({HeaderMatch{"X-Version", HeaderMatch::kRegex, ""}, re("v[0-9]+|beta")});
+  t.add(std::move(r));
+  auto h = req("GET", "a");
+  EXPECT_EQ(t.match(h, "/"), nullptr);  // absent
+  h.headers.add("X-Version", "v12");
+  EXPECT_NE(t.match(h, "/"), nullptr);
+  h.headers.set("X-Version", "beta");
+  EXPECT_NE(t.match(h, "/"), nullptr);
+  h.headers.set("X-Version", "v12-beta");
+  EXPECT_EQ(t.match(h, "/"), nullptr);
+  h.headers.set("X-Version", "");
+  EXPECT_EQ(t.match(h, "/"), nullptr);
+}
+
+// `^(a+)+$` makes a backtracking engine try every way to split the a's: std::regex took
+// seconds for 26 of them and overflowed the stack on this path. RE2 is linear in the input.
+TEST(Router, PathologicalRegexAnswersInLinearTime) {
+  const std::string as(50000, 'a');
+  const std::string path = "/" + as + "b";
+  const std::string as_b = as + "b";  // header values are views: the strings outlive them
+  RouteTable t;
+  auto r = route("redos");
+  r->path_kind = RouteMatchConfig::kRegex;
+  r->path_regex = re("/(a+)+");
+  r->headers.push_back({HeaderMatch{"X-A", HeaderMatch::kRegex, ""}, re("^(a+)+$")});
+  t.add(std::move(r));
+  auto h = req("GET", "a");
+  h.headers.add("X-A", as);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(t.match(h, path), nullptr);
+  EXPECT_NE(t.match(h, path.substr(0, path.size() - 1)), nullptr);
+  h.headers.set("X-A", as_b);
+  EXPECT_EQ(t.match(h, path.substr(0, path.size() - 1)), nullptr);
+  auto rewrite = regex_rewrite("^/(a+)+$", "/x");
+  std::string out;
+  ASSERT_TRUE(rewrite_target(*rewrite, path, "", out));
+  EXPECT_EQ(out, path);  // no match: the path is left as it was
+  // Generous bound: only a backtracking engine comes anywhere near it.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+TEST(Rewrite, RegexSubstitutionKeepsTheDollarSyntax) {
+  std::string out;
+  auto two = regex_rewrite("^/u/([0-9]+)/([a-z]+)$", "/users/$2/$1?all=$&");
+  ASSERT_TRUE(rewrite_target(*two, "/u/7/posts", "page=2", out));
+  EXPECT_EQ(out, "/users/posts/7?all=/u/7/posts?page=2");
+  auto dollar = regex_rewrite("^/price/([0-9]+)$", "/p/$$$1/$x\\");
+  ASSERT_TRUE(rewrite_target(*dollar, "/price/5", "", out));
+  EXPECT_EQ(out, "/p/$5/$x\\");
+  auto digit = regex_rewrite("^/v([0-9])$", "/version$010");  // group 1, then "0"
+  ASSERT_TRUE(rewrite_target(*digit, "/v2", "", out));
+  EXPECT_EQ(out, "/version20");
+  // Every match is replaced, as std::regex_replace did; the result gets its leading slash.
+  auto global = regex_rewrite("a", "b");
+  ASSERT_TRUE(rewrite_target(*global, "/a/a/c", "", out));
+  EXPECT_EQ(out, "/b/b/c");
+  auto bare = regex_rewrite("^/old/(.*)$", "$1");
+  ASSERT_TRUE(rewrite_target(*bare, "/old/x/y", "", out));
+  EXPECT_EQ(out, "/x/y");
+  ASSERT_TRUE(rewrite_target(*bare, "/other", "", out));
+  EXPECT_EQ(out, "/other");
 }
 
 TEST(Router, TraceOnlyWhereListed) {
