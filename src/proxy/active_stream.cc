@@ -75,6 +75,7 @@ void ActiveStream::begin(http::ServerStream& downstream) {
   request_ended_ = false;
   request_pauses_ = 0;
   body_bytes_ = 0;
+  resp_left_ = kUncounted;
   route_path_ = {};
   start_us_ = 0;
   bytes_in_ = bytes_out_ = 0;
@@ -270,7 +271,7 @@ void ActiveStream::abandon_target() {
 }
 
 void ActiveStream::set_request_pause(uint8_t reason, bool paused) {
-  if (ds_ == nullptr || reset_) return;
+  if (ds_ == nullptr || reset_ || (reason == kTargetPause && handler_reset_)) return;
   const uint8_t before = request_pauses_;
   request_pauses_ = paused ? (request_pauses_ | reason) : (request_pauses_ & ~reason);
   if (before == 0 && request_pauses_ != 0) ds_->pause_request_body();
@@ -289,18 +290,20 @@ void ActiveStream::pause_response_source(bool paused) {
 // ---------------------------------------------------------------------------------------------
 // Response path
 
+// The HandlerContext calls below do nothing once the handler was told on_reset() (a filter
+// answered instead, or the stream is gone): a late handler never reaches another response.
 void ActiveStream::send_informational(const http::ResponseHead& head) {
-  if (reset_ || response_started_ || ds_ == nullptr) return;
+  if (reset_ || handler_reset_ || response_started_ || ds_ == nullptr) return;
   ds_->send_informational(head);
 }
 
 void ActiveStream::send_response_headers(bool end_stream) {
-  if (reset_ || ds_ == nullptr) return;
+  if (reset_ || handler_reset_ || ds_ == nullptr) return;
   chain_.response_headers(resp_, end_stream);
 }
 
 void ActiveStream::send_response_data(std::string_view data, bool end_stream) {
-  if (reset_ || ds_ == nullptr) return;
+  if (reset_ || handler_reset_ || ds_ == nullptr) return;
   if (upgraded_) {
     // Tunnel bytes after a 101 go straight to the client.
     bytes_out_ += data.size();
@@ -311,19 +314,28 @@ void ActiveStream::send_response_data(std::string_view data, bool end_stream) {
 }
 
 void ActiveStream::send_response_trailers(const http::HeaderMap& trailers) {
-  if (reset_ || ds_ == nullptr) return;
+  if (reset_ || handler_reset_ || ds_ == nullptr) return;
   chain_.response_trailers(trailers);
 }
 
 void ActiveStream::send_local_reply(int status, std::string_view body) {
-  if (reset_ || ds_ == nullptr) return;
+  if (reset_ || handler_reset_ || ds_ == nullptr) return;
   chain_.local_reply(status, body, "text/plain");
 }
 
-void ActiveStream::reset_stream() { reset_client(); }
+void ActiveStream::reset_stream() {
+  if (!handler_reset_) reset_client();
+}
 
 void ActiveStream::reset_client() {
   if (reset_ || ds_ == nullptr) return;
+  // The response cannot be completed: count and log it as failed, and tell the filters and the
+  // target (they cancel what they wait for) before the codec completes the stream.
+  if (response_started_) info_.failed = true;
+  if (info_.termination.empty()) info_.termination = "response cut short";
+  reset_ = true;
+  chain_.reset();
+  abandon_target();
   ds_->reset();  // completes the stream (on_complete) before returning
 }
 
@@ -332,17 +344,38 @@ void ActiveStream::client_headers(http::ResponseHead& head, bool end_stream) {
   response_started_ = true;
   status_ = head.status;
   upgraded_ = head.status == 101;
+  // A body announced by Content-Length must be exactly that long, whatever filters did to it:
+  // counted here, so that a mismatch cuts the response short instead of desynchronising the
+  // connection.
+  const bool bodiless = req_.is_head || head.status == 204 || head.status == 304 ||
+                        head.status < 200;
+  resp_left_ = head.framing == http::BodyFraming::kContentLength && !bodiless
+                   ? head.content_length
+                   : kUncounted;
   ds_->send_headers(head, end_stream);  // may complete the stream: nothing after this
 }
 
 void ActiveStream::client_data(std::string_view data, bool end_stream) {
   if (reset_ || ds_ == nullptr) return;
+  if (resp_left_ != kUncounted) {
+    if (data.size() > resp_left_ || (end_stream && data.size() != resp_left_)) {
+      info_.termination = "response body does not match its Content-Length";
+      reset_client();
+      return;
+    }
+    resp_left_ -= data.size();
+  }
   bytes_out_ += data.size();
   ds_->send_data(data, end_stream);  // may complete the stream: nothing after this
 }
 
 void ActiveStream::client_trailers(const http::HeaderMap& trailers) {
   if (reset_ || ds_ == nullptr) return;
+  if (resp_left_ != kUncounted && resp_left_ != 0) {
+    info_.termination = "response body does not match its Content-Length";
+    reset_client();
+    return;
+  }
   ds_->send_trailers(trailers);  // may complete the stream: nothing after this
 }
 
@@ -359,11 +392,11 @@ void ActiveStream::on_route_timer(void* arg) {
   if (s->reset_ || s->ds_ == nullptr) return;
   s->info_.termination = "route timeout";
   if (s->route_->cluster) s->route_->cluster->stats().timeouts->add(s->worker_.index());
-  s->abandon_target();
   if (s->response_started_) {
-    s->ds_->reset();
+    s->reset_client();
     return;
   }
+  s->abandon_target();
   // 408 while the client is still sending, 504 while the target has not answered.
   s->chain_.local_reply(s->request_ended_ ? 504 : 408,
                         "request timeout\n", "text/plain");
@@ -381,6 +414,9 @@ void ActiveStream::on_reset(std::string_view reason) {
 
 void ActiveStream::on_complete() {
   loop().timers().cancel(route_timer_);
+  // A filter may still wait for something (suspended on a request body the target no longer
+  // needed): the stream is gone for it too.
+  if (chain_.waiting()) chain_.reset();
   const uint64_t dur = now_us() - start_us_;
   if (route_ != nullptr) {
     const bool failed = (reset_ && !response_started_) || info_.failed;

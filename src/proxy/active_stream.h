@@ -111,6 +111,8 @@ class ActiveStream final : public http::StreamHandler,
   bool request_ended_ = false;            // the client's request has ended
   uint8_t request_pauses_ = 0;            // kChainPause | kTargetPause
   uint64_t body_bytes_ = 0;
+  static constexpr uint64_t kUncounted = ~uint64_t{0};
+  uint64_t resp_left_ = kUncounted;       // body bytes the response head announced, still due
   core::Timer route_timer_;               // the route's whole-request `timeout`
   std::string norm_path_;
   std::string_view route_path_;           // the path the route matched

@@ -16,7 +16,8 @@ pipeline::Handler* ClusterHandlerFactory::create(core::Arena& arena) const {
   return pipeline::arena_new<ClusterHandler>(arena, route_);
 }
 
-// The parked body is rare (a retry's backoff): plain heap storage, not the worker's pool.
+// The parked body (a retry's backoff, a wait at the cluster's limit) is at most a read's worth
+// (the client is paused at once): plain heap storage, not the worker's pool.
 ClusterHandler::ClusterHandler(const Route& route)
     : route_(route), timer_(&ClusterHandler::on_timer, this), pending_(nullptr) {}
 
@@ -193,14 +194,18 @@ void ClusterHandler::start_exchange(http::http1::ClientConnection& conn) {
   conn_->attach(this);
   conn_->send_head(req, target_);
   if (req.framing == http::BodyFraming::kNone && !req.upgrade) request_sent_ = true;
-  // Body that arrived while no connection could take it (a retry's backoff) goes now.
+  // Body that arrived while no connection could take it (a retry's backoff, a wait at the
+  // cluster's limit) goes now, and the client may send on.
   if (!pending_.empty() || pending_end_) {
     const bool end = pending_end_;
     pending_end_ = false;
     send_body(pending_.view(), end);
     pending_.clear();
     if (conn_ == nullptr || reset_) return;
-    ctx_->resume_request_body();
+  }
+  if (parked_) {
+    parked_ = false;
+    if (!conn_->write_blocked()) ctx_->resume_request_body();
   }
   const UpstreamTimeouts& t = cluster.config().timeouts;
   if (!conn_->connected()) {
@@ -224,6 +229,7 @@ void ClusterHandler::on_request_data(pipeline::HandlerContext& ctx, std::string_
     // Between attempts (a retry's backoff): parked, and sent with the next attempt's head.
     pending_.append(data);
     pending_end_ = pending_end_ || end_stream;
+    parked_ = true;
     ctx.pause_request_body();
     return;
   }
@@ -376,7 +382,9 @@ void ClusterHandler::on_failure(http::http1::ClientFailure kind, std::string_vie
   if (connect_failure) cluster.stats().connect_failures->add(w);
   else cluster.stats().rq_class[0]->add(w);
   cluster.stats().errors[static_cast<size_t>(kind)]->add(w);
-  report_endpoint_failure();
+  // A request body that did not match its own Content-Length is this side's doing (a filter
+  // changed it), not the endpoint's.
+  if (kind != http::http1::ClientFailure::kRequestFraming) report_endpoint_failure();
   // Name the cause, with the endpoint, in the error log and in the access log's termination
   // (the detail is the codec's: valid during this call only, so it is copied).
   std::string_view cause = http::http1::failure_name(kind);
@@ -394,6 +402,10 @@ void ClusterHandler::on_failure(http::http1::ClientFailure kind, std::string_vie
     bool eligible = (connect_failure && rc.on_connect_failure) ||
                     (kind == http::http1::ClientFailure::kReset && rc.on_reset);
     if (eligible && try_retry(connect_failure)) return;
+    if (kind == http::http1::ClientFailure::kRequestFraming) {
+      fail_request(500, "request body does not match its Content-Length\n");
+      return;
+    }
     fail_request(502, connect_failure ? "upstream connect failed\n"
                       : kind == http::http1::ClientFailure::kProtocolError
                           ? "invalid upstream response\n"

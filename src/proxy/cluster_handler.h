@@ -120,6 +120,7 @@ class ClusterHandler final : public pipeline::Handler,
   bool attempt_active_ = false;  // counted in the endpoint's active requests
   bool reset_ = false;           // the stream is gone, or a filter answered instead
   bool queued_ = false;          // waiting in the cluster's queue for a connection
+  bool parked_ = false;          // the client's body is paused until a connection takes it
 };
 
 }  // namespace citadel::proxy

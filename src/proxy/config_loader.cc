@@ -561,6 +561,15 @@ std::unique_ptr<Config> load_config(const std::string& file, const FilterValidat
       ConfigNode rn = rs.at(i);
       if (!rn.expect_map()) continue;
       read_route(rn, filters, cluster_names, r);
+      // A stream runs at most 32 filters: more would be silently skipped, a WAF or an auth
+      // filter at the end included.
+      const size_t nfilters = cfg->listener_filters.size() + r.filters.size();
+      if (nfilters > 32) {
+        ConfigNode fn = rn["filters"];
+        (fn.defined() ? fn : rn)
+            .error("a route runs at most 32 filters, its listener's included (this one: " +
+                   std::to_string(nfilters) + ")");
+      }
       if (r.name.empty()) r.name = "route" + std::to_string(i);
       cfg->routes.push_back(std::move(r));
     }

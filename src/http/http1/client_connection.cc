@@ -20,6 +20,7 @@ std::string_view failure_name(ClientFailure kind) {
     case ClientFailure::kReset: return "reset_before_response";
     case ClientFailure::kResetAfterHead: return "reset_in_body";
     case ClientFailure::kProtocolError: return "protocol_error";
+    case ClientFailure::kRequestFraming: return "request_framing";
   }
   return "unknown";
 }
@@ -66,6 +67,9 @@ void ClientConnection::send_head(const RequestHead& head, std::string_view targe
   out_.append(" HTTP/1.1\r\n");
   append_fields(out_, head.headers);
   chunked_out_ = false;
+  counted_out_ = head.framing == BodyFraming::kContentLength && !head.upgrade;
+  body_left_ = counted_out_ ? head.content_length : 0;
+  framing_broken_ = false;
   if (head.framing == BodyFraming::kContentLength) {
     out_.append("Content-Length: ");
     append_uint(out_, head.content_length);
@@ -82,7 +86,17 @@ void ClientConnection::send_head(const RequestHead& head, std::string_view targe
 
 void ClientConnection::send_data(std::string_view data, bool end_stream,
                                  const HeaderMap* trailers) {
-  if (state_ == State::kClosed) return;
+  if (state_ == State::kClosed || framing_broken_) return;
+  if (counted_out_) {
+    // The head announced body_left_ more bytes. More, or an end before them, would make the
+    // upstream read the rest as another request (or wait forever): refuse the whole exchange.
+    if (data.size() > body_left_ || (end_stream && data.size() != body_left_)) {
+      framing_broken_ = true;
+      loop_.schedule(this);  // fails from run_task(), not inside the caller's call
+      return;
+    }
+    body_left_ -= data.size();
+  }
   append_body(out_, data, chunked_out_, end_stream, trailers);
   if (end_stream) request_done_ = true;
   if (connected()) loop_.schedule(this);
@@ -104,6 +118,10 @@ void ClientConnection::resume_reading() {
 
 void ClientConnection::run_task() {
   if (state_ == State::kClosed) return;
+  if (framing_broken_) {
+    fail(ClientFailure::kRequestFraming, "request body does not match its Content-Length");
+    return;
+  }
   if (!out_.empty() && connected()) flush();
   if (state_ == State::kClosed) return;
   if (read_pending_ && !read_paused_) do_read();
@@ -305,7 +323,9 @@ void ClientConnection::process() {
       if (resp_remaining_ == 0) {
         response_complete();
         cb->on_response_data(v.substr(0, n), true);
-        // The connection may already be back in the pool (or closed): consume is still ours.
+        // The connection may already be back in the pool (consume is still ours) or closed
+        // (its buffer is released: nothing to consume).
+        if (state_ == State::kClosed) break;
         in_.consume(n);
         if (!in_.empty() && state_ == State::kIdle) {
           in_process_ = false;
@@ -314,12 +334,16 @@ void ClientConnection::process() {
         }
         break;
       }
+      // A callback may close the connection (the stream answered otherwise, or was reset):
+      // then its buffer is gone and nothing more is read.
       cb->on_response_data(v.substr(0, n), false);
+      if (state_ == State::kClosed) break;
       in_.consume(n);
       continue;
     }
     if (resp_framing_ == BodyFraming::kUntilClose) {
       cb_->on_response_data(v, false);
+      if (state_ == State::kClosed) break;
       in_.consume(v.size());
       continue;
     }
@@ -332,12 +356,14 @@ void ClientConnection::process() {
       auto res = chunked_.decode(rest, piece);
       if (res == ChunkedDecoder::Result::kData) {
         cb_->on_response_data(piece, false);
+        if (state_ == State::kClosed) break;
         continue;
       }
       if (res == ChunkedDecoder::Result::kDone) done = true;
       if (res == ChunkedDecoder::Result::kError) error = true;
       break;
     }
+    if (state_ == State::kClosed) break;
     in_.consume(v.size() - rest.size());
     if (error) {
       in_process_ = false;

@@ -28,11 +28,13 @@ enum class ClientFailure : uint8_t {
   kReset,           // closed or errored before a complete response head
   kResetAfterHead,  // closed in the middle of a response body
   kProtocolError,   // the upstream's response is malformed (head or chunked framing)
+  kRequestFraming,  // the request's body did not match its Content-Length (a filter changed
+                    // it): never sent on, the connection closed
 };
 
 // A short name for each kind, for metrics labels and logs ("connect_failure", ...).
 std::string_view failure_name(ClientFailure kind);
-inline constexpr size_t kClientFailureKinds = 4;
+inline constexpr size_t kClientFailureKinds = 5;
 
 // The request that currently uses the connection.
 class ClientCallbacks {
@@ -136,6 +138,9 @@ class ClientConnection : public core::Deferred, public core::IoHandler, public c
   uint64_t requests_ = 0;
   bool head_request_ = false;
   bool chunked_out_ = false;
+  bool counted_out_ = false;   // the request body is Content-Length framed: body_left_ counts
+  bool framing_broken_ = false;  // the body did not match: fail from the next task
+  uint64_t body_left_ = 0;
   bool request_done_ = false;
   bool head_received_ = false;
   bool keep_alive_ = true;

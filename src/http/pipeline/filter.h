@@ -14,6 +14,12 @@
 //                   whole body (end_stream true, or false when trailers follow) once it is
 //                   complete. On a head, the head waits here too until then. Bounded by the
 //                   route's buffer limit: overflow answers 413 (request) or 500 (response).
+// Bodies may be changed (see Body). A filter that changes a body's size must say so in its
+// head phase: drop Content-Length for chunked framing (head.framing = kChunked), or collect the
+// body (kStopAndBuffer) and set the head's content_length to the new size before it goes on.
+// A body that does not match the Content-Length its head announced is never sent as it is: the
+// request fails (500) or the response is cut short.
+//
 // A filter may also answer (send_local_reply, or send_response_headers and data): the filters
 // after it and the target are skipped and the filters before it see the response. On a response
 // phase the answer replaces the target's response if the client has not seen its head yet.
@@ -45,7 +51,10 @@ class FilterContext {
  public:
   // Resume after kStop on a request phase / a response phase. Safe to call from inside the
   // filter's own callback (it takes effect when the callback returns) and after the stream has
-  // ended (it does nothing then).
+  // ended (it does nothing then). Once the stream object serves another request the filter is
+  // destroyed and its context serves the new one: a completion checks its StreamHandle
+  // (handle().valid()) before it touches the filter or its context. Resuming or answering may
+  // complete the stream and destroy this filter: return right after these calls.
   virtual void continue_request() = 0;
   virtual void continue_response() = 0;
 

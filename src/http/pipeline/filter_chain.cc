@@ -7,48 +7,66 @@ namespace citadel::pipeline {
 // The context of one filter in one stream: forwards to the chain with the filter's index.
 class FilterChain::Slot final : public FilterContext {
  public:
-  Slot(FilterChain& chain, size_t index) : chain_(chain), index_(index) {}
+  void bind(FilterChain* chain, size_t index, uint64_t life) {
+    chain_ = chain;
+    index_ = index;
+    life_ = life;
+  }
+  // False for a context kept past its stream: every call is then ignored.
+  bool live() const { return chain_ != nullptr && chain_->life_ == life_; }
 
-  void continue_request() override { chain_.continue_side(chain_.req_, index_); }
-  void continue_response() override { chain_.continue_side(chain_.resp_, index_); }
+  void continue_request() override {
+    if (live()) chain_->continue_side(chain_->req_, index_);
+  }
+  void continue_response() override {
+    if (live()) chain_->continue_side(chain_->resp_, index_);
+  }
   void send_local_reply(int status, std::string_view body,
                         std::string_view content_type) override {
-    http::ResponseHead& head = chain_.owner_.local_head();
+    if (!live()) return;
+    FilterChain& chain = *chain_;
+    http::ResponseHead& head = chain.owner_.local_head();
     head.reset();
     head.status = status;
-    if (!body.empty()) head.headers.add("Content-Type", content_type);
+    if (!body.empty()) head.headers.add("Content-Type", chain.owner_.arena().copy(content_type));
     head.framing = body.empty() ? http::BodyFraming::kNone : http::BodyFraming::kContentLength;
     head.content_length = body.size();
-    const uint64_t life = chain_.life_;
-    chain_.answer_from(index_, head, body.empty());
-    if (!body.empty() && life == chain_.life_) chain_.answer_data(index_, body, true);
+    const uint64_t life = chain.life_;
+    chain.answer_from(index_, head, body.empty());
+    if (!body.empty() && life == chain.life_) chain.answer_data(index_, body, true);
   }
   void send_response_headers(http::ResponseHead& head, bool end_stream) override {
-    chain_.answer_from(index_, head, end_stream);
+    if (live()) chain_->answer_from(index_, head, end_stream);
   }
   void send_response_data(std::string_view data, bool end_stream) override {
-    chain_.answer_data(index_, data, end_stream);
+    if (live()) chain_->answer_data(index_, data, end_stream);
   }
   void send_response_trailers(const http::HeaderMap& trailers) override {
-    chain_.answer_trailers(index_, trailers);
+    if (live()) chain_->answer_trailers(index_, trailers);
   }
   bool response_blocked() const override {
-    return chain_.owner_.client_blocked() || chain_.resp_.source_paused;
+    return live() && (chain_->owner_.client_blocked() || chain_->resp_.source_paused);
   }
-  core::Arena& arena() override { return chain_.owner_.arena(); }
-  WorkerContext& worker() override { return chain_.owner_.worker(); }
-  StreamHandle handle() override { return chain_.owner_.handle(); }
-  StreamInfo& info() override { return chain_.owner_.info(); }
-  const http::ConnectionInfo& connection() const override { return chain_.owner_.connection(); }
-  std::string_view route_name() const override { return chain_.owner_.route_name(); }
+  // The environment of a live stream (a filter asks for these only while it runs).
+  core::Arena& arena() override { return chain_->owner_.arena(); }
+  WorkerContext& worker() override { return chain_->owner_.worker(); }
+  StreamHandle handle() override { return chain_->owner_.handle(); }
+  StreamInfo& info() override { return chain_->owner_.info(); }
+  const http::ConnectionInfo& connection() const override { return chain_->owner_.connection(); }
+  std::string_view route_name() const override { return chain_->owner_.route_name(); }
 
  private:
-  FilterChain& chain_;
-  size_t index_;
+  FilterChain* chain_ = nullptr;
+  size_t index_ = 0;
+  uint64_t life_ = 0;
 };
 
 FilterChain::FilterChain(ChainOwner& owner, core::BlockPool& blocks)
-    : owner_(owner), blocks_(blocks), req_(blocks, true), resp_(blocks, false) {}
+    : owner_(owner),
+      blocks_(blocks),
+      slots_(new Slot[kMaxFilters]),
+      req_(blocks, true),
+      resp_(blocks, false) {}
 
 FilterChain::~FilterChain() { destroy(); }
 
@@ -58,11 +76,8 @@ void FilterChain::init(const FilterFactory* const* factories, size_t n,
   limits_ = limits;
   if (n > kMaxFilters) n = kMaxFilters;
   core::Arena& arena = owner_.arena();
-  if (n > 0) {
-    slots_ = static_cast<Slot*>(arena.allocate_aligned(sizeof(Slot) * n, alignof(Slot)));
-  }
   for (size_t i = 0; i < n; ++i) {
-    new (&slots_[i]) Slot(*this, i);
+    slots_[i].bind(this, i, life_);
     filters_[i] = factories[i]->create(arena);
     n_ = i + 1;
   }
@@ -82,7 +97,7 @@ void FilterChain::destroy() {
   for (size_t i = 0; i < n_; ++i) filters_[i]->~Filter();
   // Slots are trivially destructible apart from their vtable; nothing to release.
   for (Side* s : {&req_, &resp_}) {
-    clear_side(*s);
+    clear_side(*s, false);  // the stream is done: nobody to resume
     if (s->collect != nullptr) {
       for (size_t i = 0; i < n_; ++i) {
         if (s->collect[i] != nullptr) s->collect[i]->~Buffer();
@@ -97,14 +112,19 @@ void FilterChain::destroy() {
     s->source_paused = false;
   }
   n_ = 0;
-  slots_ = nullptr;
   answered_by_ = kNone;
   reset_done_ = false;
   overflowed_ = false;
 }
 
-void FilterChain::clear_side(Side& s) {
+void FilterChain::clear_side(Side& s, bool notify) {
   ++s.gen;
+  if (s.source_paused && notify) {
+    // What paused the source is gone with the side: let it flow again.
+    s.source_paused = false;
+    if (s.request) owner_.pause_request_source(false);
+    else owner_.pause_response_source(false);
+  }
   s.head = nullptr;
   s.headers_end = s.headers_held = s.headers_out = s.ended_in = s.dropped = false;
   s.headers_at = 0;
@@ -243,6 +263,9 @@ void FilterChain::push_data(Side& s, Body& body, bool end, size_t from) {
     stop(s, pos, Phase::kData);
     return;
   }
+  // A filter that held a whole piece back leaves nothing to pass on: say nothing rather than
+  // an empty non-final piece.
+  if (body.empty() && !end) return;
   to_sink_data(s, body.view(), end);
 }
 
@@ -306,6 +329,7 @@ void FilterChain::pump(Side& s) {
     } else if (s.held_pending) {
       s.held_pending = false;
       s.work.swap(s.held);
+      s.held.clear();  // the previous batch: nothing held any more
       Body body(s.scratch);
       body.adopt(s.work);
       push_data(s, body, s.held_end, s.held_from);
@@ -503,7 +527,10 @@ void FilterChain::local_reply(int status, std::string_view body, std::string_vie
   head.reset();
   head.status = status;
   if (!body.empty()) head.headers.add("Content-Type", content_type);
-  if (extra != nullptr) head.headers.add(extra->name, extra->value);
+  if (extra != nullptr) {
+    // The response may wait in the chain (a filter suspends it): keep copies.
+    head.headers.add(owner_.arena().copy(extra->name), owner_.arena().copy(extra->value));
+  }
   head.framing = body.empty() ? http::BodyFraming::kNone : http::BodyFraming::kContentLength;
   head.content_length = body.size();
   const uint64_t life = life_;
@@ -519,12 +546,27 @@ void FilterChain::answer_from(size_t filter, http::ResponseHead& head, bool end_
   }
   const bool by_filter = filter < n_;
   answered_by_ = filter;
+  // The answer may wait in the chain (a filter before the answering one suspends it) longer
+  // than the caller keeps its head: the chain keeps its own copy, in the stream's local head.
+  http::ResponseHead& local = owner_.local_head();
+  if (&head != &local) {
+    core::Arena& arena = owner_.arena();
+    local.reset();
+    local.status = head.status;
+    local.reason = arena.copy(head.reason);
+    for (const auto& f : head.headers.fields()) {
+      local.headers.add(arena.copy(f.name), arena.copy(f.value));
+    }
+    local.framing = head.framing;
+    local.content_length = head.content_length;
+    local.keep_alive = head.keep_alive;
+  }
   // The rest of the request goes nowhere.
   clear_side(req_);
   req_.dropped = true;
   clear_side(resp_);
   if (by_filter) owner_.abandon_target();
-  resp_.head = &head;
+  resp_.head = &local;
   resp_.top = filter < n_ ? filter : n_;
   resp_.headers_end = end_stream;
   resp_.ended_in = end_stream;
@@ -541,6 +583,16 @@ void FilterChain::answer_data(size_t filter, std::string_view data, bool end_str
 void FilterChain::answer_trailers(size_t filter, const http::HeaderMap& trailers) {
   if (answered_by_ != filter) return;
   response_trailers(trailers);
+}
+
+bool FilterChain::waiting() const {
+  for (const Side* s : {&req_, &resp_}) {
+    if (s->stopped) return true;
+    for (size_t i = 0; i < n_; ++i) {
+      if (s->collecting[i]) return true;
+    }
+  }
+  return false;
 }
 
 void FilterChain::response_ready() {

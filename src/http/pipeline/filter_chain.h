@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string_view>
 
 #include "core/arena.h"
@@ -109,6 +110,8 @@ class FilterChain {
   bool response_started() const { return resp_.headers_out; }
   // A filter answered (the target is abandoned, or was never started).
   bool answered() const { return answered_by_ != kNone; }
+  // A position is suspended or collecting on either side: a filter waits for something.
+  bool waiting() const;
 
  private:
   static constexpr size_t kNone = static_cast<size_t>(-1);
@@ -183,14 +186,18 @@ class FilterChain {
   void answer_data(size_t filter, std::string_view data, bool end_stream);
   void answer_trailers(size_t filter, const http::HeaderMap& trailers);
   void continue_side(Side& s, size_t filter);
-  void clear_side(Side& s);
+  // Forgets everything a side holds; `notify`: resume a source the side had paused.
+  void clear_side(Side& s, bool notify = true);
   size_t held_bytes(const Side& s) const;
   static bool collecting(const Side& s, size_t pos) { return s.collecting[pos]; }
 
   ChainOwner& owner_;
   core::BlockPool& blocks_;
   Filter* filters_[kMaxFilters] = {};
-  Slot* slots_ = nullptr;  // n_ of them, in the owner's arena
+  // One context per filter position, for the chain's whole life (not in the request's arena):
+  // a filter that calls its context after its stream ended or was recycled reaches a slot whose
+  // stamp is stale, and nothing happens.
+  std::unique_ptr<Slot[]> slots_;
   size_t n_ = 0;
   ChainLimits limits_;
   Side req_;

@@ -177,3 +177,53 @@ TEST_F(ClientConnectionTest, HalfClosesATunnelThroughTheTransport) {
 
 }  // namespace
 }  // namespace citadel::http::http1
+
+namespace citadel::http::http1 {
+namespace {
+
+class RequestFramingTest : public ClientConnectionTest {
+ protected:
+  void send_post(uint64_t content_length) {
+    RequestHead h;
+    h.method = "POST";
+    h.headers.add("Host", "up");
+    h.framing = BodyFraming::kContentLength;
+    h.content_length = content_length;
+    conn_.send_head(h, "/p");
+  }
+};
+
+TEST_F(RequestFramingTest, ABodyLongerThanItsContentLengthIsNeverSent) {
+  // A filter that grew the body under an unchanged Content-Length: the extra bytes would be
+  // read by the upstream as the next request on the connection (request smuggling).
+  connect();
+  send_post(5);
+  conn_.send_data("hello", false);
+  conn_.send_data("GET /admin HTTP/1.1\r\nHost: up\r\n\r\n", true);
+  settle();
+  EXPECT_EQ(req_.failure, "request_framing: request body does not match its Content-Length");
+  EXPECT_EQ(transport_.output.find("GET /admin"), std::string::npos);
+  EXPECT_TRUE(pool_.closed);
+}
+
+TEST_F(RequestFramingTest, ABodyShorterThanItsContentLengthFails) {
+  connect();
+  send_post(10);
+  conn_.send_data("short", true);
+  settle();
+  EXPECT_EQ(req_.failure, "request_framing: request body does not match its Content-Length");
+  EXPECT_TRUE(pool_.closed);
+}
+
+TEST_F(RequestFramingTest, AnExactBodyGoesOut) {
+  connect();
+  send_post(5);
+  conn_.send_data("hel", false);
+  conn_.send_data("lo", true);
+  settle();
+  EXPECT_EQ(req_.failure, "");
+  EXPECT_NE(transport_.output.find("\r\n\r\nhello"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace citadel::http::http1

@@ -171,11 +171,12 @@ class FilterChainTest : public ::testing::Test {
     chain_.response_data(body, true);
   }
 
-  FakeStream stream_;
-  FilterChain chain_{stream_, stream_.blocks_};
+  // Declared before the chain: its filters name these until the chain is destroyed.
   std::vector<Script> scripts_{};
   std::vector<std::unique_ptr<ScriptedFactory>> factories_;
   std::vector<const FilterFactory*> ptrs_;
+  FakeStream stream_;
+  FilterChain chain_{stream_, stream_.blocks_};
 };
 
 FilterStatus kStopFn(FilterContext&, http::RequestHead&, bool) { return FilterStatus::kStop; }
@@ -509,6 +510,40 @@ TEST_F(FilterChainTest, LateCompletionAfterTheStreamWasRecycledIsDropped) {
   // The first request's completion arrives now: its handle is stale, so it never resumes the
   // new request's chain.
   EXPECT_FALSE(h.valid());
+}
+
+TEST_F(FilterChainTest, ACallOnTheContextOfAnEndedStreamDoesNothing) {
+  build(2);
+  f(1).req_headers = kStopFn;
+  chain_.request_headers(false);
+  FilterContext* ctx = f(1).ctx;
+  chain_.reset();  // the client went away while filter 1 waited
+  ctx->continue_request();
+  ctx->send_local_reply(500, "late\n", "text/plain");
+  EXPECT_FALSE(ctx->response_blocked());
+  chain_.destroy();
+  ctx->continue_request();
+  EXPECT_EQ(stream_.target, "");
+  EXPECT_EQ(stream_.client, "");
+}
+
+TEST_F(FilterChainTest, AnswerThatWaitsBehindASuspendedFilterKeepsItsOwnCopyOfTheHead) {
+  build(2);
+  f(0).resp_headers = [](FilterContext&, http::ResponseHead&, bool) {
+    return FilterStatus::kStop;
+  };
+  f(1).req_headers = [](FilterContext& c, http::RequestHead&, bool) {
+    http::ResponseHead on_stack;  // gone when this callback returns
+    on_stack.status = 203;
+    on_stack.headers.add("X-From", "filter");
+    c.send_response_headers(on_stack, true);
+    return FilterStatus::kStop;
+  };
+  chain_.request_headers(true);
+  EXPECT_EQ(stream_.client, "");  // held by filter 0
+  f(0).ctx->continue_response();
+  EXPECT_EQ(stream_.client_status, 203);
+  EXPECT_EQ(stream_.client, "H,E,");
 }
 
 TEST_F(FilterChainTest, AnswerThatEndsTheStreamStopsTheChainSafely) {
