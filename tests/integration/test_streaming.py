@@ -188,3 +188,91 @@ def test_slow_upstream_does_not_make_citadel_buffer_an_upload(upstreams, citadel
     finally:
         s.close()
         t.join(timeout=5)
+
+
+def _tunnel_upstream(close_first, seen_eof):
+    """A raw upstream on 127.0.0.1: answers 101, echoes what arrives; closes 0.3 s after the
+    first echo when `close_first`, else waits for the client's half-close (recorded in
+    `seen_eof`) and then closes."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    srv.settimeout(5)
+
+    def serve():
+        try:
+            c, _ = srv.accept()
+        except OSError:
+            return
+        c.settimeout(5)
+        try:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += c.recv(4096)
+            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\n\r\n")
+            rest = data.split(b"\r\n\r\n", 1)[1] or c.recv(4096)
+            c.sendall(rest)
+            if close_first:
+                time.sleep(0.3)
+            else:
+                while c.recv(4096):
+                    pass
+                seen_eof.append(True)
+        except OSError:
+            pass
+        finally:
+            c.close()
+            srv.close()
+    threading.Thread(target=serve, daemon=True).start()
+    return srv.getsockname()[1]
+
+
+def _tunnel_cfg(port):
+    return config_head(workers=1) + f"""
+    clusters:
+      - name: app
+        endpoints: [127.0.0.1:{port}]
+    routes:
+      - upgrades: [websocket]
+        to: {{ cluster: app }}
+    """
+
+
+def _open_tunnel(c):
+    s = socket.create_connection(("127.0.0.1", c.port), timeout=5)
+    s.sendall(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nPING")
+    got = b""
+    while not got.endswith(b"PING"):
+        chunk = s.recv(4096)
+        assert chunk, got
+        got += chunk
+    assert got.startswith(b"HTTP/1.1 101 ")
+    return s
+
+
+def test_tunnel_passes_the_upstreams_close_to_the_client(citadel):
+    # Before: an upstream that closed a WebSocket left the client waiting forever (and the
+    # connection open in Citadel) when nothing was left to write.
+    c = citadel(_tunnel_cfg(_tunnel_upstream(True, [])))
+    s = _open_tunnel(c)
+    try:
+        s.settimeout(3)
+        assert s.recv(4096) == b"", "the client never saw the upstream's close"
+    finally:
+        s.close()
+    wait_until(lambda: c.metric("citadel_downstream_connections_active") == 0, timeout=5,
+               what="the tunnel's connection to close")
+
+
+def test_tunnel_passes_the_clients_half_close_to_the_upstream(citadel):
+    seen = []
+    c = citadel(_tunnel_cfg(_tunnel_upstream(False, seen)))
+    s = _open_tunnel(c)
+    try:
+        s.shutdown(socket.SHUT_WR)
+        wait_until(lambda: seen, timeout=3, what="the upstream to see the client's half-close")
+        s.settimeout(3)
+        assert s.recv(4096) == b""  # and the upstream's close comes back
+    finally:
+        s.close()

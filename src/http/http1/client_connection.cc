@@ -122,7 +122,9 @@ void ClientConnection::run_task() {
     fail(ClientFailure::kRequestFraming, "request body does not match its Content-Length");
     return;
   }
-  if (!out_.empty() && connected()) flush();
+  // A tunnel's end with nothing left to write must still reach the upstream (the half-close
+  // happens in flush()), or an upstream waiting for the client's close never sees it.
+  if ((!out_.empty() || (state_ == State::kTunnel && request_done_)) && connected()) flush();
   if (state_ == State::kClosed) return;
   if (read_pending_ && !read_paused_) do_read();
 }
@@ -162,7 +164,10 @@ void ClientConnection::flush() {
          "upstream write failed");
     return;
   }
-  if (out_.empty() && state_ == State::kTunnel && request_done_) transport_.shutdown_write();
+  if (out_.empty() && state_ == State::kTunnel && request_done_ && !write_shut_) {
+    write_shut_ = true;
+    transport_.shutdown_write();
+  }
   if (out_.size() > kHighWatermark) {
     was_blocked_ = true;
   } else if (was_blocked_ && out_.size() <= kLowWatermark) {

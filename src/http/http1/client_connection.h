@@ -140,6 +140,7 @@ class ClientConnection : public core::Deferred, public core::IoHandler, public c
   bool chunked_out_ = false;
   bool counted_out_ = false;   // the request body is Content-Length framed: body_left_ counts
   bool framing_broken_ = false;  // the body did not match: fail from the next task
+  bool write_shut_ = false;      // a tunnel's write side is half-closed
   uint64_t body_left_ = 0;
   bool request_done_ = false;
   bool head_received_ = false;

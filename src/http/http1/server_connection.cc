@@ -334,7 +334,9 @@ void ServerConnection::resume_request_body() {
 
 void ServerConnection::run_task() {
   if (state_ == State::kClosed) return;
-  if (!out_.empty()) flush();
+  // The end of a tunnel with nothing left to write closes the connection from flush() too;
+  // otherwise a client whose upstream closed would wait forever.
+  if (!out_.empty() || (state_ == State::kTunnel && resp_done_)) flush();
   if (state_ == State::kClosed) return;
   if (read_pending_ && !read_paused_) {
     do_read();
