@@ -97,14 +97,22 @@ void ActiveStream::on_request_headers(bool end_stream) {
   // routed on one host would reach the upstream claiming another. The codec has checked the
   // characters (and refused userinfo); the shape is checked here, for a Host field too.
   std::string_view refuse;  // why the request gets a 400, found before routing
+  // A Host field that is present must name a host (empty or malformed: 400, RFC 9112 section
+  // 3.2), also when an absolute-form target replaces it. In origin-form the authority is the
+  // Host field's value, so the field is looked up only when that is empty.
   if (is_absolute_form(req_.target)) {
-    if (valid_authority(req_.authority)) {
-      set_host(req_.headers, req_.authority);
-    } else {
+    const HeaderField* host_field = req_.headers.find("host");
+    if (!valid_authority(req_.authority)) {
       refuse = "invalid request target authority\n";
+    } else if (host_field != nullptr &&
+               (host_field->value.empty() || !valid_authority(host_field->value))) {
+      refuse = "invalid Host\n";
+    } else {
+      set_host(req_.headers, req_.authority);
     }
-  } else if (!req_.authority.empty() && !valid_authority(req_.authority)) {
-    refuse = "invalid Host\n";  // RFC 9112 section 3.2: 400
+  } else if (req_.authority.empty() ? req_.headers.find("host") != nullptr
+                                    : !valid_authority(req_.authority)) {
+    refuse = "invalid Host\n";
   }
 
   // Route on the normalised path (the upstream receives that same path unless the listener
@@ -148,8 +156,12 @@ void ActiveStream::on_request_headers(bool end_stream) {
   }
   if (redirect_path) {
     // To the decoded path, relative (no Host of the client's in it); 307 keeps the method and
-    // body and is not cached, so that a change of the listener's option takes effect.
-    const http::HeaderField location{"Location", arena_.concat({norm_path_, query_part(req_)})};
+    // body and is not cached, so that a change of the listener's option takes effect. A path
+    // that starts with "//" (slashes not merged) would read as another host ("//evil.com"):
+    // one leading slash only.
+    std::string_view path = norm_path_;
+    while (path.size() > 1 && path[1] == '/') path.remove_prefix(1);
+    const http::HeaderField location{"Location", arena_.concat({path, query_part(req_)})};
     early_reply(307, {}, &location);
     return;
   }

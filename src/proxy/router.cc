@@ -12,6 +12,9 @@ std::string_view host_without_port(std::string_view authority, std::string& buf)
   } else {
     size_t colon = h.rfind(':');
     if (colon != std::string_view::npos) h = h.substr(0, colon);
+    // "example.com." is the same name as "example.com" (a fully qualified name): route both
+    // alike, or a trailing dot would walk past a host rule.
+    if (h.size() > 1 && h.back() == '.') h.remove_suffix(1);
   }
   bool lower = true;
   for (char c : h) lower = lower && !(c >= 'A' && c <= 'Z');
@@ -43,6 +46,8 @@ bool valid_authority(std::string_view a) {
     for (size_t i = 0; i < host.size(); ++i) {
       const char c = host[i];
       if (c == '[' || c == ']' || c == '@') return false;
+      // No empty labels (".a", "a..b", "."); one trailing dot (a fully qualified name) is fine.
+      if (c == '.' && (i == 0 || host[i - 1] == '.')) return false;
       if (c == '%' &&
           (i + 2 >= host.size() || !std::isxdigit(static_cast<unsigned char>(host[i + 1])) ||
            !std::isxdigit(static_cast<unsigned char>(host[i + 2])))) {

@@ -270,3 +270,67 @@ def test_trace_needs_a_route_that_lists_it(upstreams, citadel):
     assert raw.startswith(b"HTTP/1.1 405 "), raw
     status, _, body = c.request("TRACE", "/trace-me")
     assert status == 200 and upstream_saw(body)["method"] == "TRACE"
+
+
+def test_a_trailing_dot_does_not_walk_past_a_host_rule(upstreams, citadel):
+    # "admin.internal." is the same host as "admin.internal" (found by an outside attack).
+    up = upstreams("a")
+    c = citadel(config_head(workers=1) + f"""
+    clusters:
+      - name: app
+        endpoints: [{up.address}]
+    routes:
+      - match: {{ host: admin.internal, path_prefix: /adm }}
+        to: {{ respond: {{ status: 403, body: "no\\n" }} }}
+      - match: {{ host: "*.internal", path_prefix: /w }}
+        to: {{ respond: {{ status: 403, body: "no\\n" }} }}
+      - to: {{ cluster: app }}
+    """)
+    for host in ("admin.internal.", "ADMIN.INTERNAL.", "admin.internal.:8080"):
+        assert c.request("GET", "/adm", headers={"Host": host})[0] == 403, host
+    assert c.request("GET", "/w", headers={"Host": "x.internal."})[0] == 403
+    out = raw_exchange(c.port, b"GET http://ADMIN.INTERNAL./adm HTTP/1.1\r\nHost: x\r\n"
+                               b"Connection: close\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 403 "), out[:100]
+    for bad in (b".internal", b"a..b", b".", b"admin.internal.."):
+        out = raw_exchange(c.port, b"GET /adm HTTP/1.1\r\nHost: " + bad +
+                           b"\r\nConnection: close\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 400 "), (bad, out[:100])
+
+
+def test_an_empty_or_invalid_host_field_is_refused(upstreams, citadel):
+    up = upstreams("a")
+    c = citadel(config_head(workers=1) + f"""
+    clusters:
+      - name: app
+        endpoints: [{up.address}]
+    routes:
+      - to: {{ cluster: app }}
+    """)
+    for raw in (b"GET /x HTTP/1.1\r\nHost: \r\n",
+                b"GET /x HTTP/1.0\r\nHost: \r\n",
+                b"GET http://a/x HTTP/1.1\r\nHost: \r\n",
+                b"GET http://a/x HTTP/1.1\r\nHost: [\r\n",
+                b"GET http://a/x HTTP/1.1\r\nHost: a:99999\r\n"):
+        out = raw_exchange(c.port, raw + b"Connection: close\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 400 "), (raw, out[:100])
+
+
+def test_a_path_redirect_never_points_at_another_host(upstreams, citadel):
+    # With merge_slashes off, "/%2F%2Fevil.com" decodes to "//evil.com": a Location that
+    # browsers read as another host (found by an outside attack).
+    up = upstreams("a")
+    c = citadel(config_head(workers=1, listener="        escaped_slashes: redirect\n"
+                                                "        merge_slashes: false") + f"""
+    clusters:
+      - name: app
+        endpoints: [{up.address}]
+    routes:
+      - to: {{ cluster: app }}
+    """)
+    for target in (b"/%2F%2Fevil.com/x", b"/a/..%2f%2fevil.com?q", b"/%5C%5Cevil.com"):
+        out = raw_exchange(c.port, b"GET " + target + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 307 "), out[:100]
+        location = [l for l in out.split(b"\r\n") if l.lower().startswith(b"location:")][0]
+        value = location.split(b":", 1)[1].strip()
+        assert value.startswith(b"/") and not value.startswith(b"//"), value

@@ -244,13 +244,23 @@ TEST(Router, UpgradesAllowedOnlyWhenEveryProtocolIsListed) {
 
 TEST(Router, AuthorityShape) {
   for (const char* ok : {"example.com", "example.com:8080", "a", "127.0.0.1:80", "[::1]",
-                         "[::1]:443", "host:", "my_host.local", "a%41b"}) {
+                         "[::1]:443", "host:", "my_host.local", "a%41b", "example.com.",
+                         "example.com.:443"}) {
     EXPECT_TRUE(valid_authority(ok)) << ok;
   }
   for (const char* bad : {"", "[", "[]", "[::1", "[::1]x", "[::1]:x", "[zz]", ":80", "a:b:c",
-                          "h:99999", "h:123456", "a]b", "a%4", "a%zz", "u@h"}) {
+                          "h:99999", "h:123456", "a]b", "a%4", "a%zz", "u@h", ".", "..",
+                          ".internal", "a..b", "example.com..", ".:80"}) {
     EXPECT_FALSE(valid_authority(bad)) << bad;
   }
+}
+
+TEST(Router, ATrailingDotNamesTheSameHost) {
+  // "admin.internal." is "admin.internal": a host rule must not be walked past with a dot.
+  std::string buf;
+  EXPECT_EQ(host_without_port("admin.internal.", buf), "admin.internal");
+  EXPECT_EQ(host_without_port("ADMIN.Internal.:8080", buf), "admin.internal");
+  EXPECT_EQ(host_without_port("x.internal", buf), "x.internal");
 }
 
 }  // namespace
