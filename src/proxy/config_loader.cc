@@ -5,6 +5,7 @@
 
 #include "proxy/config.h"
 #include "proxy/route_regex.h"
+#include "proxy/router.h"
 
 namespace citadel::proxy {
 
@@ -315,6 +316,28 @@ void check_distinct_addresses(const ConfigNode& listeners, const ConfigNode& adm
   }
 }
 
+// A header field value from the config: no control characters but tab (a CR LF would end the
+// field and start another).
+bool header_value_ok(const std::string& v) {
+  for (char c : v) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7f) return false;
+  }
+  return true;
+}
+
+// A host as written in the config: letters, digits, "-._~", a port, or a bracketed IP literal
+// (no "/", "?" or "#" that would turn a Location's host into a path or a query).
+bool plain_host_chars(const std::string& h) {
+  if (!h.empty() && h.front() == '[') return true;  // valid_authority checks the literal
+  for (char c : h) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '.' || c == '_' || c == '~' || c == ':';
+    if (!ok) return false;
+  }
+  return true;
+}
+
 // RFC 9110 token characters, lower case (an Upgrade protocol name is a token).
 constexpr const char* kTokenChars = "abcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-.^_`|~";
 
@@ -446,6 +469,14 @@ void read_route(const ConfigNode& n, const FilterValidator& fv,
         r.respond.status = static_cast<int>(rs["status"].integer(200, 200, 599));
         r.respond.body = rs["body"].str();
         r.respond.content_type = rs["content_type"].str("text/plain");
+        if (!header_value_ok(r.respond.content_type)) {
+          rs["content_type"].error("control characters are not allowed in a header value");
+        }
+        if ((r.respond.status == 204 || r.respond.status == 304) && !r.respond.body.empty()) {
+          // Such a response has no body on the wire: a client would read one as the next
+          // response.
+          rs["body"].error("a " + std::to_string(r.respond.status) + " response has no body");
+        }
       }
     }
     if (to["redirect"].defined()) {
@@ -460,6 +491,21 @@ void read_route(const ConfigNode& n, const FilterValidator& fv,
         r.redirect.host = rd["host"].str();
         r.redirect.path = rd["path"].str();
         r.redirect.keep_query = rd["keep_query"].boolean(true);
+        // These go into Location: no control characters (a CR LF would add header fields), a
+        // host that is a host, a path that is a path.
+        for (const char* key : {"url", "host", "path"}) {
+          const std::string v = rd[key].str();
+          if (!header_value_ok(v) || v.find(' ') != std::string::npos) {
+            rd[key].error("control characters and spaces are not allowed here");
+          }
+        }
+        if (!r.redirect.host.empty() &&
+            (!valid_authority(r.redirect.host) || !plain_host_chars(r.redirect.host))) {
+          rd["host"].error("expected host[:port]");
+        }
+        if (!r.redirect.path.empty() && r.redirect.path.front() != '/') {
+          rd["path"].error("a path starts with /");
+        }
       }
     }
     if (to["service"].defined() || to["static"].defined()) {

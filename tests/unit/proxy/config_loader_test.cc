@@ -417,3 +417,30 @@ TEST(HostPort, Parse) {
 
 }  // namespace
 }  // namespace citadel::proxy
+
+namespace citadel::proxy {
+namespace {
+
+TEST_F(ConfigLoaderTest, LocalResponsesRefuseHeaderInjectionAndBodiesThatCannotBeSent) {
+  EXPECT_FALSE(load("listeners: [{ name: p, address: \"127.0.0.1:0\" }]\n"
+                    "routes:\n"
+                    "  - match: { path_prefix: /a }\n"
+                    "    to: { redirect: { host: \"evil.com\\r\\nSet-Cookie: pwn=1\" } }\n"
+                    "  - match: { path_prefix: /b }\n"
+                    "    to: { redirect: { url: \"http://x/\\r\\nSet-Cookie: a=1\" } }\n"
+                    "  - match: { path_prefix: /c }\n"
+                    "    to: { respond: { status: 200, content_type: \"text/html\\r\\nX: 1\" } }\n"
+                    "  - match: { path_prefix: /d }\n"
+                    "    to: { respond: { status: 204, body: xyz } }\n"
+                    "  - match: { path_prefix: /e }\n"
+                    "    to: { redirect: { host: \"evil.com/x?y\", path: no-slash } }\n"));
+  EXPECT_TRUE(has_error(":4: routes[0].to.redirect.host: control characters"));
+  EXPECT_TRUE(has_error(":6: routes[1].to.redirect.url: control characters"));
+  EXPECT_TRUE(has_error(":8: routes[2].to.respond.content_type: control characters"));
+  EXPECT_TRUE(has_error(":10: routes[3].to.respond.body: a 204 response has no body"));
+  EXPECT_TRUE(has_error(":12: routes[4].to.redirect.host: expected host[:port]"));
+  EXPECT_TRUE(has_error(":12: routes[4].to.redirect.path: a path starts with /"));
+}
+
+}  // namespace
+}  // namespace citadel::proxy
