@@ -41,4 +41,12 @@ size_t HeaderMap::count(std::string_view name) const {
   return n;
 }
 
+bool safe_field_value(std::string_view value) {
+  for (char c : value) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7f) return false;
+  }
+  return true;
+}
+
 }  // namespace citadel::http

@@ -17,6 +17,11 @@ struct HeaderField {
   std::string_view value;
 };
 
+// A field value that can be written as it is: no control characters but tab (a CR LF would end
+// the field and start another). For values that come from config, not from the wire (the parser
+// checks those).
+bool safe_field_value(std::string_view value);
+
 class HeaderMap {
  public:
   HeaderMap() = default;

@@ -316,16 +316,6 @@ void check_distinct_addresses(const ConfigNode& listeners, const ConfigNode& adm
   }
 }
 
-// A header field value from the config: no control characters but tab (a CR LF would end the
-// field and start another).
-bool header_value_ok(const std::string& v) {
-  for (char c : v) {
-    const auto u = static_cast<unsigned char>(c);
-    if ((u < 0x20 && c != '\t') || u == 0x7f) return false;
-  }
-  return true;
-}
-
 // A host as written in the config: letters, digits, "-._~", a port, or a bracketed IP literal
 // (no "/", "?" or "#" that would turn a Location's host into a path or a query).
 bool plain_host_chars(const std::string& h) {
@@ -469,7 +459,7 @@ void read_route(const ConfigNode& n, const FilterValidator& fv,
         r.respond.status = static_cast<int>(rs["status"].integer(200, 200, 599));
         r.respond.body = rs["body"].str();
         r.respond.content_type = rs["content_type"].str("text/plain");
-        if (!header_value_ok(r.respond.content_type)) {
+        if (!http::safe_field_value(r.respond.content_type)) {
           rs["content_type"].error("control characters are not allowed in a header value");
         }
         if ((r.respond.status == 204 || r.respond.status == 304) && !r.respond.body.empty()) {
@@ -495,7 +485,7 @@ void read_route(const ConfigNode& n, const FilterValidator& fv,
         // host that is a host, a path that is a path.
         for (const char* key : {"url", "host", "path"}) {
           const std::string v = rd[key].str();
-          if (!header_value_ok(v) || v.find(' ') != std::string::npos) {
+          if (!http::safe_field_value(v) || v.find(' ') != std::string::npos) {
             rd[key].error("control characters and spaces are not allowed here");
           }
         }

@@ -25,14 +25,6 @@ class HeadersFilter final : public pipeline::Filter {
   const HeaderOps& response_;
 };
 
-bool valid_value(const std::string& v) {
-  for (char c : v) {
-    unsigned char u = static_cast<unsigned char>(c);
-    if ((u < 0x20 && c != '\t') || u == 0x7f) return false;
-  }
-  return true;
-}
-
 HeaderOps parse_side(const core::ConfigNode& n) {
   HeaderOps ops;
   if (!n.defined() || !n.expect_map()) return ops;
@@ -43,7 +35,9 @@ HeaderOps parse_side(const core::ConfigNode& n) {
     for (const auto& key : m.keys()) {
       std::string value = m[key].str();
       if (!http::http1::is_token(key)) m.error("invalid header name \"" + key + "\"");
-      if (!valid_value(value)) m[key].error("control characters are not allowed in header values");
+      if (!http::safe_field_value(value)) {
+        m[key].error("control characters are not allowed in header values");
+      }
       (std::string_view(kind) == "add" ? ops.add : ops.set).emplace_back(key, value);
     }
   }

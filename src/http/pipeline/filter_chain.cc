@@ -439,39 +439,48 @@ void FilterChain::request_headers(bool end_stream) {
   pump(req_);
 }
 
-void FilterChain::request_data(std::string_view data, bool end_stream) {
-  if (req_.dropped || req_.ended_in || reset_done_) return;
-  if (end_stream) req_.ended_in = true;
-  if (!req_.stopped && !req_.pumping) {
+void FilterChain::feed_data(Side& s, std::string_view data, bool end_stream) {
+  if (end_stream) s.ended_in = true;
+  if (!s.stopped && !s.pumping) {
     // Nothing waits: the piece passes the filters without a copy.
     const uint64_t life = life_;
-    const uint32_t gen = req_.gen;
-    req_.pumping = true;
-    Body body(req_.scratch);
+    const uint32_t gen = s.gen;
+    s.pumping = true;
+    Body body(s.scratch);
     body.borrow(data);
-    push_data(req_, body, end_stream, 0);
-    if (life != life_ || gen != req_.gen) return;
-    req_.pumping = false;
-    pump(req_);
+    push_data(s, body, end_stream, 0);
+    if (life != life_ || gen != s.gen) return;
+    s.pumping = false;
+    pump(s);
     return;
   }
-  enqueue(req_, data, end_stream);
-  if (over_limit(req_)) {
-    overflow(req_);
+  enqueue(s, data, end_stream);
+  if (over_limit(s)) {
+    overflow(s);
     return;
   }
-  pump(req_);
-  update_flow(req_);
+  pump(s);
+  update_flow(s);
+}
+
+void FilterChain::feed_trailers(Side& s, const http::HeaderMap& trailers) {
+  s.ended_in = true;
+  // They may wait in the chain longer than the caller keeps them: copies in the arena.
+  core::Arena& arena = owner_.arena();
+  s.trailers.clear();
+  for (const auto& f : trailers.fields()) s.trailers.add(arena.copy(f.name), arena.copy(f.value));
+  s.queue_trailers = true;
+  pump(s);
+}
+
+void FilterChain::request_data(std::string_view data, bool end_stream) {
+  if (req_.dropped || req_.ended_in || reset_done_) return;
+  feed_data(req_, data, end_stream);
 }
 
 void FilterChain::request_trailers(const http::HeaderMap& trailers) {
   if (req_.dropped || req_.ended_in || reset_done_) return;
-  req_.ended_in = true;
-  core::Arena& arena = owner_.arena();
-  req_.trailers.clear();
-  for (const auto& f : trailers.fields()) req_.trailers.add(arena.copy(f.name), arena.copy(f.value));
-  req_.queue_trailers = true;
-  pump(req_);
+  feed_trailers(req_, trailers);
 }
 
 void FilterChain::response_headers(http::ResponseHead& head, bool end_stream) {
@@ -487,38 +496,12 @@ void FilterChain::response_headers(http::ResponseHead& head, bool end_stream) {
 
 void FilterChain::response_data(std::string_view data, bool end_stream) {
   if (resp_.head == nullptr || resp_.ended_in || reset_done_) return;
-  if (end_stream) resp_.ended_in = true;
-  if (!resp_.stopped && !resp_.pumping) {
-    const uint64_t life = life_;
-    const uint32_t gen = resp_.gen;
-    resp_.pumping = true;
-    Body body(resp_.scratch);
-    body.borrow(data);
-    push_data(resp_, body, end_stream, 0);
-    if (life != life_ || gen != resp_.gen) return;
-    resp_.pumping = false;
-    pump(resp_);
-    return;
-  }
-  enqueue(resp_, data, end_stream);
-  if (over_limit(resp_)) {
-    overflow(resp_);
-    return;
-  }
-  pump(resp_);
-  update_flow(resp_);
+  feed_data(resp_, data, end_stream);
 }
 
 void FilterChain::response_trailers(const http::HeaderMap& trailers) {
   if (resp_.head == nullptr || resp_.ended_in || reset_done_) return;
-  resp_.ended_in = true;
-  core::Arena& arena = owner_.arena();
-  resp_.trailers.clear();
-  for (const auto& f : trailers.fields()) {
-    resp_.trailers.add(arena.copy(f.name), arena.copy(f.value));
-  }
-  resp_.queue_trailers = true;
-  pump(resp_);
+  feed_trailers(resp_, trailers);
 }
 
 void FilterChain::local_reply(int status, std::string_view body, std::string_view content_type,

@@ -178,6 +178,9 @@ class FilterChain {
   void to_sink_data(Side& s, std::string_view data, bool end);
   void to_sink_trailers(Side& s);
   void enqueue(Side& s, std::string_view data, bool end);
+  // A piece or the trailers entering a side (a source's call).
+  void feed_data(Side& s, std::string_view data, bool end_stream);
+  void feed_trailers(Side& s, const http::HeaderMap& trailers);
   bool over_limit(Side& s);
   void overflow(Side& s);
   void update_flow(Side& s);
