@@ -49,6 +49,7 @@ BAD = [
     (b"GET / HTTP/1.1 extra\r\n", 400),
     (b"GET / HTTP/1.1\n", 400),
     (b"GET\r\n", 400),
+    (b"GET /local HTTP/1.1\rHost: a\r\r", 400),
 ]
 
 

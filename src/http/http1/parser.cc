@@ -243,6 +243,9 @@ ParseOutcome parse_request(std::string_view data, const ParseLimits& limits, Req
     for (const char* q = p; q < end && *q != ' '; ++q) {
       if (!has(*q, kTchar)) return ParseOutcome::error(400, "invalid method");
     }
+    // A CR not followed by LF can never end the line (RFC 9112 section 2.2: bare CR is invalid).
+    const char* cr = static_cast<const char*>(std::memchr(p, '\r', avail));
+    if (cr != nullptr && cr + 1 < end && cr[1] != '\n') return ParseOutcome::error(400, "bare CR");
     return {};
   }
   // The request line is checked as soon as it is complete, before the rest of the head

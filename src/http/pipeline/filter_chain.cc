@@ -192,6 +192,19 @@ void FilterChain::stop(Side& s, size_t pos, Phase) {
   s.stop_pos = pos;
 }
 
+core::Buffer& FilterChain::start_collecting(Side& s, size_t pos) {
+  // The buffers live in the request's arena (their blocks in the worker's pool) and are
+  // released by destroy().
+  if (s.collect == nullptr) {
+    s.collect = static_cast<core::Buffer**>(
+        owner_.arena().allocate_aligned(sizeof(core::Buffer*) * n_, alignof(core::Buffer*)));
+    for (size_t i = 0; i < n_; ++i) s.collect[i] = nullptr;
+  }
+  if (s.collect[pos] == nullptr) s.collect[pos] = arena_new<core::Buffer>(owner_.arena(), &blocks_);
+  s.collecting[pos] = true;
+  return *s.collect[pos];
+}
+
 void FilterChain::push_headers(Side& s, size_t from) {
   const uint64_t life = life_;
   const uint32_t gen = s.gen;
@@ -202,15 +215,7 @@ void FilterChain::push_headers(Side& s, size_t from) {
     if (st == FilterStatus::kContinue || (st == FilterStatus::kStopAndBuffer && end)) continue;
     if (st == FilterStatus::kStopAndBuffer) {
       // The head waits here while the body is collected for this filter.
-      if (s.collect == nullptr) {
-        s.collect = static_cast<core::Buffer**>(
-            owner_.arena().allocate_aligned(sizeof(core::Buffer*) * n_, alignof(core::Buffer*)));
-        for (size_t i = 0; i < n_; ++i) s.collect[i] = nullptr;
-      }
-      if (s.collect[pos] == nullptr) {
-        s.collect[pos] = arena_new<core::Buffer>(owner_.arena(), &blocks_);
-      }
-      s.collecting[pos] = true;
+      start_collecting(s, pos);
       s.headers_held = true;
       s.headers_at = pos;
       return;
@@ -241,16 +246,7 @@ void FilterChain::push_data(Side& s, Body& body, bool end, size_t from) {
     if (life != life_ || gen != s.gen) return;
     if (st == FilterStatus::kContinue || (st == FilterStatus::kStopAndBuffer && end)) continue;
     if (st == FilterStatus::kStopAndBuffer) {
-      if (s.collect == nullptr) {
-        s.collect = static_cast<core::Buffer**>(
-            owner_.arena().allocate_aligned(sizeof(core::Buffer*) * n_, alignof(core::Buffer*)));
-        for (size_t i = 0; i < n_; ++i) s.collect[i] = nullptr;
-      }
-      if (s.collect[pos] == nullptr) {
-        s.collect[pos] = arena_new<core::Buffer>(owner_.arena(), &blocks_);
-      }
-      s.collecting[pos] = true;
-      s.collect[pos]->append(body.view());
+      start_collecting(s, pos).append(body.view());
       if (over_limit(s)) overflow(s);
       return;
     }

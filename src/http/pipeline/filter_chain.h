@@ -171,6 +171,8 @@ class FilterChain {
   void push_headers(Side& s, size_t from);
   void push_data(Side& s, Body& body, bool end, size_t from);
   void push_trailers(Side& s, size_t from);
+  // Position `pos` starts collecting the body (kStopAndBuffer); returns its buffer.
+  core::Buffer& start_collecting(Side& s, size_t pos);
   // The body is complete at the collecting position `pos`.
   void release_collected(Side& s, size_t pos, bool end);
   void stop(Side& s, size_t pos, Phase phase);
