@@ -20,8 +20,9 @@
 
 namespace citadel::core {
 
-// One piece of blocking work and its result. Intrusive and owned by whoever submits it (usually
-// in the request's arena or a stream member): the pool never allocates or frees a job. The owner
+// One piece of blocking work and its result. Intrusive and owned by whoever submits it: the
+// pool never allocates or frees a job. Not in a request's arena: a stream may end and be
+// recycled while its job runs (pipeline::run_blocking() puts jobs on the heap). The owner
 // keeps it alive until run() has been called on `loop`; run() is always called exactly once per
 // accepted submit(), also when the pool stopped first (then cancelled() is true and
 // run_blocking() never ran), so run() is where the owner lets go of it.
