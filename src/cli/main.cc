@@ -9,7 +9,7 @@
 #include "cli/server.h"
 #include "filters/headers/headers_filter.h"
 #include "proxy/config.h"
-#include "proxy/filter_registry.h"
+#include "proxy/extension_registry.h"
 
 namespace {
 
@@ -24,7 +24,7 @@ constexpr const char* kUsage =
     "POST /config/reload.\n";
 
 // The one place that knows every filter this build offers.
-void register_filters(citadel::proxy::FilterRegistry& r) {
+void register_filters(citadel::proxy::ExtensionRegistry& r) {
   r.add(std::make_unique<citadel::filters::HeadersFilterConfig>());
 }
 
@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "citadel: a config file is needed (-c FILE)\n\n%s", kUsage);
     return 2;
   }
-  citadel::proxy::FilterRegistry filters;
+  citadel::proxy::ExtensionRegistry filters;
   register_filters(filters);
 
   if (command == "validate") {

@@ -192,7 +192,7 @@ class Server::AdminListener final : public core::IoHandler {
   http::DownstreamConnection* conns_ = nullptr;
 };
 
-Server::Server(std::string config_path, const proxy::FilterRegistry& filters)
+Server::Server(std::string config_path, const proxy::ExtensionRegistry& filters)
     : config_path_(std::move(config_path)),
       filters_(filters),
       drain_timer_(&Server::on_drain_tick, this),

@@ -14,7 +14,7 @@
 #include "observe/metrics.h"
 #include "core/blocking_pool.h"
 #include "http/date.h"
-#include "proxy/filter_registry.h"
+#include "proxy/extension_registry.h"
 #include "proxy/health_checker.h"
 #include "proxy/snapshot.h"
 #include "proxy/worker.h"
@@ -23,7 +23,7 @@ namespace citadel::cli {
 
 class Server final : public AdminBackend, public http::ConnectionOwner {
  public:
-  Server(std::string config_path, const proxy::FilterRegistry& filters);
+  Server(std::string config_path, const proxy::ExtensionRegistry& filters);
   ~Server();
 
   // Loads the config, starts everything, serves until SIGTERM/SIGINT has drained. Returns the
@@ -70,7 +70,7 @@ class Server final : public AdminBackend, public http::ConnectionOwner {
   void follow_snapshot();
 
   std::string config_path_;
-  const proxy::FilterRegistry& filters_;
+  const proxy::ExtensionRegistry& filters_;
   core::EventLoop loop_;
   observe::ErrorLog log_;
   std::unique_ptr<observe::Registry> metrics_;

@@ -187,8 +187,9 @@ struct RouteConfig {
   RouteMatchConfig match;
   std::vector<FilterEntry> filters;
   RewriteConfig rewrite;
-  enum TargetKind { kCluster, kRespond, kRedirect } target = kRespond;
+  enum TargetKind { kCluster, kRespond, kRedirect, kService } target = kRespond;
   std::string cluster;
+  std::string service;  // kService: the service's name (its options: Config::services)
   RespondConfig respond;
   RedirectConfig redirect;
   std::optional<uint64_t> max_body;
@@ -217,18 +218,27 @@ struct Config {
   std::string error_log_level = "info";
   uint64_t drain_timeout_ms = 15'000;
   std::vector<FilterEntry> listener_filters;  // apply to every route
+  // Options of the services routes name, by service (`services: { NAME: {...} }`).
+  std::map<std::string, FilterEntry> services;
   YAML::Node raw;  // for /config
 };
 
-// Validates the options of one filter entry; implemented by the filter registry (cli wiring).
-class FilterValidator {
+// What this build offers beyond the core: filters and services. Implemented by the extension
+// registry (cli wiring); the loader uses it to report unknown names and bad options.
+class ExtensionValidator {
  public:
-  virtual ~FilterValidator() = default;
+  virtual ~ExtensionValidator() = default;
+  // Validates the options of one filter entry.
   virtual void validate(const FilterEntry& entry, const core::ConfigNode& node) const = 0;
+  virtual bool has_service(const std::string& name) const = 0;
+  // The services' names, for errors ("" when the build has none).
+  virtual std::string service_names() const = 0;
+  // Validates a service's options (`node` may be absent: the defaults).
+  virtual void validate_service(const std::string& name, const core::ConfigNode& node) const = 0;
 };
 
 // Loads and validates `file`. On failure returns nullptr and fills `errors` with every problem.
-std::unique_ptr<Config> load_config(const std::string& file, const FilterValidator& filters,
+std::unique_ptr<Config> load_config(const std::string& file, const ExtensionValidator& filters,
                                     core::ConfigErrors& errors);
 
 // Parses "host:port" / "[v6]:port".

@@ -57,7 +57,7 @@ HostPort read_address(const ConfigNode& n, bool allow_port_zero) {
   return *hp;
 }
 
-void read_filters(const ConfigNode& n, const FilterValidator& validator,
+void read_filters(const ConfigNode& n, const ExtensionValidator& validator,
                   std::vector<FilterEntry>& out) {
   if (!n.defined() || !n.expect_seq()) return;
   for (size_t i = 0; i < n.size(); ++i) {
@@ -341,7 +341,7 @@ std::unique_ptr<re2::RE2> valid_regex(const ConfigNode& n, const std::string& pa
   return nullptr;
 }
 
-void read_route(const ConfigNode& n, const FilterValidator& fv,
+void read_route(const ConfigNode& n, const ExtensionValidator& fv,
                 const std::set<std::string>& clusters, RouteConfig& r) {
   n.allow_keys({"name", "match", "filters", "rewrite", "to", "max_body", "buffer_limit", "timeout", "upgrades"});
   r.line = n.line();
@@ -498,11 +498,25 @@ void read_route(const ConfigNode& n, const FilterValidator& fv,
         }
       }
     }
-    if (to["service"].defined() || to["static"].defined()) {
+    if (to["service"].defined()) {
       ++targets;
-      to.error("service and static targets are not available in this version");
+      r.target = RouteConfig::kService;
+      r.service = to["service"].str();
+      if (!fv.has_service(r.service)) {
+        const std::string known = fv.service_names();
+        to["service"].error("unknown service \"" + r.service + "\" (" +
+                            (known.empty() ? std::string("this build has none")
+                                           : "expected " + known) +
+                            ")");
+      }
     }
-    if (targets != 1) to.error("a route's `to:` names exactly one of cluster, respond, redirect");
+    if (to["static"].defined()) {
+      ++targets;
+      to.error("static targets are not available in this version");
+    }
+    if (targets != 1) {
+      to.error("a route's `to:` names exactly one of cluster, respond, redirect, service");
+    }
   }
   if (n["max_body"].defined()) r.max_body = n["max_body"].size_bytes(0);
   if (n["buffer_limit"].defined()) r.buffer_limit = n["buffer_limit"].size_bytes(r.buffer_limit);
@@ -529,7 +543,7 @@ void read_route(const ConfigNode& n, const FilterValidator& fv,
 
 }  // namespace
 
-std::unique_ptr<Config> load_config(const std::string& file, const FilterValidator& filters,
+std::unique_ptr<Config> load_config(const std::string& file, const ExtensionValidator& filters,
                                     core::ConfigErrors& errors) {
   auto yaml = core::load_yaml_file(file, errors);
   if (!yaml) return nullptr;
@@ -542,7 +556,30 @@ std::unique_ptr<Config> load_config(const std::string& file, const FilterValidat
     return nullptr;
   }
   root.allow_keys({"workers", "listeners", "admin", "clusters", "routes", "access_log",
-                   "error_log", "drain_timeout"});
+                   "error_log", "drain_timeout", "services"});
+
+  // Services' options, validated by the service itself; a service a route names without an
+  // entry here runs with its defaults.
+  ConfigNode sv = root["services"];
+  if (sv.defined() && sv.expect_map()) {
+    for (const auto& name : sv.keys()) {
+      ConfigNode opts = sv[name];
+      if (!filters.has_service(name)) {
+        const std::string known = filters.service_names();
+        opts.error("unknown service \"" + name + "\" (" +
+                   (known.empty() ? std::string("this build has none") : "expected " + known) +
+                   ")");
+        continue;
+      }
+      FilterEntry e;
+      e.name = name;
+      e.options = opts.yaml();
+      e.path = opts.path();
+      e.line = opts.line();
+      filters.validate_service(name, opts);
+      cfg->services[name] = std::move(e);
+    }
+  }
 
   ConfigNode w = root["workers"];
   if (w.defined() && !(w.is_scalar() && w.str() == "auto")) {

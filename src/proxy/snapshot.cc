@@ -28,7 +28,7 @@ std::unique_ptr<re2::RE2> route_regex(const std::string& pattern, const Config& 
 }  // namespace
 
 core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
-    std::shared_ptr<const Config> config, const Snapshot* previous, const FilterRegistry& filters,
+    std::shared_ptr<const Config> config, const Snapshot* previous, const ExtensionRegistry& filters,
     observe::Registry& metrics, size_t workers, uint64_t version, const LookupFn& lookup) {
   auto snap = std::make_shared<Snapshot>();
   snap->version = version;
@@ -113,7 +113,20 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
     }
     r->target = rc.target;
     if (rc.target == RouteConfig::kCluster) r->cluster = snap->clusters.at(rc.cluster);
-    if (rc.target == RouteConfig::kCluster) {
+    if (rc.target == RouteConfig::kService) {
+      // A service runs with its options from `services:`, or its defaults.
+      FilterEntry entry;
+      entry.name = rc.service;
+      entry.path = "services." + rc.service;
+      auto it = config->services.find(rc.service);
+      if (it != config->services.end()) entry = it->second;
+      core::ConfigErrors errors;
+      r->handler = filters.build_service(entry, config->file, errors);
+      if (!r->handler) {
+        return core::Status::error(errors.empty() ? "service \"" + rc.service + "\" failed to build"
+                                                  : errors.all()[0]);
+      }
+    } else if (rc.target == RouteConfig::kCluster) {
       r->handler = std::make_unique<ClusterHandlerFactory>(*r);
     } else if (rc.target == RouteConfig::kRespond) {
       r->handler = std::make_unique<RespondHandlerFactory>(rc.respond);

@@ -14,7 +14,7 @@
 #include "observe/metrics.h"
 #include "proxy/cluster.h"
 #include "proxy/config.h"
-#include "proxy/filter_registry.h"
+#include "proxy/extension_registry.h"
 #include "proxy/router.h"
 
 namespace citadel::proxy {
@@ -43,7 +43,7 @@ struct Snapshot {
 // the endpoints it still has. Endpoint names are resolved through `lookup`. Errors name the
 // config file and line.
 core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
-    std::shared_ptr<const Config> config, const Snapshot* previous, const FilterRegistry& filters,
+    std::shared_ptr<const Config> config, const Snapshot* previous, const ExtensionRegistry& filters,
     observe::Registry& metrics, size_t workers, uint64_t version,
     const LookupFn& lookup = lookup_blocking);
 

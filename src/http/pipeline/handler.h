@@ -11,10 +11,12 @@
 // Worker thread only.
 #pragma once
 
+#include <memory>
 #include <string_view>
 
 #include "core/arena.h"
 #include "core/buffer.h"
+#include "core/config_reader.h"
 #include "core/event_loop.h"
 #include "http/message.h"
 #include "http/pipeline/stream_info.h"
@@ -90,6 +92,18 @@ class HandlerFactory {
   virtual ~HandlerFactory() = default;
   // Placement-constructs the handler in `arena`; the stream calls its destructor.
   virtual Handler* create(core::Arena& arena) const = 0;
+};
+
+// A platform service mounted as a route target (`to: { service: NAME }`), with its options from
+// the top-level `services: { NAME: {...} }`. Registered once at start-up (cli wiring), like a
+// filter's parser; parse() runs on the control thread for every load and reload.
+class ServiceConfigParser {
+ public:
+  virtual ~ServiceConfigParser() = default;
+  virtual std::string_view name() const = 0;
+  // Errors go to `options.error()`; return nullptr then. `options` may be absent (no entry
+  // under `services:`): the service's defaults.
+  virtual std::unique_ptr<HandlerFactory> parse(const core::ConfigNode& options) const = 0;
 };
 
 }  // namespace citadel::pipeline

@@ -8,7 +8,8 @@
 
 #include "filters/headers/headers_filter.h"
 #include "proxy/config.h"
-#include "proxy/filter_registry.h"
+#include "proxy/extension_registry.h"
+#include "proxy/snapshot.h"
 
 namespace citadel::proxy {
 namespace {
@@ -38,7 +39,7 @@ class ConfigLoaderTest : public ::testing::Test {
     for (const auto& e : errors.all()) all += e + "\n";
     return all;
   }
-  FilterRegistry registry;
+  ExtensionRegistry registry;
   std::string path;
   core::ConfigErrors errors;
 };
@@ -440,6 +441,72 @@ TEST_F(ConfigLoaderTest, LocalResponsesRefuseHeaderInjectionAndBodiesThatCannotB
   EXPECT_TRUE(has_error(":10: routes[3].to.respond.body: a 204 response has no body"));
   EXPECT_TRUE(has_error(":12: routes[4].to.redirect.host: expected host[:port]"));
   EXPECT_TRUE(has_error(":12: routes[4].to.redirect.path: a path starts with /"));
+}
+
+}  // namespace
+}  // namespace citadel::proxy
+
+namespace citadel::proxy {
+namespace {
+
+// A service for the test: options { greeting: text }, refuses anything else.
+class GreeterFactory final : public pipeline::HandlerFactory {
+ public:
+  explicit GreeterFactory(std::string g) : greeting(std::move(g)) {}
+  pipeline::Handler* create(core::Arena&) const override { return nullptr; }
+  std::string greeting;
+};
+
+class GreeterService final : public pipeline::ServiceConfigParser {
+ public:
+  std::string_view name() const override { return "greeter"; }
+  std::unique_ptr<pipeline::HandlerFactory> parse(const core::ConfigNode& n) const override {
+    if (!n.defined()) return std::make_unique<GreeterFactory>("hello");
+    if (!n.expect_map()) return nullptr;
+    n.allow_keys({"greeting"});
+    return std::make_unique<GreeterFactory>(n["greeting"].str("hello"));
+  }
+};
+
+TEST_F(ConfigLoaderTest, ServiceTargetsResolveThroughTheRegistry) {
+  // Without the service in the build: the route's `service:` names what is missing.
+  EXPECT_FALSE(load("listeners: [{ name: p, address: \"127.0.0.1:0\" }]\n"
+                    "routes:\n"
+                    "  - to: { service: greeter }\n"));
+  EXPECT_TRUE(has_error(":3: routes[0].to.service: unknown service \"greeter\" (this build has none)"));
+
+  registry.add_service(std::make_unique<GreeterService>());
+  auto cfg = load("listeners: [{ name: p, address: \"127.0.0.1:0\" }]\n"
+                  "services:\n"
+                  "  greeter: { greeting: hi }\n"
+                  "routes:\n"
+                  "  - match: { path_prefix: /hi }\n"
+                  "    to: { service: greeter }\n");
+  ASSERT_TRUE(cfg) << (errors.empty() ? "" : errors.all()[0]);
+  EXPECT_EQ(cfg->routes[0].target, RouteConfig::kService);
+  EXPECT_EQ(cfg->routes[0].service, "greeter");
+  core::ConfigErrors build_errors;
+  auto factory = registry.build_service(cfg->services.at("greeter"), cfg->file, build_errors);
+  ASSERT_TRUE(factory);
+  EXPECT_EQ(static_cast<GreeterFactory&>(*factory).greeting, "hi");
+  // The snapshot gives the route that service's handler factory.
+  observe::Registry metrics(1);
+  auto snap = build_snapshot(std::shared_ptr<const Config>(std::move(cfg)), nullptr, registry,
+                             metrics, 1, 1);
+  ASSERT_TRUE(snap.ok()) << snap.error().message();
+  const Route& route = *snap.value()->routes.routes()[0];
+  ASSERT_NE(dynamic_cast<const GreeterFactory*>(route.handler.get()), nullptr);
+  EXPECT_EQ(dynamic_cast<const GreeterFactory&>(*route.handler).greeting, "hi");
+
+  // Bad options and unknown services under `services:` are refused with their lines.
+  EXPECT_FALSE(load("listeners: [{ name: p, address: \"127.0.0.1:0\" }]\n"
+                    "services:\n"
+                    "  greeter: { greting: hi }\n"
+                    "  billing: {}\n"
+                    "routes:\n"
+                    "  - to: { service: greeter }\n"));
+  EXPECT_TRUE(has_error(":3: services.greeter"));
+  EXPECT_TRUE(has_error(":4: services.billing: unknown service \"billing\" (expected greeter)"));
 }
 
 }  // namespace
