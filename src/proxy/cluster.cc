@@ -77,11 +77,11 @@ core::Result<std::shared_ptr<Cluster>> Cluster::create(const ClusterConfig& conf
                                              "Retries refused by the retry budget", l);
   c->stats_.connect_failures = metrics.counter("citadel_upstream_connect_failures_total",
                                                "Failed upstream connects", l);
-  for (size_t i = 0; i < http::http1::kClientFailureKinds; ++i) {
-    auto kind = static_cast<http::http1::ClientFailure>(i);
+  for (size_t i = 0; i < http::kUpstreamFailureKinds; ++i) {
+    auto kind = static_cast<http::UpstreamFailure>(i);
     c->stats_.errors[i] = metrics.counter(
         "citadel_upstream_errors_total", "Failed upstream attempts by cause",
-        l + ",cause=\"" + std::string(http::http1::failure_name(kind)) + "\"");
+        l + ",cause=\"" + std::string(http::failure_name(kind)) + "\"");
   }
   c->stats_.overflow_requests = metrics.counter(
       "citadel_upstream_overflow_total", "Requests refused by the cluster's limits (503)",

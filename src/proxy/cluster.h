@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "core/status.h"
-#include "http/http1/client_connection.h"
+#include "http/upstream.h"
 #include "observe/log.h"
 #include "observe/metrics.h"
 #include "proxy/config.h"
@@ -28,9 +28,9 @@ struct ClusterStats {
   observe::Counter* retries = nullptr;
   observe::Counter* retry_overflow = nullptr;  // retries refused by the budget
   observe::Counter* connect_failures = nullptr;
-  // Failed attempts by cause (http1::ClientFailure order): connect failure, reset before the
+  // Failed attempts by cause (http::UpstreamFailure order): connect failure, reset before the
   // response, reset in the body, protocol error.
-  observe::Counter* errors[http::http1::kClientFailureKinds] = {};
+  observe::Counter* errors[http::kUpstreamFailureKinds] = {};
   // Requests refused or dropped by the cluster's limits: requests in flight at max_requests,
   // the wait queue at max_pending, a wait for a connection that outlasted the connect timeout.
   observe::Counter* overflow_requests = nullptr;

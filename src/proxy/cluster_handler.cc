@@ -153,7 +153,7 @@ void ClusterHandler::send_attempt() {
     return;
   }
   ctx_->info().upstream_address = ep_->label;
-  http::http1::ClientConnection* conn = nullptr;
+  http::UpstreamStream* conn = nullptr;
   switch (wc_->acquire(*ep_, *this, conn)) {
     case WorkerCluster::Acquire::kReady:
       start_exchange(*conn);
@@ -175,14 +175,14 @@ void ClusterHandler::send_attempt() {
   }
 }
 
-void ClusterHandler::on_pool_ready(http::http1::ClientConnection& conn) {
+void ClusterHandler::on_pool_ready(http::UpstreamStream& conn) {
   queued_ = false;
   worker_->loop().timers().cancel(timer_);
   timer_mode_ = TimerMode::kNone;
   start_exchange(conn);
 }
 
-void ClusterHandler::start_exchange(http::http1::ClientConnection& conn) {
+void ClusterHandler::start_exchange(http::UpstreamStream& conn) {
   Cluster& cluster = wc_->cluster();
   const size_t w = worker_->index();
   conn_ = &conn;
@@ -329,7 +329,7 @@ void ClusterHandler::on_response_data(std::string_view data, bool end_stream) {
     arm_timer(TimerMode::kIdle, wc_->cluster().config().timeouts.idle_ms);
   }
   pipeline::HandlerContext* ctx = ctx_;
-  http::http1::ClientConnection* conn = conn_;
+  http::UpstreamStream* conn = conn_;
   ctx->send_response_data(data, end_stream);  // may complete the stream: locals only after this
   if (!end_stream && conn != nullptr && ctx->response_blocked()) conn->pause_reading();
 }
@@ -372,22 +372,22 @@ void ClusterHandler::report_endpoint_failure() {
                                 *worker_->services().log);
 }
 
-void ClusterHandler::on_failure(http::http1::ClientFailure kind, std::string_view detail) {
+void ClusterHandler::on_failure(http::UpstreamFailure kind, std::string_view detail) {
   conn_ = nullptr;  // the codec closed it and detached us
   Cluster& cluster = wc_->cluster();
   const size_t w = worker_->index();
   finish_attempt(false);
   const RetryConfig& rc = cluster.config().retry;
-  const bool connect_failure = kind == http::http1::ClientFailure::kConnectFailure;
+  const bool connect_failure = kind == http::UpstreamFailure::kConnectFailure;
   if (connect_failure) cluster.stats().connect_failures->add(w);
   else cluster.stats().rq_class[0]->add(w);
   cluster.stats().errors[static_cast<size_t>(kind)]->add(w);
   // A request body that did not match its own Content-Length is this side's doing (a filter
   // changed it), not the endpoint's.
-  if (kind != http::http1::ClientFailure::kRequestFraming) report_endpoint_failure();
+  if (kind != http::UpstreamFailure::kRequestFraming) report_endpoint_failure();
   // Name the cause, with the endpoint, in the error log and in the access log's termination
   // (the detail is the codec's: valid during this call only, so it is copied).
-  std::string_view cause = http::http1::failure_name(kind);
+  std::string_view cause = http::failure_name(kind);
   worker_->services().log->log(observe::LogLevel::kWarn, "cluster %s: endpoint %s: %.*s: %.*s",
                                cluster.name().c_str(), ep_->label.c_str(),
                                static_cast<int>(cause.size()), cause.data(),
@@ -400,14 +400,14 @@ void ClusterHandler::on_failure(http::http1::ClientFailure kind, std::string_vie
   }
   if (!response_sent_) {
     bool eligible = (connect_failure && rc.on_connect_failure) ||
-                    (kind == http::http1::ClientFailure::kReset && rc.on_reset);
+                    (kind == http::UpstreamFailure::kReset && rc.on_reset);
     if (eligible && try_retry(connect_failure)) return;
-    if (kind == http::http1::ClientFailure::kRequestFraming) {
+    if (kind == http::UpstreamFailure::kRequestFraming) {
       fail_request(500, "request body does not match its Content-Length\n");
       return;
     }
     fail_request(502, connect_failure ? "upstream connect failed\n"
-                      : kind == http::http1::ClientFailure::kProtocolError
+                      : kind == http::UpstreamFailure::kProtocolError
                           ? "invalid upstream response\n"
                           : "upstream reset\n");
     return;

@@ -16,7 +16,7 @@
 
 #include "core/buffer.h"
 #include "core/timer_wheel.h"
-#include "http/http1/client_connection.h"
+#include "http/upstream.h"
 #include "http/pipeline/handler.h"
 #include "proxy/router.h"
 #include "proxy/upstream_pool.h"
@@ -38,7 +38,7 @@ class ClusterHandlerFactory final : public pipeline::HandlerFactory {
 };
 
 class ClusterHandler final : public pipeline::Handler,
-                             public http::http1::ClientCallbacks,
+                             public http::UpstreamCallbacks,
                              public PoolWaiter {
  public:
   explicit ClusterHandler(const Route& route);
@@ -55,7 +55,7 @@ class ClusterHandler final : public pipeline::Handler,
   void on_response_ready(pipeline::HandlerContext& ctx) override;
   void on_reset() override;
 
-  // http::http1::ClientCallbacks
+  // http::UpstreamCallbacks
   http::ResponseHead& response_head() override { return ctx_->response_head(); }
   core::Arena& arena() override { return ctx_->arena(); }
   void on_connected() override;
@@ -64,10 +64,10 @@ class ClusterHandler final : public pipeline::Handler,
   void on_response_data(std::string_view data, bool end_stream) override;
   void on_response_trailers(const http::HeaderMap& trailers) override;
   void on_upstream_write_ready() override;
-  void on_failure(http::http1::ClientFailure kind, std::string_view detail) override;
+  void on_failure(http::UpstreamFailure kind, std::string_view detail) override;
 
   // PoolWaiter: a connection for a request that waited at the cluster's max_connections.
-  void on_pool_ready(http::http1::ClientConnection& conn) override;
+  void on_pool_ready(http::UpstreamStream& stream) override;
 
  private:
   enum class TimerMode : uint8_t { kNone, kPoolWait, kConnect, kResponse, kIdle, kBackoff };
@@ -79,7 +79,7 @@ class ClusterHandler final : public pipeline::Handler,
   // limit), then start_exchange().
   void send_attempt();
   // Sends the head and any parked body on `conn`.
-  void start_exchange(http::http1::ClientConnection& conn);
+  void start_exchange(http::UpstreamStream& stream);
   void send_body(std::string_view data, bool end_stream);
   void finish_attempt(bool success);
   void end_active();
@@ -99,7 +99,7 @@ class ClusterHandler final : public pipeline::Handler,
   Worker* worker_ = nullptr;
   WorkerCluster* wc_ = nullptr;
   Endpoint* ep_ = nullptr;
-  http::http1::ClientConnection* conn_ = nullptr;
+  http::UpstreamStream* conn_ = nullptr;  // the exchange with the upstream
   core::Timer timer_;
   TimerMode timer_mode_ = TimerMode::kNone;
   // Body that arrived while no connection could take it (between attempts).

@@ -86,14 +86,16 @@ WorkerCluster::~WorkerCluster() {
 }
 
 WorkerCluster::Acquire WorkerCluster::acquire(Endpoint& e, PoolWaiter& waiter,
-                                              http::http1::ClientConnection*& conn) {
+                                              http::UpstreamStream*& stream) {
   EndpointPool& p = pool(e);
-  conn = p.take_idle();
+  http::http1::ClientConnection* conn = p.take_idle();
+  stream = conn;
   if (conn != nullptr) return Acquire::kReady;
   // At the limit, an idle connection of another endpoint makes room for this one.
   if (connections_ >= max_connections_ && head_ == nullptr) close_some_idle();
   if (connections_ < max_connections_) {
     conn = p.connect_new();
+    stream = conn;
     return conn != nullptr ? Acquire::kReady : Acquire::kFailed;
   }
   if (pending_ >= max_pending_) return Acquire::kOverflow;

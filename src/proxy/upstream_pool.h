@@ -22,9 +22,9 @@ class WorkerCluster;
 // before it goes.
 class PoolWaiter {
  public:
-  // A connection for the waiter's endpoint (idle, or new and still connecting), now owned by
-  // the waiter; the waiter has left the queue.
-  virtual void on_pool_ready(http::http1::ClientConnection& conn) = 0;
+  // An upstream stream for the waiter's endpoint (an idle connection, or a new one still
+  // connecting), now owned by the waiter; the waiter has left the queue.
+  virtual void on_pool_ready(http::UpstreamStream& stream) = 0;
 
  protected:
   ~PoolWaiter() = default;
@@ -82,7 +82,7 @@ class WorkerCluster {
   // A connection to `e` for `waiter`: an idle one or a new one (kReady, in `conn`); at
   // max_connections the waiter queues (kQueued: on_pool_ready() follows, or cancel()) unless
   // max_pending waiters wait already (kOverflow); kFailed: no socket could be created.
-  Acquire acquire(Endpoint& e, PoolWaiter& waiter, http::http1::ClientConnection*& conn);
+  Acquire acquire(Endpoint& e, PoolWaiter& waiter, http::UpstreamStream*& stream);
   // Takes `waiter` out of the queue (a timeout, a reset).
   void cancel(PoolWaiter& waiter);
   // False when one more request would pass max_requests (this worker's share).

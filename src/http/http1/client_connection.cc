@@ -14,16 +14,6 @@ constexpr size_t kReadChunk = 16 * 1024;
 
 }  // namespace
 
-std::string_view failure_name(ClientFailure kind) {
-  switch (kind) {
-    case ClientFailure::kConnectFailure: return "connect_failure";
-    case ClientFailure::kReset: return "reset_before_response";
-    case ClientFailure::kResetAfterHead: return "reset_in_body";
-    case ClientFailure::kProtocolError: return "protocol_error";
-    case ClientFailure::kRequestFraming: return "request_framing";
-  }
-  return "unknown";
-}
 
 ClientConnection::ClientConnection(Transport& transport, core::EventLoop& loop,
                                    core::BlockPool& pool, ClientOwner& owner)

@@ -18,47 +18,16 @@
 #include "http/http1/chunked.h"
 #include "http/http1/parser.h"
 #include "http/message.h"
+#include "http/upstream.h"
 #include "http/transport/socket_transport.h"
 #include "http/transport/transport.h"
 
 namespace citadel::http::http1 {
 
-enum class ClientFailure : uint8_t {
-  kConnectFailure,  // the TCP connect failed or was refused
-  kReset,           // closed or errored before a complete response head
-  kResetAfterHead,  // closed in the middle of a response body
-  kProtocolError,   // the upstream's response is malformed (head or chunked framing)
-  kRequestFraming,  // the request's body did not match its Content-Length (a filter changed
-                    // it): never sent on, the connection closed
-};
-
-// A short name for each kind, for metrics labels and logs ("connect_failure", ...).
-std::string_view failure_name(ClientFailure kind);
-inline constexpr size_t kClientFailureKinds = 5;
-
-// The request that currently uses the connection.
-class ClientCallbacks {
- public:
-  virtual ResponseHead& response_head() = 0;
-  virtual core::Arena& arena() = 0;
-  virtual void on_connected() = 0;
-  virtual void on_informational(const ResponseHead& head) = 0;
-  // `head` strings live in arena(). end_stream: no body follows.
-  virtual void on_response_headers(bool end_stream) = 0;
-  virtual void on_response_data(std::string_view data, bool end_stream) = 0;
-  // The response body ended with trailer fields, in place of on_response_data({}, true). The
-  // strings are valid during the call only. By default they are ignored.
-  virtual void on_response_trailers(const HeaderMap& /*trailers*/) {
-    on_response_data({}, true);
-  }
-  // The send buffer drained below its low watermark (request body backpressure).
-  virtual void on_upstream_write_ready() = 0;
-  // The connection failed; the callbacks are detached and nothing more follows.
-  virtual void on_failure(ClientFailure kind, std::string_view detail) = 0;
-
- protected:
-  ~ClientCallbacks() = default;
-};
+using ClientFailure = http::UpstreamFailure;
+using ClientCallbacks = http::UpstreamCallbacks;
+inline constexpr size_t kClientFailureKinds = http::kUpstreamFailureKinds;
+using http::failure_name;
 
 class ClientConnection;
 
@@ -74,7 +43,10 @@ class ClientOwner {
 
 // The codec over any transport. Its overrides are final; the only derived classes are
 // WithTransport<ClientConnection, T>, which add the transport's storage.
-class ClientConnection : public core::Deferred, public core::IoHandler, public core::LoopTask {
+class ClientConnection : public core::Deferred,
+                         public core::IoHandler,
+                         public core::LoopTask,
+                         public http::UpstreamStream {
  public:
   // Runs over `transport`, whose connect is in progress (or done) and which must outlive the
   // codec (see WithTransport).
@@ -85,26 +57,27 @@ class ClientConnection : public core::Deferred, public core::IoHandler, public c
   // Registers with the loop; the connect completes (or fails) from there. False: it cannot run
   // (the caller deletes it; no callback was made).
   bool start();
-  bool connected() const { return state_ != State::kConnecting; }
+  bool connected() const final { return state_ != State::kConnecting; }
 
-  void attach(ClientCallbacks* cb) { cb_ = cb; }
-  void detach() { cb_ = nullptr; }
+  void attach(ClientCallbacks* cb) final { cb_ = cb; }
+  void detach() final { cb_ = nullptr; }
 
   // Writes the request line and fields. `head.framing`/`content_length` select the framing
   // this codec writes (Content-Length or chunked); hop-by-hop fields are the caller's job.
-  void send_head(const RequestHead& head, std::string_view target);
+  void send_head(const RequestHead& head, std::string_view target) final;
   // Request body bytes; `trailers` (with end_stream) end a chunked body with those fields.
-  void send_data(std::string_view data, bool end_stream, const HeaderMap* trailers = nullptr);
+  void send_data(std::string_view data, bool end_stream,
+                 const HeaderMap* trailers = nullptr) final;
   // After a 101: raw bytes both ways; end_stream half-closes the upstream write side.
-  void send_tunnel(std::string_view data, bool end_stream);
-  bool write_blocked() const { return out_.size() > kHighWatermark; }
+  void send_tunnel(std::string_view data, bool end_stream) final;
+  bool write_blocked() const final { return out_.size() > kHighWatermark; }
 
   // Response backpressure: stop or resume reading the socket.
-  void pause_reading() { read_paused_ = true; }
-  void resume_reading();
+  void pause_reading() final { read_paused_ = true; }
+  void resume_reading() final;
 
   // Closes now; no callback to the attached request.
-  void close();
+  void close() final;
   bool closed() const { return state_ == State::kClosed; }
 
   void on_io(uint32_t events) final;
