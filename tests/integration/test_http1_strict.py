@@ -152,3 +152,12 @@ def test_chunk_sizes_with_leading_zeros_are_valid(proxy):
                                    b"Transfer-Encoding: chunked\r\n\r\n" + body)
     assert out.startswith(b"HTTP/1.1 200 "), out[:200]
     assert b'"received": 5' in out
+
+
+def test_query_may_carry_characters_browsers_send_raw_but_the_path_may_not(proxy):
+    out = raw_exchange(proxy.port, b"GET /search?q=a|b^{c}`d HTTP/1.1\r\nHost: a\r\n"
+                                   b"Connection: close\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200 "), out[:100]
+    assert b"q=a|b^{c}`d" in out  # the upstream's echo: the query as sent
+    out = raw_exchange(proxy.port, b"GET /a|b HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400 "), out[:100]

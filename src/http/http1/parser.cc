@@ -49,9 +49,15 @@ bool is_hex(char c) {
 
 // Validates a request-target's characters, including that every '%' starts a %XX triplet.
 bool valid_target_chars(std::string_view s) {
+  bool in_query = false;
   for (size_t i = 0; i < s.size(); ++i) {
     char c = s[i];
-    if (!has(c, kTargetChar)) return false;
+    in_query = in_query || c == '?';
+    // Browsers send some characters RFC 3986 leaves out raw in a query (search boxes: "a|b",
+    // "{json}", "x^2"), and nginx takes them; they mean nothing to routing, so the query may
+    // carry them. The path stays strict.
+    const bool lenient = in_query && (c == '{' || c == '}' || c == '|' || c == '^' || c == '`');
+    if (!has(c, kTargetChar) && !lenient) return false;
     if (c == '%') {
       if (i + 2 >= s.size() + 0 || !is_hex(s[i + 1]) || !is_hex(s[i + 2])) return false;
       i += 2;
