@@ -328,10 +328,24 @@ void ClusterHandler::on_response_data(std::string_view data, bool end_stream) {
   } else if (!upgraded_) {
     arm_timer(TimerMode::kIdle, wc_->cluster().config().timeouts.idle_ms);
   }
-  pipeline::HandlerContext* ctx = ctx_;
-  http::UpstreamStream* conn = conn_;
-  ctx->send_response_data(data, end_stream);  // may complete the stream: locals only after this
-  if (!end_stream && conn != nullptr && ctx->response_blocked()) conn->pause_reading();
+  if (end_stream) {
+    ctx_->send_response_data(data, true);  // may complete the stream: nothing after this
+    return;
+  }
+  const pipeline::StreamHandle stream = ctx_->handle();
+  ctx_->send_response_data(data, false);
+  if (!stream.valid()) return;  // the stream ended inside (a reset): this handler is gone
+  if (conn_ != nullptr && ctx_->response_blocked()) {
+    // The client is slow, not the upstream: stop reading, and stop the upstream's idle clock
+    // until the client drains (on_response_ready), or a slow client would get a healthy
+    // endpoint counted as failed.
+    conn_->pause_reading();
+    if (!upgraded_ && timer_mode_ == TimerMode::kIdle) {
+      worker_->loop().timers().cancel(timer_);
+      timer_mode_ = TimerMode::kNone;
+      idle_paused_ = true;
+    }
+  }
 }
 
 void ClusterHandler::on_response_trailers(const http::HeaderMap& trailers) {
@@ -344,7 +358,12 @@ void ClusterHandler::on_response_trailers(const http::HeaderMap& trailers) {
 }
 
 void ClusterHandler::on_response_ready(pipeline::HandlerContext&) {
-  if (conn_ != nullptr) conn_->resume_reading();
+  if (conn_ == nullptr) return;
+  conn_->resume_reading();
+  if (idle_paused_) {
+    idle_paused_ = false;
+    arm_timer(TimerMode::kIdle, wc_->cluster().config().timeouts.idle_ms);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -491,7 +510,9 @@ void ClusterHandler::on_timer(void* arg) {
                          : mode == TimerMode::kResponse ? "upstream response timeout"
                                                         : "upstream idle timeout";
   h->ctx_->info().termination = why;
-  if (h->ep_ != nullptr) {
+  // Idle while the request body is still coming is the client's pause, not the endpoint's.
+  const bool endpoint_at_fault = !(mode == TimerMode::kIdle && !h->request_sent_);
+  if (h->ep_ != nullptr && endpoint_at_fault) {
     h->report_endpoint_failure();
     h->worker_->services().log->log(observe::LogLevel::kWarn, "cluster %s: endpoint %s: %s",
                                     cluster.name().c_str(), h->ep_->label.c_str(), why.data());

@@ -121,6 +121,7 @@ class ClusterHandler final : public pipeline::Handler,
   bool reset_ = false;           // the stream is gone, or a filter answered instead
   bool queued_ = false;          // waiting in the cluster's queue for a connection
   bool parked_ = false;          // the client's body is paused until a connection takes it
+  bool idle_paused_ = false;     // the idle timer waits for a slow client to drain
 };
 
 }  // namespace citadel::proxy

@@ -276,3 +276,36 @@ def test_tunnel_passes_the_clients_half_close_to_the_upstream(citadel):
         assert s.recv(4096) == b""  # and the upstream's close comes back
     finally:
         s.close()
+
+
+def test_a_slow_client_does_not_run_out_the_upstreams_idle_timeout(upstreams, citadel):
+    # Before: while a slow client made Citadel stop reading the upstream, the upstream's idle
+    # clock kept running: the download was cut off and the healthy endpoint counted as failed.
+    up = upstreams("big")
+    c = citadel(config_head(workers=1) + f"""
+    clusters:
+      - name: app
+        endpoints: [{up.address}]
+        timeouts: {{ response: 5s, idle: 300ms }}
+        outlier: {{ consecutive_failures: 1 }}
+    routes:
+      - to: {{ cluster: app }}
+    """)
+    total = 24 << 20
+    s = socket.create_connection(("127.0.0.1", c.port), timeout=10)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.sendall(b"GET /bytes?n=%d HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" % total)
+        head, rest = read_head(s)
+        assert head.startswith(b"HTTP/1.1 200")
+        time.sleep(1.2)  # four idle timeouts' worth of not reading
+        got = len(rest)
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            got += len(chunk)
+        assert got == total, "%d of %d bytes" % (got, total)
+    finally:
+        s.close()
+    assert (c.metric('citadel_upstream_ejections_total{cluster="app"}') or 0) == 0
