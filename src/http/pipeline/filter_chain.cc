@@ -95,7 +95,7 @@ void FilterChain::reset() {
 void FilterChain::destroy() {
   ++life_;
   for (size_t i = 0; i < n_; ++i) filters_[i]->~Filter();
-  // Slots are trivially destructible apart from their vtable; nothing to release.
+  // The slots stay (bound again by the next init()); their stamps are stale from here.
   for (Side* s : {&req_, &resp_}) {
     clear_side(*s, false);  // the stream is done: nobody to resume
     if (s->collect != nullptr) {
@@ -136,7 +136,8 @@ void FilterChain::clear_side(Side& s, bool notify) {
   s.held.clear();
   s.queue.clear();
   s.work.clear();
-  for (size_t i = 0; i < kMaxFilters; ++i) {
+  // Only positions of the current filters can collect (a stream without filters: nothing).
+  for (size_t i = 0; i < n_; ++i) {
     if (s.collecting[i] && s.collect != nullptr && s.collect[i] != nullptr) s.collect[i]->clear();
     s.collecting[i] = false;
   }
