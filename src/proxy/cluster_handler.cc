@@ -102,15 +102,16 @@ void ClusterHandler::prepare_head() {
   const http::ConnectionInfo& ci = ctx_->connection();
   const std::string_view route_path = ctx_->route_path();
   const std::string_view path = ci.path_options.forward_normalized ? route_path : req.path;
-  if (rewrite_target(route_, route_path, req.query, target_buf_)) {
-    target_ = target_buf_;
+  // Built targets go into the request's arena (through the worker's scratch string for a
+  // rewrite): no heap allocation per request once the worker is warm.
+  std::string& scratch = worker_->scratch();
+  if (rewrite_target(route_, route_path, req.query, scratch)) {
+    target_ = arena.copy(scratch);
   } else if (path.data() == req.path.data() && path.size() == req.path.size() &&
              !is_absolute_form(req.target)) {
     target_ = req.target;
   } else {
-    target_buf_.assign(path);
-    target_buf_.append(query_part(req));
-    target_ = target_buf_;
+    target_ = arena.concat({path, query_part(req)});
   }
   std::string_view peer(ci.peer_ip);
   // X-Forwarded-For: append the client to whatever the client claimed.

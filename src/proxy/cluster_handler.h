@@ -106,7 +106,6 @@ class ClusterHandler final : public pipeline::Handler,
   core::Buffer pending_;
   bool pending_end_ = false;
   http::HeaderMap trailers_;     // the request's trailers, sent with the end of the body
-  std::string target_buf_;
   std::string_view target_;      // the upstream request target
   uint64_t lb_hash_ = 0;
   uint64_t upstream_start_us_ = 0;

@@ -87,6 +87,9 @@ class Worker final : public http::ConnectionOwner,
   // state in it, and drops both once none of its snapshots references `c`.
   WorkerCluster& cluster_state(const std::shared_ptr<Cluster>& c);
   void recycle(ActiveStream* s);
+  // A string for transient work on this worker's thread (its capacity stays): valid until the
+  // next caller takes it, so copy what must last.
+  std::string& scratch() { return scratch_; }
   // "2026-11-26T06:02:43.886Z" into `out` (at least 25 bytes); the date part is formatted once
   // per second per worker. Returns the length.
   size_t log_timestamp(char* out);
@@ -131,6 +134,7 @@ class Worker final : public http::ConnectionOwner,
   bool draining_ = false;
   std::atomic<bool> drained_{false};
   http::DateCache date_;
+  std::string scratch_;
   int64_t stamp_second_ = -1;
   char stamp_prefix_[24] = {0};  // "YYYY-MM-DDTHH:MM:SS"
 };

@@ -227,24 +227,31 @@ def citadel(tmp_path):
     assert not reports, "sanitizer reports from citadel:\n" + "\n".join(reports[:20])
 
 
-def raw_exchange(port, data, timeout=5.0, read_until_close=True):
+def read_until_close(s, timeout=5.0, first_only=False):
+    """Everything `s` receives until the peer closes or `timeout` seconds pass (`first_only`:
+    the first piece only)."""
+    s.settimeout(timeout)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            b = s.recv(65536)
+        except socket.timeout:
+            break
+        if not b:
+            break
+        chunks.append(b)
+        if first_only:
+            break
+    return b"".join(chunks)
+
+
+def raw_exchange(port, data, timeout=5.0, until_close=True):
     """Sends raw bytes and returns everything read until the peer closes (or the timeout)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
         s.sendall(data)
-        chunks = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                b = s.recv(65536)
-            except socket.timeout:
-                break
-            if not b:
-                break
-            chunks.append(b)
-            if not read_until_close:
-                break
-        return b"".join(chunks)
+        return read_until_close(s, timeout, first_only=not until_close)
     finally:
         s.close()
 

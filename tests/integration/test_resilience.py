@@ -2,7 +2,7 @@
 import json
 import time
 
-from conftest import config_head, LoadGenerator, wait_until
+from conftest import config_head, LoadGenerator, read_until_close, wait_until
 
 
 def cfg(endpoints, health="", outlier="", retry="", timeouts=""):
@@ -157,22 +157,15 @@ def test_body_arriving_during_a_retry_backoff_is_sent_with_the_next_attempt(upst
         ["127.0.0.1:%d" % dead_port, up.address],
         retry="        retry: { attempts: 2, on: [connect_failure], backoff_base: 400ms, backoff_max: 400ms }",
         timeouts="        timeouts: { connect: 1s, response: 5s }"))
-    statuses = []
     for i in range(6):
         s = socket.create_connection(("127.0.0.1", c.port), timeout=10)
         try:
             s.sendall(b"POST /sink HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\n")
             time.sleep(0.05)  # the first attempt fails at once; the retry waits 0-400 ms
             s.sendall(b"hello")
-            out = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                out += chunk
+            out = read_until_close(s, 10)
         finally:
             s.close()
-        statuses.append(out.split(b" ", 2)[1] if out else b"none")
         assert out.startswith(b"HTTP/1.1 200 "), (i, out[:300])
         assert b'"received": 5' in out
     retried = c.metric('citadel_upstream_retries_total{cluster="app"}') or 0
@@ -184,21 +177,6 @@ def _partial_upload(port):
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     s.sendall(b"POST /sink HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\nConnection: close\r\n\r\nab")
     return s
-
-
-def _answer(s, timeout):
-    import socket
-    s.settimeout(timeout)
-    out = b""
-    try:
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-    except socket.timeout:
-        pass
-    return out
 
 
 def test_cluster_limits_cap_upstream_connections_and_queue_the_rest(upstreams, citadel):
@@ -220,7 +198,7 @@ def test_cluster_limits_cap_upstream_connections_and_queue_the_rest(upstreams, c
     try:
         # The last two find four connections busy and two requests waiting: 503 at once.
         for s in socks[6:]:
-            out = _answer(s, 3)
+            out = read_until_close(s, 3)
             assert out.startswith(b"HTTP/1.1 503 "), out[:200]
         assert c.metric('citadel_upstream_overflow_total{cluster="app",limit="max_pending"}') == 2
         assert c.metric('citadel_upstream_connections_total{cluster="app"}') == 4
@@ -228,7 +206,7 @@ def test_cluster_limits_cap_upstream_connections_and_queue_the_rest(upstreams, c
         for s in socks[:6]:
             s.sendall(b"cdefghij")
         for i, s in enumerate(socks[:6]):
-            out = _answer(s, 5)
+            out = read_until_close(s, 5)
             assert out.startswith(b"HTTP/1.1 200 "), (i, out[:200])
             assert b'"received": 10' in out
         # Still never more than four connections (two were reused).
@@ -252,12 +230,12 @@ def test_cluster_max_requests_refuses_the_excess_at_once(upstreams, citadel):
     time.sleep(0.2)
     extra = _partial_upload(c.port)
     try:
-        out = _answer(extra, 3)
+        out = read_until_close(extra, 3)
         assert out.startswith(b"HTTP/1.1 503 "), out[:200]
         assert c.metric('citadel_upstream_overflow_total{cluster="app",limit="max_requests"}') == 1
         for s in socks:
             s.sendall(b"cdefghij")
-            assert _answer(s, 5).startswith(b"HTTP/1.1 200 ")
+            assert read_until_close(s, 5).startswith(b"HTTP/1.1 200 ")
         # Below the limit again: served.
         assert c.request("GET", "/x")[0] == 200
     finally:
@@ -281,7 +259,7 @@ def test_waiting_for_a_connection_is_bounded_by_the_connect_timeout(upstreams, c
     waiter = _partial_upload(c.port)
     try:
         t0 = time.monotonic()
-        out = _answer(waiter, 5)
+        out = read_until_close(waiter, 5)
         assert out.startswith(b"HTTP/1.1 503 "), out[:200]
         assert 0.2 < time.monotonic() - t0 < 3
         assert c.metric(

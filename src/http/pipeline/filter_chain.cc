@@ -188,7 +188,7 @@ FilterStatus FilterChain::call_trailers(Side& s, size_t pos) {
   return st;
 }
 
-void FilterChain::stop(Side& s, size_t pos, Phase) {
+void FilterChain::stop(Side& s, size_t pos) {
   s.stopped = true;
   s.stop_pos = pos;
 }
@@ -224,7 +224,7 @@ void FilterChain::push_headers(Side& s, size_t from) {
     // kStop: the head continues after this position at the resume.
     s.headers_pending = true;
     s.headers_from = pos + 1;
-    stop(s, pos, Phase::kHeaders);
+    stop(s, pos);
     return;
   }
   to_sink_headers(s, end);
@@ -257,7 +257,7 @@ void FilterChain::push_data(Side& s, Body& body, bool end, size_t from) {
     s.held_pending = true;
     s.held_from = pos + 1;
     s.held_end = end;
-    stop(s, pos, Phase::kData);
+    stop(s, pos);
     return;
   }
   // A filter that held a whole piece back leaves nothing to pass on: say nothing rather than
@@ -287,7 +287,7 @@ void FilterChain::release_collected(Side& s, size_t pos, bool end) {
     s.headers_pending = true;
     s.headers_from = pos + 1;
   }
-  if (st == FilterStatus::kStop) stop(s, pos, Phase::kData);
+  if (st == FilterStatus::kStop) stop(s, pos);
 }
 
 void FilterChain::push_trailers(Side& s, size_t from) {
@@ -307,7 +307,7 @@ void FilterChain::push_trailers(Side& s, size_t from) {
     if (st == FilterStatus::kStop) {
       s.trailers_pending = true;
       s.trailers_from = pos + 1;
-      stop(s, pos, Phase::kTrailers);
+      stop(s, pos);
       return;
     }
   }
@@ -576,7 +576,6 @@ bool FilterChain::waiting() const {
 }
 
 void FilterChain::response_ready() {
-  if (resp_.source_paused) update_flow(resp_);
   if (answered_by_ < n_) filters_[answered_by_]->on_response_ready(slots_[answered_by_]);
 }
 

@@ -115,7 +115,6 @@ class FilterChain {
 
  private:
   static constexpr size_t kNone = static_cast<size_t>(-1);
-  enum class Phase : uint8_t { kHeaders, kData, kTrailers };
   class Slot;
 
   struct Side {
@@ -175,7 +174,7 @@ class FilterChain {
   core::Buffer& start_collecting(Side& s, size_t pos);
   // The body is complete at the collecting position `pos`.
   void release_collected(Side& s, size_t pos, bool end);
-  void stop(Side& s, size_t pos, Phase phase);
+  void stop(Side& s, size_t pos);
   void to_sink_headers(Side& s, bool end);
   void to_sink_data(Side& s, std::string_view data, bool end);
   void to_sink_trailers(Side& s);
