@@ -61,7 +61,7 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
 
   std::vector<const pipeline::FilterFactory*> listener_filters;
   for (const auto& fe : config->listener_filters) {
-    auto f = filters.build(fe, config->file, errors);
+    auto f = filters.build(fe, config->file, errors, BuildSite{metrics, workers, ""});
     if (!f) continue;
     listener_filters.push_back(f.get());
     snap->filter_factories.push_back(std::move(f));
@@ -121,7 +121,8 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
       auto it = config->services.find(rc.service);
       if (it != config->services.end()) entry = it->second;
       core::ConfigErrors errors;
-      r->handler = filters.build_service(entry, config->file, errors);
+      r->handler =
+          filters.build_service(entry, config->file, errors, BuildSite{metrics, workers, rc.name});
       if (!r->handler) {
         return core::Status::error(errors.empty() ? "service \"" + rc.service + "\" failed to build"
                                                   : errors.all()[0]);
@@ -139,7 +140,7 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
     r->upgrades = rc.upgrades;
     r->filters = listener_filters;
     for (const auto& fe : rc.filters) {
-      auto f = filters.build(fe, config->file, errors);
+      auto f = filters.build(fe, config->file, errors, BuildSite{metrics, workers, rc.name});
       if (!f) continue;
       r->filters.push_back(f.get());
       snap->filter_factories.push_back(std::move(f));

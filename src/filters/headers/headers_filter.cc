@@ -61,7 +61,7 @@ pipeline::Filter* HeadersFilterFactory::create(core::Arena& arena) const {
 }
 
 std::unique_ptr<pipeline::FilterFactory> HeadersFilterConfig::parse(
-    const core::ConfigNode& node) const {
+    const core::ConfigNode& node, pipeline::BuildContext&) const {
   if (!node.expect_map()) return nullptr;
   node.allow_keys({"request", "response"});
   HeaderOps req = parse_side(node["request"]);

@@ -39,7 +39,8 @@ class HeadersFilterFactory final : public pipeline::FilterFactory {
 class HeadersFilterConfig final : public pipeline::FilterConfigParser {
  public:
   std::string_view name() const override { return "headers"; }
-  std::unique_ptr<pipeline::FilterFactory> parse(const core::ConfigNode& node) const override;
+  std::unique_ptr<pipeline::FilterFactory> parse(const core::ConfigNode& node,
+                                                 pipeline::BuildContext& ctx) const override;
 };
 
 }  // namespace citadel::filters

@@ -39,6 +39,7 @@
 #include "http/headers.h"
 #include "http/message.h"
 #include "http/pipeline/body.h"
+#include "http/pipeline/build_context.h"
 #include "http/pipeline/stream_info.h"
 #include "http/stream.h"
 
@@ -118,12 +119,14 @@ class FilterFactory {
   virtual Filter* create(core::Arena& arena) const = 0;
 };
 
-// Parses a filter's options into a factory. Errors go to `node.error()`; return nullptr then.
+// Parses a filter's options into a factory, for every snapshot (see build_context.h: metrics
+// and kept state come from `ctx`). Errors go to `node.error()`; return nullptr then.
 class FilterConfigParser {
  public:
   virtual ~FilterConfigParser() = default;
   virtual std::string_view name() const = 0;
-  virtual std::unique_ptr<FilterFactory> parse(const core::ConfigNode& node) const = 0;
+  virtual std::unique_ptr<FilterFactory> parse(const core::ConfigNode& node,
+                                               BuildContext& ctx) const = 0;
 };
 
 template <class T, class... Args>

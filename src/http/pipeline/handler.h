@@ -19,6 +19,7 @@
 #include "core/config_reader.h"
 #include "core/event_loop.h"
 #include "http/message.h"
+#include "http/pipeline/build_context.h"
 #include "http/pipeline/stream_info.h"
 #include "http/stream.h"
 
@@ -96,14 +97,17 @@ class HandlerFactory {
 
 // A platform service mounted as a route target (`to: { service: NAME }`), with its options from
 // the top-level `services: { NAME: {...} }`. Registered once at start-up (cli wiring), like a
-// filter's parser; parse() runs on the control thread for every load and reload.
+// filter's parser; parse() runs on the control thread for every load, reload and snapshot (see
+// build_context.h). Two routes naming one service get a factory each; what they must share (a
+// database, a key set) is kept with ctx.state().
 class ServiceConfigParser {
  public:
   virtual ~ServiceConfigParser() = default;
   virtual std::string_view name() const = 0;
   // Errors go to `options.error()`; return nullptr then. `options` may be absent (no entry
   // under `services:`): the service's defaults.
-  virtual std::unique_ptr<HandlerFactory> parse(const core::ConfigNode& options) const = 0;
+  virtual std::unique_ptr<HandlerFactory> parse(const core::ConfigNode& options,
+                                                BuildContext& ctx) const = 0;
 };
 
 }  // namespace citadel::pipeline

@@ -460,7 +460,8 @@ class GreeterFactory final : public pipeline::HandlerFactory {
 class GreeterService final : public pipeline::ServiceConfigParser {
  public:
   std::string_view name() const override { return "greeter"; }
-  std::unique_ptr<pipeline::HandlerFactory> parse(const core::ConfigNode& n) const override {
+  std::unique_ptr<pipeline::HandlerFactory> parse(const core::ConfigNode& n,
+                                                  pipeline::BuildContext&) const override {
     if (!n.defined()) return std::make_unique<GreeterFactory>("hello");
     if (!n.expect_map()) return nullptr;
     n.allow_keys({"greeting"});
@@ -486,11 +487,12 @@ TEST_F(ConfigLoaderTest, ServiceTargetsResolveThroughTheRegistry) {
   EXPECT_EQ(cfg->routes[0].target, RouteConfig::kService);
   EXPECT_EQ(cfg->routes[0].service, "greeter");
   core::ConfigErrors build_errors;
-  auto factory = registry.build_service(cfg->services.at("greeter"), cfg->file, build_errors);
+  observe::Registry metrics(1);
+  auto factory = registry.build_service(cfg->services.at("greeter"), cfg->file, build_errors,
+                                        BuildSite{metrics, 1, "r"});
   ASSERT_TRUE(factory);
   EXPECT_EQ(static_cast<GreeterFactory&>(*factory).greeting, "hi");
   // The snapshot gives the route that service's handler factory.
-  observe::Registry metrics(1);
   auto snap = build_snapshot(std::shared_ptr<const Config>(std::move(cfg)), nullptr, registry,
                              metrics, 1, 1);
   ASSERT_TRUE(snap.ok()) << snap.error().message();
