@@ -23,7 +23,7 @@ class AdminStream final : public http::StreamHandler {
     if (end_stream && !done_) respond();
   }
   void on_write_ready() override {}
-  void on_reset(std::string_view) override { done_ = true; }
+  void on_reset(std::string_view, int) override { done_ = true; }
   void on_complete() override {
     ds_ = nullptr;
     factory_.recycle(this);

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "core/event_loop.h"
+#include "http/stream.h"
 
 namespace citadel::http {
 
@@ -35,8 +36,13 @@ class ConnectionOwner {
   virtual void on_connection_closed(DownstreamConnection& conn) = 0;
   // True while the owner drains: responses carry Connection: close, idle connections close.
   virtual bool draining() const = 0;
-  // A request was refused as malformed or over a limit (answered with `status`).
-  virtual void on_protocol_error(int status) { (void)status; }
+  // A request was refused as malformed or over a limit (answered with `status`); `reason` is
+  // short static text ("invalid request line"). `info` is the connection when the request never
+  // reached a stream (a malformed head: the owner logs it), nullptr when its stream did (a
+  // malformed body: the stream logs it).
+  virtual void on_protocol_error(const ConnectionInfo* info, int status, std::string_view reason) {
+    (void)info, (void)status, (void)reason;
+  }
   // The current HTTP date, for the Date field of every response that lacks one (the owner
   // formats it once per second for all its connections).
   virtual std::string_view http_date() = 0;

@@ -89,7 +89,9 @@ class StreamHandler {
   virtual void on_write_ready() = 0;
   // The downstream went away or the codec gave up (timeout, protocol error). No further calls
   // into the ServerStream are allowed; the handler releases itself via on_complete() later.
-  virtual void on_reset(std::string_view reason) = 0;
+  // `answered`: the status the codec answered the client with in the stream's place (a 400 for
+  // a malformed body, a 408, a 504), or 0 when the client got nothing more.
+  virtual void on_reset(std::string_view reason, int answered) = 0;
   // The codec is done with this stream (response fully written, or reset). Last call.
   virtual void on_complete() = 0;
 

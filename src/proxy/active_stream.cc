@@ -417,8 +417,10 @@ void ActiveStream::on_route_timer(void* arg) {
 // ---------------------------------------------------------------------------------------------
 // The end of the stream
 
-void ActiveStream::on_reset(std::string_view reason) {
+void ActiveStream::on_reset(std::string_view reason, int answered) {
   reset_ = true;
+  // The client got the codec's answer (a 408, a 400): logged and counted as that status.
+  if (answered != 0 && !response_started_) status_ = answered;
   if (info_.termination.empty()) info_.termination = reason;
   chain_.reset();
   abandon_target();
@@ -431,7 +433,7 @@ void ActiveStream::on_complete() {
   if (chain_.waiting()) chain_.reset();
   const uint64_t dur = now_us() - start_us_;
   if (route_ != nullptr) {
-    const bool failed = (reset_ && !response_started_) || info_.failed;
+    const bool failed = (reset_ && !response_started_ && status_ == 0) || info_.failed;
     route_->stats.rq_class[failed ? 0 : status_class(status_)]->add(worker_.index());
     route_->stats.latency->observe(worker_.index(), dur);
   }

@@ -43,7 +43,7 @@ class ActiveStream final : public http::StreamHandler,
   void on_request_data(std::string_view data, bool end_stream) override;
   void on_request_trailers(const http::HeaderMap& trailers) override;
   void on_write_ready() override;
-  void on_reset(std::string_view reason) override;
+  void on_reset(std::string_view reason, int answered) override;
   void on_complete() override;
 
   // pipeline::ChainOwner (what passed the filters)

@@ -318,6 +318,26 @@ void Worker::recycle(ActiveStream* s) {
   free_streams_.push_back(s);
 }
 
+void Worker::on_protocol_error(const http::ConnectionInfo* info, int status,
+                               std::string_view reason) {
+  services_.protocol_errors->add(index_);
+  if (info == nullptr || services_.access_log == nullptr) return;
+  std::string& line = scratch_;
+  line.clear();
+  char when[32];
+  size_t when_len = log_timestamp(when);
+  line += "{\"@timestamp\":\"";
+  line.append(when, when_len);
+  line += "\",\"http.response.status_code\":";
+  line += std::to_string(status);
+  line += ",\"source.address\":\"";
+  line += info->peer_ip;
+  line += "\",\"event.outcome\":\"failure\",\"citadel.termination\":\"";
+  observe::json_escape(reason, line);
+  line += "\"}\n";
+  services_.access_log->ring(index_).push(line);
+}
+
 size_t Worker::log_timestamp(char* out) {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);

@@ -97,7 +97,10 @@ class Worker final : public http::ConnectionOwner,
   // ConnectionOwner
   void on_connection_closed(http::DownstreamConnection& conn) override;
   bool draining() const override { return draining_; }
-  void on_protocol_error(int) override { services_.protocol_errors->add(index_); }
+  // Counted, and written to the access log (no route, method or target: the request never
+  // parsed; citadel.termination says why).
+  void on_protocol_error(const http::ConnectionInfo* info, int status,
+                         std::string_view reason) override;
   std::string_view http_date() override { return date_.now(); }
   // StreamFactory
   http::StreamHandler* new_stream(http::ServerStream& downstream) override;

@@ -204,3 +204,35 @@ def test_upstream_closing_before_responding_is_named(raw_upstream, citadel):
     assert c.metric(
         'citadel_upstream_errors_total{cluster="app",cause="reset_before_response"}') == 1
     c.wait_for(r"endpoint %s: reset_before_response" % up.address)
+
+
+@pytest.mark.parametrize("raw,status,why,parsed", [
+    (b"GET /a b HTTP/1.1\r\nHost: t\r\n\r\n", 400, "invalid", False),
+    (b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400, "chunk",
+     True),
+])
+def test_requests_refused_by_the_codec_are_in_the_access_log(citadel, upstreams, raw, status, why,
+                                                             parsed):
+    # Before: a malformed head was answered and counted but left no access log line (a scan made
+    # of bad requests left no trace), and a malformed body was logged with status 0 although the
+    # client got a 400.
+    up = upstreams("a")
+    c = citadel(config(up))
+    out = raw_exchange(c.port, raw)
+    assert out.startswith(b"HTTP/1.1 %d " % status), out[:80]
+    wait_until(lambda: c.access_lines, what="access log line")
+    time.sleep(0.2)  # a second line for the same request would show up by now
+    assert len(c.access_lines) == 1, c.access_lines
+    rec = json.loads(c.access_lines[-1])
+    assert rec["http.response.status_code"] == status
+    assert rec["source.address"] == "127.0.0.1"
+    assert why in rec["citadel.termination"]
+    if parsed:
+        assert rec["url.original"] == "/up"
+    else:
+        assert rec["event.outcome"] == "failure"
+        assert "url.original" not in rec  # nothing of the unparsed request is repeated
+    assert c.metric("citadel_downstream_protocol_errors_total") == 1
+    # Counted on the route as what the client got, not as a reset.
+    if parsed:
+        assert c.metric('citadel_requests_total{route="route0",class="4xx"}') == 1

@@ -227,7 +227,7 @@ bool ServerConnection::parse_head() {
     return false;
   }
   if (r.kind == ParseOutcome::kError) {
-    owner_.on_protocol_error(r.status);
+    owner_.on_protocol_error(&info_, r.status, r.reason);
     send_local_error(r.status, r.reason);
     return false;
   }
@@ -308,9 +308,9 @@ bool ServerConnection::deliver_body() {
       break;
     }
     if (res == ChunkedDecoder::Result::kError) {
-      owner_.on_protocol_error(400);
+      // The stream logs this request (with the 400 when the client gets it), not the owner.
+      owner_.on_protocol_error(nullptr, 400, chunked_.error());
       if (!resp_started_) {
-        release_stream("invalid chunked body");
         send_local_error(400, chunked_.error());
       } else {
         release_stream("invalid chunked body");
@@ -504,7 +504,7 @@ void ServerConnection::append_date(const HeaderMap& headers) {
 }
 
 void ServerConnection::send_local_error(int status, std::string_view reason) {
-  release_stream(reason);
+  release_stream(reason, status);
   close_after_ = true;
   keep_alive_ = false;
   append_status_line(out_, status, {});
@@ -532,11 +532,11 @@ void ServerConnection::start_lingering_close() {
   do_read();
 }
 
-void ServerConnection::release_stream(std::string_view reset_reason) {
+void ServerConnection::release_stream(std::string_view reset_reason, int answered) {
   if (stream_ == nullptr) return;
   StreamHandler* s = stream_;
   stream_ = nullptr;
-  s->on_reset(reset_reason);
+  s->on_reset(reset_reason, answered);
   s->on_complete();
 }
 

@@ -97,7 +97,8 @@ class ServerConnection : public DownstreamConnection,
   void append_date(const HeaderMap& headers);
   void close(std::string_view reason);
   void start_lingering_close();
-  void release_stream(std::string_view reset_reason);
+  // Resets the stream (see StreamHandler::on_reset for `answered`).
+  void release_stream(std::string_view reset_reason, int answered = 0);
   void arm_idle_timer(uint64_t ms);
   static void on_idle_timer(void* self);
   static void on_request_timer(void* self);

@@ -35,7 +35,10 @@ class FakeStream final : public StreamHandler {
     if (end_stream) request_done();
   }
   void on_write_ready() override { ++write_ready; }
-  void on_reset(std::string_view reason) override { reset_reason = std::string(reason); }
+  void on_reset(std::string_view reason, int answered) override {
+    reset_reason = std::string(reason);
+    reset_answered = answered;
+  }
   void on_complete() override { completed = true; }
 
   // Answers 200 with `text` as the body.
@@ -56,6 +59,7 @@ class FakeStream final : public StreamHandler {
   std::string path;
   std::string body;
   std::string reset_reason;
+  int reset_answered = -1;
   // Answer as soon as the request has ended, with the path (and body size) as the body.
   bool answer_at_end = true;
   std::string answer;
@@ -87,10 +91,15 @@ class FakeOwner final : public ConnectionOwner {
  public:
   void on_connection_closed(DownstreamConnection&) override { closed = true; }
   bool draining() const override { return false; }
-  void on_protocol_error(int status) override { errors.push_back(status); }
+  void on_protocol_error(const http::ConnectionInfo* info, int status,
+                         std::string_view) override {
+    errors.push_back(status);
+    error_infos += info != nullptr ? 1 : 0;
+  }
   std::string_view http_date() override { return "Mon, 30 Nov 2026 12:00:00 GMT"; }
   bool closed = false;
   std::vector<int> errors;
+  int error_infos = 0;  // errors reported with their connection (no stream to log them)
 };
 
 class ServerConnectionTest : public ::testing::Test {
@@ -202,6 +211,22 @@ TEST_F(ServerConnectionTest, ClosesOnAnEofInTheHead) {
   ASSERT_EQ(factory_.streams.size(), 1u);
   EXPECT_FALSE(factory_.streams[0]->got_headers);
   EXPECT_EQ(factory_.streams[0]->reset_reason, "eof in head");
+}
+
+TEST_F(ServerConnectionTest, AMalformedBodyResetsTheStreamWithTheStatusTheClientGets) {
+  factory_.answer_at_end = false;
+  send("POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
+  ASSERT_EQ(factory_.streams.size(), 1u);
+  EXPECT_EQ(factory_.streams[0]->reset_answered, 400);  // the stream logs the 400
+  EXPECT_EQ(transport_.output.rfind("HTTP/1.1 400 ", 0), 0u) << transport_.output;
+  EXPECT_EQ(owner_.errors, std::vector<int>{400});
+  EXPECT_EQ(owner_.error_infos, 0);  // ...and the owner does not log it again
+}
+
+TEST_F(ServerConnectionTest, AMalformedHeadIsTheOwnersToLog) {
+  send("GET /a b HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(owner_.errors, std::vector<int>{400});
+  EXPECT_EQ(owner_.error_infos, 1);
 }
 
 TEST_F(ServerConnectionTest, ReadsOnWithoutAnEdgeWhenAReadFillsTheRoom) {
