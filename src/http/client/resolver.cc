@@ -135,6 +135,8 @@ void Resolver::resolve(const std::string& host, ResolveWaiter& waiter) {
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_protocol = IPPROTO_TCP;
+  // The hosts file is $CARES_HOSTS when set (tests), else /etc/hosts.
+  hints.ai_flags = ARES_AI_ENVHOSTS;
   // May answer at once (/etc/hosts, a malformed name): on_ares_result then runs in here.
   ares_getaddrinfo(channel_, host.c_str(), nullptr, &hints, &Resolver::on_ares_result, lookup);
   rearm();

@@ -64,8 +64,14 @@ core::Result<Url> parse_url(std::string_view text) {
       return core::Status::error("URL has an unsupported host");
   }
   if (u.has_port() && !u.port().empty()) {
-    if (u.port_number() == 0) return core::Status::error("URL port out of range");
-    out.port = u.port_number();
+    // Boost.URL's port_number() wraps values past 65535; read the digits here.
+    uint32_t port = 0;
+    for (char c : u.port()) {
+      port = port * 10 + static_cast<uint32_t>(c - '0');  // the grammar allows digits only
+      if (port > 65535) break;
+    }
+    if (port == 0 || port > 65535) return core::Status::error("URL port out of range");
+    out.port = static_cast<uint16_t>(port);
   }
   out.authority = u.host_type() == boost::urls::host_type::ipv6 ? "[" + out.host + "]" : out.host;
   if (out.port != (out.https ? 443 : 80)) out.authority += ":" + std::to_string(out.port);
