@@ -26,8 +26,7 @@ bool is_token(std::string_view s) {
 
 // RFC 9110 9.2.2: a request that may be repeated without changing the outcome.
 bool idempotent(std::string_view m) {
-  return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE" || m == "PUT" ||
-         m == "DELETE";
+  return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE" || m == "PUT" || m == "DELETE";
 }
 
 // Framing and connection management are the client's: a caller's value would desynchronise the
@@ -60,16 +59,26 @@ void set_port(ResolvedAddress& a, uint16_t port) {
 
 std::string_view error_name(ClientError e) {
   switch (e) {
-    case ClientError::kNone: return "none";
-    case ClientError::kInvalidUrl: return "invalid_url";
-    case ClientError::kUnsupportedScheme: return "unsupported_scheme";
-    case ClientError::kInvalidRequest: return "invalid_request";
-    case ClientError::kResolveFailed: return "resolve_failed";
-    case ClientError::kConnectFailed: return "connect_failed";
-    case ClientError::kTimeout: return "timeout";
-    case ClientError::kReset: return "reset";
-    case ClientError::kProtocolError: return "protocol_error";
-    case ClientError::kBodyTooLarge: return "body_too_large";
+    case ClientError::kNone:
+      return "none";
+    case ClientError::kInvalidUrl:
+      return "invalid_url";
+    case ClientError::kUnsupportedScheme:
+      return "unsupported_scheme";
+    case ClientError::kInvalidRequest:
+      return "invalid_request";
+    case ClientError::kResolveFailed:
+      return "resolve_failed";
+    case ClientError::kConnectFailed:
+      return "connect_failed";
+    case ClientError::kTimeout:
+      return "timeout";
+    case ClientError::kReset:
+      return "reset";
+    case ClientError::kProtocolError:
+      return "protocol_error";
+    case ClientError::kBodyTooLarge:
+      return "body_too_large";
   }
   return "unknown";
 }
@@ -171,8 +180,7 @@ class Exchange final : public http::UpstreamCallbacks,
   }
 
   // ResolveWaiter
-  void on_resolved(const std::vector<ResolvedAddress>& addresses,
-                   std::string_view error) override {
+  void on_resolved(const std::vector<ResolvedAddress>& addresses, std::string_view error) override {
     if (state_ != State::kResolving) return;
     if (!error.empty()) {
       finish(ClientError::kResolveFailed, url_.host + ": " + std::string(error));
@@ -203,8 +211,8 @@ class Exchange final : public http::UpstreamCallbacks,
     }
     if (head_in_.framing == BodyFraming::kContentLength && head_in_.content_length > max_body_) {
       abort(ClientError::kBodyTooLarge, "Content-Length " +
-                                            std::to_string(head_in_.content_length) +
-                                            " exceeds " + std::to_string(max_body_));
+                                            std::to_string(head_in_.content_length) + " exceeds " +
+                                            std::to_string(max_body_));
       return;
     }
     if (end_stream) complete();
@@ -400,13 +408,19 @@ RequestHandle::~RequestHandle() {
   if (exchange_ != nullptr) exchange_->handle_ = nullptr;
 }
 
-RequestHandle::RequestHandle(RequestHandle&& other) noexcept { bind(other.exchange_); }
+RequestHandle::RequestHandle(RequestHandle&& other) noexcept {
+  Exchange* e = other.exchange_;
+  other.exchange_ = nullptr;  // or its destructor would unbind the exchange from us
+  bind(e);
+}
 
 RequestHandle& RequestHandle::operator=(RequestHandle&& other) noexcept {
   if (this != &other) {
     if (exchange_ != nullptr) exchange_->handle_ = nullptr;
     exchange_ = nullptr;
-    bind(other.exchange_);
+    Exchange* e = other.exchange_;
+    other.exchange_ = nullptr;
+    bind(e);
   }
   return *this;
 }
@@ -424,8 +438,7 @@ void RequestHandle::cancel() {
   e->cancel();
 }
 
-HttpClient::HttpClient(core::EventLoop& loop, core::BlockPool& blocks,
-                       const ClientOptions& options)
+HttpClient::HttpClient(core::EventLoop& loop, core::BlockPool& blocks, const ClientOptions& options)
     : loop_(loop), blocks_(blocks), options_(options), resolver_(loop, options.resolver) {}
 
 HttpClient::~HttpClient() {
@@ -450,8 +463,11 @@ RequestHandle HttpClient::send(const ClientRequest& request, ResponseCallback do
 }
 
 void HttpClient::unlink(Exchange& e) {
-  if (e.prev != nullptr) e.prev->next = e.next;
-  else exchanges_ = e.next;
+  if (e.prev != nullptr) {
+    e.prev->next = e.next;
+  } else {
+    exchanges_ = e.next;
+  }
   if (e.next != nullptr) e.next->prev = e.prev;
   e.prev = e.next = nullptr;
   --in_flight_;

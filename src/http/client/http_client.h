@@ -55,7 +55,7 @@ struct ClientRequest {
   // (the client's: Content-Length, Transfer-Encoding and Connection given here are refused).
   std::vector<HeaderField> headers;
   std::string_view body;  // sent with Content-Length (also when empty for POST, PUT, PATCH)
-  // Resolution, connect, request and the whole response must fit in this.
+  // Resolution, connect, request and the whole response must fit in this (0: no limit).
   uint64_t timeout_ms = 5000;
   uint64_t max_response_body = 1 << 20;
 };
@@ -103,7 +103,7 @@ class RequestHandle {
 
 struct ClientOptions {
   ResolverOptions resolver;
-  uint32_t max_idle_per_origin = 8;  // idle keep-alive connections kept per (host, port, address)
+  uint32_t max_idle_per_origin = 8;   // idle keep-alive connections kept per (host, port, address)
   uint64_t idle_timeout_ms = 30'000;  // an idle pooled connection closes after this
 };
 

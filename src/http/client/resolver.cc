@@ -22,7 +22,9 @@ struct PendingLookup {
 
 // One socket c-ares opened, registered with the loop while c-ares wants it. Freed through the
 // loop's graveyard: an event for it may still be queued in the current batch.
-class Resolver::Socket final : public core::IoHandler, public core::Deferred {
+class Resolver::Socket final : public core::IoHandler,
+                               public core::LoopTask,
+                               public core::Deferred {
  public:
   Socket(Resolver& r, int fd) : resolver(&r), fd(fd) {}
   void on_io(uint32_t events) override {
@@ -39,6 +41,12 @@ class Resolver::Socket final : public core::IoHandler, public core::Deferred {
       if (::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) <= 0) return;
       events = EPOLLIN;
     }
+  }
+
+  // c-ares wants to write (a TCP query queued) on a socket that may long be writable: with
+  // edge-triggered epoll no new EPOLLOUT would come, so offer it the socket from a task.
+  void run_task() override {
+    if (resolver != nullptr && want_write) resolver->process_fd(ARES_SOCKET_BAD, fd);
   }
 
   Resolver* resolver;  // nullptr once c-ares let the socket go
@@ -126,8 +134,11 @@ void Resolver::resolve(const std::string& host, ResolveWaiter& waiter) {
   waiter.lookup_ = lookup;
   waiter.prev_ = lookup->tail;
   waiter.next_ = nullptr;
-  if (lookup->tail != nullptr) lookup->tail->next_ = &waiter;
-  else lookup->head = &waiter;
+  if (lookup->tail != nullptr) {
+    lookup->tail->next_ = &waiter;
+  } else {
+    lookup->head = &waiter;
+  }
   lookup->tail = &waiter;
   if (!start) return;
   ++queries_;
@@ -145,10 +156,16 @@ void Resolver::resolve(const std::string& host, ResolveWaiter& waiter) {
 void Resolver::cancel(ResolveWaiter& w) {
   PendingLookup* l = w.lookup_;
   if (l == nullptr) return;
-  if (w.prev_ != nullptr) w.prev_->next_ = w.next_;
-  else l->head = w.next_;
-  if (w.next_ != nullptr) w.next_->prev_ = w.prev_;
-  else l->tail = w.prev_;
+  if (w.prev_ != nullptr) {
+    w.prev_->next_ = w.next_;
+  } else {
+    l->head = w.next_;
+  }
+  if (w.next_ != nullptr) {
+    w.next_->prev_ = w.prev_;
+  } else {
+    l->tail = w.prev_;
+  }
   w.prev_ = w.next_ = nullptr;
   w.lookup_ = nullptr;
 }
@@ -227,7 +244,9 @@ void Resolver::sock_state(int fd, bool readable, bool writable) {
     return;
   }
   if (it != sockets_.end()) {
-    (*it)->want_write = writable;
+    Socket* s = *it;
+    if (writable && !s->want_write) loop_.schedule(s);
+    s->want_write = writable;
     return;
   }
   auto* s = new Socket(*this, fd);

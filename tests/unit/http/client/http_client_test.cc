@@ -111,7 +111,8 @@ class HttpClientTest : public ::testing::Test {
 };
 
 Answer echo(const SeenRequest& r) {
-  return {Answer::kRespond, response(200, r.method + " " + r.target + " " + r.body, "X-Up: yes\r\n")};
+  return {Answer::kRespond,
+          response(200, r.method + " " + r.target + " " + r.body, "X-Up: yes\r\n")};
 }
 
 TEST_F(HttpClientTest, GetRoundTrip) {
@@ -263,8 +264,9 @@ TEST_F(HttpClientTest, RefusesABodyLargerThanTheBound) {
   TestHttpServer server([](const SeenRequest& r) {
     std::string big(1000, 'x');
     if (r.target == "/chunked") {
-      return Answer{Answer::kRespond, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n" +
-                                          big + "\r\n0\r\n\r\n"};
+      return Answer{
+          Answer::kRespond,
+          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n" + big + "\r\n0\r\n\r\n"};
     }
     return Answer{Answer::kRespond, response(200, big)};
   });
@@ -342,6 +344,30 @@ TEST_F(HttpClientTest, CancelAfterTheResponseIsReadyMeansNoCallback) {
   // Let the loop go round a few more times: nothing else may arrive.
   for (int i = 0; i < 3; ++i) on_loop([] {});
   EXPECT_EQ(calls.load(), 1);
+}
+
+TEST_F(HttpClientTest, AMovedHandleStillCancels) {
+  TestHttpServer server([](const SeenRequest&) { return Answer{Answer::kHang, ""}; });
+  make_client();
+  Collector c;
+  std::string u = url(server, "/moved");
+  RequestHandle kept;
+  on_loop([&] {
+    ClientRequest req;
+    req.url = u;
+    RequestHandle first = client_->send(req, c.callback());
+    RequestHandle second(std::move(first));  // the moved-from handle goes first
+    EXPECT_FALSE(first.pending());
+    kept = std::move(second);
+    EXPECT_TRUE(kept.pending());
+  });
+  ASSERT_TRUE(eventually([&] { return server.requests() == 1; }));
+  on_loop([&] {
+    kept.cancel();
+    EXPECT_EQ(client_->in_flight(), 0u);
+  });
+  EXPECT_TRUE(eventually([&] { return server.closed() == 1; }));
+  EXPECT_EQ(c.size(), 0u);
 }
 
 TEST_F(HttpClientTest, ManyConcurrentRequests) {

@@ -26,7 +26,7 @@ struct SeenRequest {
   std::string target;
   std::string head;  // the whole head as received
   std::string body;
-  int connection = 0;       // which accepted connection (0, 1, ...)
+  int connection = 0;  // which accepted connection (0, 1, ...)
   int index_on_connection = 0;
 };
 
@@ -37,8 +37,8 @@ struct Answer {
 };
 
 inline std::string response(int status, const std::string& body, const std::string& extra = "") {
-  return "HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Length: " +
-         std::to_string(body.size()) + "\r\n" + extra + "\r\n" + body;
+  return "HTTP/1.1 " + std::to_string(status) +
+         " X\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" + extra + "\r\n" + body;
 }
 
 class TestHttpServer {
@@ -230,8 +230,8 @@ class TestDnsServer {
       uint16_t type = static_cast<uint16_t>(q[i + 1] << 8 | q[i + 2]);
       for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
       std::vector<unsigned char> r(q, q + qend);
-      r[2] = 0x81;  // QR, RD
-      r[3] = 0x80;  // RA, NOERROR
+      r[2] = 0x81;                                    // QR, RD
+      r[3] = 0x80;                                    // RA, NOERROR
       r[6] = r[7] = r[8] = r[9] = r[10] = r[11] = 0;  // an, ns, ar counts
       auto it = names_.find(name);
       if (it == names_.end()) {

@@ -41,9 +41,9 @@ TEST(ParseUrl, TakesIpLiterals) {
 }
 
 TEST(ParseUrl, RefusesWhatItCannotUse) {
-  for (const char* bad : {"", "/relative", "ftp://h/", "http://user:pw@h/", "http:///path",
-                          "http://h:99999/", "http://h:0/", "http://bad host/", "http://h%0a/",
-                          "http://[v1.x]/", "http://a..b/"}) {
+  for (const char* bad :
+       {"", "/relative", "ftp://h/", "http://user:pw@h/", "http:///path", "http://h:99999/",
+        "http://h:0/", "http://bad host/", "http://h%0a/", "http://[v1.x]/", "http://a..b/"}) {
     EXPECT_FALSE(parse_url(bad).ok()) << bad;
   }
 }
