@@ -5,9 +5,11 @@
 #include "http/client/http_client.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <future>
@@ -479,7 +481,7 @@ TEST_F(HttpClientTest, AnUnresolvableNameIsAResolveError) {
 TEST_F(HttpClientTest, HonoursTheHostsFile) {
   TestHttpServer server(echo);
   TestDnsServer dns({});
-  std::string path = ::testing::TempDir() + "citadel_client_hosts";
+  std::string path = ::testing::TempDir() + "citadel_client_hosts." + std::to_string(::getpid());
   {
     std::ofstream f(path);
     f << "127.0.0.1 hosts-only.citadel.test\n";
@@ -494,6 +496,7 @@ TEST_F(HttpClientTest, HonoursTheHostsFile) {
   req.url = u;
   ClientResponse r = fetch(req);
   ::unsetenv("CARES_HOSTS");
+  std::remove(path.c_str());
   ASSERT_TRUE(r.ok()) << error_name(r.error) << ": " << r.error_detail;
   EXPECT_EQ(dns.total_queries(), 0);
 }
