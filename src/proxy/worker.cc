@@ -57,7 +57,11 @@ uint64_t random_seed() {
 }  // namespace
 
 Worker::Worker(size_t index, WorkerServices services)
-    : index_(index), services_(services), rng_(random_seed()) {}
+    : index_(index),
+      services_(services),
+      http_client_(std::make_unique<http::client::HttpClient>(loop_, blocks_,
+                                                              services_.http_client)),
+      rng_(random_seed()) {}
 
 Worker::~Worker() {
   stop();
@@ -72,6 +76,7 @@ Worker::~Worker() {
     slot = nullptr;
   }
   owned_cluster_state_.clear();
+  http_client_.reset();  // its requests are cancelled without callbacks
   loop_.run_completions();  // blocking jobs the pool cancelled at shutdown free themselves
   for (auto* s : free_streams_) delete s;
   delete current_;

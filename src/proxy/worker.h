@@ -13,6 +13,7 @@
 #include "core/buffer.h"
 #include "core/event_loop.h"
 #include "http/date.h"
+#include "http/client/http_client.h"
 #include "http/downstream_connection.h"
 #include "http/http1/server_connection.h"
 #include "http/pipeline/stream_info.h"
@@ -40,6 +41,7 @@ struct WorkerServices {
   // Times a listener stopped accepting: at its connection limit, out of file descriptors.
   observe::Counter* accept_paused_limit = nullptr;
   observe::Counter* accept_paused_fds = nullptr;
+  http::client::ClientOptions http_client;  // each worker's HttpClient
 };
 
 // A snapshot as one worker holds it: counted without atomics by this worker's requests.
@@ -73,6 +75,7 @@ class Worker final : public http::ConnectionOwner,
   size_t index() const override { return index_; }
   core::EventLoop& loop() override { return loop_; }
   core::BlockingPool* blocking_pool() override { return services_.blocking; }
+  http::client::HttpClient& http_client() override { return *http_client_; }
   core::BlockPool& blocks() { return blocks_; }
   const WorkerServices& services() const { return services_; }
   Rng& rng() { return rng_; }
@@ -123,6 +126,9 @@ class Worker final : public http::ConnectionOwner,
   WorkerServices services_;
   core::EventLoop loop_;
   core::BlockPool blocks_;
+  // Created before the thread runs, destroyed after it stopped (before the loop's graveyard is
+  // cleared: the connections it closes go there).
+  std::unique_ptr<http::client::HttpClient> http_client_;
   Rng rng_;
   std::thread thread_;
   std::vector<std::unique_ptr<Listener>> listeners_;

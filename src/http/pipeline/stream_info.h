@@ -10,6 +10,10 @@
 #include "core/blocking_pool.h"
 #include "core/event_loop.h"
 
+namespace citadel::http::client {
+class HttpClient;
+}
+
 namespace citadel::pipeline {
 
 // The worker a stream runs on. Filters and handlers keep per-worker state keyed by index().
@@ -19,6 +23,9 @@ class WorkerContext {
   virtual core::EventLoop& loop() = 0;
   // The process's pool for work that must block (see blocking.h); nullptr when there is none.
   virtual core::BlockingPool* blocking_pool() = 0;
+  // The worker's HTTP client (http/client/http_client.h): outgoing requests from this worker's
+  // loop, e.g. a key fetch or a webhook. Lives as long as the worker.
+  virtual http::client::HttpClient& http_client() = 0;
 
  protected:
   ~WorkerContext() = default;

@@ -6,9 +6,11 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <memory>
 #include <thread>
 
 #include "../../core/loop_thread.h"
+#include "http/client/http_client.h"
 
 namespace citadel::pipeline {
 namespace {
@@ -21,10 +23,16 @@ class TestWorker final : public WorkerContext {
   size_t index() const override { return 0; }
   core::EventLoop& loop() override { return loop_; }
   core::BlockingPool* blocking_pool() override { return pool_; }
+  http::client::HttpClient& http_client() override {
+    if (client_ == nullptr) client_ = std::make_unique<http::client::HttpClient>(loop_, blocks_);
+    return *client_;
+  }
 
  private:
   core::EventLoop& loop_;
   core::BlockingPool* pool_;
+  core::BlockPool blocks_;
+  std::unique_ptr<http::client::HttpClient> client_;
 };
 
 // A stream as a handle sees it; recycle() is what a stream's next request does.

@@ -6,8 +6,11 @@
 
 #include <cctype>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "http/client/http_client.h"
 
 namespace citadel::pipeline {
 namespace {
@@ -17,9 +20,15 @@ class FakeWorker final : public WorkerContext {
   size_t index() const override { return 0; }
   core::EventLoop& loop() override { return loop_; }
   core::BlockingPool* blocking_pool() override { return nullptr; }
+  http::client::HttpClient& http_client() override {
+    if (client_ == nullptr) client_ = std::make_unique<http::client::HttpClient>(loop_, blocks_);
+    return *client_;
+  }
 
  private:
   core::EventLoop loop_;
+  core::BlockPool blocks_;
+  std::unique_ptr<http::client::HttpClient> client_;
 };
 
 class FakeStream final : public ChainOwner, public HandleTarget {

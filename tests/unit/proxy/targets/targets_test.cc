@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <string>
 
+#include "http/client/http_client.h"
 #include "proxy/targets/redirect.h"
 #include "proxy/targets/respond.h"
 
@@ -43,6 +45,10 @@ class RecordingContext final : public pipeline::HandlerContext, public pipeline:
   size_t index() const override { return 0; }
   core::EventLoop& loop() override { return loop_; }
   core::BlockingPool* blocking_pool() override { return nullptr; }
+  http::client::HttpClient& http_client() override {
+    if (client_ == nullptr) client_ = std::make_unique<http::client::HttpClient>(loop_, blocks_);
+    return *client_;
+  }
 
   http::RequestHead req;
   http::ResponseHead resp;
@@ -54,6 +60,7 @@ class RecordingContext final : public pipeline::HandlerContext, public pipeline:
   core::EventLoop loop_;
   pipeline::StreamInfo info_;
   http::ConnectionInfo conn_;
+  std::unique_ptr<http::client::HttpClient> client_;  // before the loop goes
 };
 
 TEST(RespondHandler, SendsStatusTypeAndBody) {
