@@ -143,6 +143,30 @@ def test_pipelining_client_that_never_reads_has_bounded_output(citadel):
             s.close()
 
 
+def test_pipelining_to_a_cluster_reads_no_further_ahead_than_the_bound(citadel, upstreams):
+    # Before: between two proxied requests the connection read another 16 KiB chunk while the
+    # next request was already buffered, so one client that pipelined faster than the upstream
+    # answered grew the input by a chunk per request (475 MB in 3 s). Memory now stays bounded
+    # and the kernel's buffers push back on the client.
+    up = upstreams("app")
+    c = citadel(config_head() + f"""
+    clusters:
+      - name: app
+        endpoints: [{up.address}]
+    routes:
+      - to: {{ cluster: app }}
+    """)
+    base = c.rss_kb()
+    socks = _pipeline_without_reading(c.port, "/x", conns=2, seconds=4)
+    try:
+        grown_mb = (c.rss_kb() - base) / 1024
+        assert grown_mb < 8, "RSS grew by %.0f MiB" % grown_mb
+        assert c.request("GET", "/other", timeout=5)[0] == 200
+    finally:
+        for s in socks:
+            s.close()
+
+
 def test_pipelining_to_admin_healthz_has_bounded_output(citadel):
     c = citadel(config())
     base = c.rss_kb()

@@ -98,12 +98,18 @@ void ServerConnection::do_read() {
       return;
     }
   }
-  // Stop reading while the handler holds the body back, while a response is in progress and
-  // enough of the next requests is buffered, and while answered responses wait for a client
-  // that does not read (a client that pipelines and never reads must not grow the output).
-  if (read_paused_ || (state_ == State::kAwaitResponse && in_.size() >= kMaxPipelinedBytes) ||
+  // Stop reading while the handler holds the body back, while enough of the next requests is
+  // buffered (during a response, and between two: each request of a pipeline must not read
+  // another chunk, or the input grows by a chunk per request), and while answered responses
+  // wait for a client that does not read (a client that pipelines and never reads must not
+  // grow the output).
+  const bool ahead = (state_ == State::kAwaitResponse || state_ == State::kIdle) &&
+                     in_.size() >= kMaxPipelinedBytes;
+  if (read_paused_ || ahead ||
       (state_ == State::kIdle && out_.size() > settings_->high_watermark)) {
     read_pending_ = true;
+    // Between two requests, what is buffered is the next request: go on with it.
+    if (ahead && !read_paused_ && state_ == State::kIdle) process();
     return;
   }
   read_pending_ = false;
