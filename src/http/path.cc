@@ -89,4 +89,16 @@ PathResult normalize_path(std::string_view path, const PathNormalizeOptions& opt
                                                                             : PathResult::kOk;
 }
 
+bool has_dot_segment(std::string_view path) {
+  size_t i = 0;
+  while (i <= path.size()) {
+    size_t end = path.find('/', i);
+    if (end == std::string_view::npos) end = path.size();
+    std::string_view seg = path.substr(i, end - i);
+    if (seg == "." || seg == "..") return true;
+    i = end + 1;
+  }
+  return false;
+}
+
 }  // namespace citadel::http

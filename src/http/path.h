@@ -37,6 +37,10 @@ enum class PathResult : uint8_t {
   kRedirect,      // under kRedirect the path held one: `out` is the decoded path to redirect to
 };
 
+// True when a segment of `path` is "." or ".." (literally: a normalised path holds no encoded
+// ones), which an upstream would resolve.
+bool has_dot_segment(std::string_view path);
+
 // True when normalize_path() could change `path`: it holds a '%', a "/." or a "//". A plain path
 // (the common case) is used as it is, without a copy.
 inline bool path_needs_normalizing(std::string_view path) {

@@ -54,7 +54,13 @@ void ClusterHandler::on_request_headers(pipeline::HandlerContext& ctx, bool end_
   wc_ = &wc;
   ++wc_->active_requests;
   compute_hash();
-  prepare_head();
+  if (!prepare_head()) {
+    --wc_->active_requests;
+    wc_ = nullptr;
+    ctx.info().termination = "rewrite produced a dot segment";
+    ctx.send_local_reply(400, "the rewritten path holds a dot segment\n");
+    return;
+  }
   (void)end_stream;  // the head's framing says whether a body follows
   send_attempt();
 }
@@ -94,7 +100,7 @@ void ClusterHandler::compute_hash() {
   }
 }
 
-void ClusterHandler::prepare_head() {
+bool ClusterHandler::prepare_head() {
   http::RequestHead& req = ctx_->request();
   core::Arena& arena = ctx_->arena();
   // Target, in origin-form: the path routing matched (normalised by default), or the route's
@@ -105,8 +111,11 @@ void ClusterHandler::prepare_head() {
   // Built targets go into the request's arena (through the worker's scratch string for a
   // rewrite): no heap allocation per request once the worker is warm.
   std::string& scratch = worker_->scratch();
-  if (rewrite_target(route_, route_path, req.query, scratch)) {
+  const Rewrite rw = rewrite_target(route_, route_path, req.query, scratch);
+  if (rw == Rewrite::kRewritten) {
     target_ = arena.copy(scratch);
+  } else if (rw == Rewrite::kRefused) {
+    return false;
   } else if (path.data() == req.path.data() && path.size() == req.path.size() &&
              !is_absolute_form(req.target)) {
     target_ = req.target;
@@ -138,6 +147,7 @@ void ClusterHandler::prepare_head() {
     req.headers.add("Host", !req.authority.empty() ? req.authority
                                                     : std::string_view(route_.cluster->name()));
   }
+  return true;
 }
 
 void ClusterHandler::send_attempt() {

@@ -74,7 +74,8 @@ class ClusterHandler final : public pipeline::Handler,
 
   void compute_hash();
   // The upstream request: origin-form target, hop-by-hop fields gone, forwarding fields added.
-  void prepare_head();
+  // False: the route's rewrite produced a path the upstream must not get (see rewrite_target).
+  bool prepare_head();
   // One attempt: pick an endpoint, take a connection (or wait for one at the cluster's
   // limit), then start_exchange().
   void send_attempt();

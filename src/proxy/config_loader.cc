@@ -47,6 +47,69 @@ bool addresses_overlap(const HostPort& a, const HostPort& b) {
 
 namespace {
 
+// Text that goes into a request line as (part of) a path: visible ASCII only. A space, CR or LF
+// would end the line or add fields (request smuggling from a typo or a templated value);
+// other bytes must be percent-encoded, as a client must send them.
+bool path_text(const std::string& s) {
+  for (unsigned char c : s) {
+    if (c <= 0x20 || c >= 0x7f) return false;
+  }
+  return true;
+}
+
+// A host as a header value or a routing rule: host[:port], a plain name or an IP literal.
+bool host_text(const std::string& h) {
+  if (!valid_authority(h)) return false;
+  if (h.front() == '[') return true;  // valid_authority checks the literal
+  for (char c : h) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '.' || c == '_' || c == '~' || c == ':';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool is_token(const std::string& s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
+    if (!ok) return false;
+  }
+  return true;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Why a path written in a route's match can never match what routing sees (normalised paths:
+// dot segments resolved, unreserved characters decoded), or "" when it can. A deny rule that
+// never matches would let everything through.
+std::string unmatchable_path(const std::string& p) {
+  if (!path_text(p)) {
+    return "control characters, spaces and non-ASCII bytes never appear in a path "
+           "(percent-encode them)";
+  }
+  if (http::has_dot_segment(p)) return "routing resolves dot segments, so this never matches";
+  for (size_t i = 0; i + 2 < p.size(); ++i) {
+    if (p[i] != '%') continue;
+    const int hi = hex_value(p[i + 1]), lo = hex_value(p[i + 2]);
+    if (hi < 0 || lo < 0) return "a % must start an escape such as %2F";
+    const char c = static_cast<char>(hi * 16 + lo);
+    const bool unreserved = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                            (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~';
+    if (unreserved) {
+      return std::string("routing decodes ") + p.substr(i, 3) + ", so this never matches: write " +
+             c;
+    }
+  }
+  return "";
+}
+
 HostPort read_address(const ConfigNode& n, bool allow_port_zero) {
   std::string s = n.str();
   auto hp = parse_host_port(s);
@@ -182,8 +245,13 @@ void read_cluster(const ConfigNode& n, ClusterConfig& c) {
                    "expected_statuses"});
     c.health.enabled = true;
     c.health.path = hc["path"].str("/healthz");
-    if (c.health.path.empty() || c.health.path[0] != '/') hc["path"].error("expected a path starting with /");
+    if (c.health.path.empty() || c.health.path[0] != '/') {
+      hc["path"].error("expected a path starting with /");
+    } else if (!path_text(c.health.path)) {
+      hc["path"].error("control characters, spaces and non-ASCII bytes are not allowed here");
+    }
     c.health.host = hc["host"].str();
+    if (hc["host"].defined() && !host_text(c.health.host)) hc["host"].error("expected host[:port]");
     c.health.interval_ms = hc["interval"].nonzero_duration_ms(c.health.interval_ms);
     c.health.timeout_ms = hc["timeout"].nonzero_duration_ms(c.health.timeout_ms);
     c.health.healthy = static_cast<uint32_t>(hc["healthy"].integer(2, 1, 100));
@@ -351,8 +419,10 @@ void read_route(const ConfigNode& n, const ExtensionValidator& fv,
     m.allow_keys({"host", "path", "path_prefix", "path_regex", "methods", "headers"});
     r.match.hosts = m["host"].str_list();
     for (const auto& h : r.match.hosts) {
-      if (h.empty() || (h.find('*') != std::string::npos && h.rfind("*.", 0) != 0)) {
-        m["host"].error("expected an exact host or a wildcard such as *.example.com");
+      const std::string bare = h.rfind("*.", 0) == 0 ? h.substr(2) : h;
+      if (bare.empty() || bare.find('*') != std::string::npos || !host_text(bare)) {
+        m["host"].error("expected an exact host or a wildcard such as *.example.com, got \"" + h +
+                        "\"");
       }
     }
     int kinds = 0;
@@ -377,8 +447,22 @@ void read_route(const ConfigNode& n, const ExtensionValidator& fv,
          r.match.path_kind == RouteMatchConfig::kPrefix) &&
         (r.match.path.empty() || r.match.path[0] != '/')) {
       m.error("paths start with /");
+    } else if (r.match.path_kind == RouteMatchConfig::kExact ||
+               r.match.path_kind == RouteMatchConfig::kPrefix) {
+      const std::string why = unmatchable_path(r.match.path);
+      if (!why.empty()) m[m["path"].defined() ? "path" : "path_prefix"].error(why);
     }
     r.match.methods = m["methods"].str_list();
+    for (const auto& method : r.match.methods) {
+      std::string upper = method;
+      for (char& c : upper) c = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c;
+      if (!is_token(method)) {
+        m["methods"].error("\"" + method + "\" is not a method name");
+      } else if (upper != method) {
+        // Methods are case-sensitive (RFC 9110 section 9.1): "delete" never matches DELETE.
+        m["methods"].error("methods are case-sensitive: \"" + method + "\" never matches " + upper);
+      }
+    }
     ConfigNode hs = m["headers"];
     if (hs.defined() && hs.expect_seq()) {
       for (size_t i = 0; i < hs.size(); ++i) {
@@ -388,6 +472,7 @@ void read_route(const ConfigNode& n, const ExtensionValidator& fv,
         HeaderMatch hm;
         hm.name = h["name"].str();
         if (hm.name.empty()) h.error("a header match needs a name");
+        else if (!is_token(hm.name)) h["name"].error("expected a header field name");
         if (h["exact"].defined()) {
           hm.kind = HeaderMatch::kExact;
           hm.value = h["exact"].str();
@@ -408,16 +493,32 @@ void read_route(const ConfigNode& n, const ExtensionValidator& fv,
   ConfigNode rw = n["rewrite"];
   if (rw.defined() && rw.expect_map()) {
     rw.allow_keys({"strip_prefix", "replace_prefix", "regex", "host"});
-    if (rw["strip_prefix"].defined()) r.rewrite.strip_prefix = rw["strip_prefix"].str();
+    // Rewritten paths go into the upstream's request line.
+    auto check_path = [](const ConfigNode& node, const std::string& v) {
+      if (v.empty() || v[0] != '/') node.error("a path starts with /");
+      else if (!path_text(v)) node.error("control characters, spaces and non-ASCII bytes are not "
+                                         "allowed in a path (percent-encode them)");
+      else if (http::has_dot_segment(v)) node.error("a dot segment would reach the upstream");
+    };
+    if (rw["strip_prefix"].defined()) {
+      r.rewrite.strip_prefix = rw["strip_prefix"].str();
+      check_path(rw["strip_prefix"], *r.rewrite.strip_prefix);
+    }
     ConfigNode rp = rw["replace_prefix"];
     if (rp.defined() && rp.expect_map()) {
       rp.allow_keys({"from", "to"});
       r.rewrite.replace_prefix = std::make_pair(rp["from"].str(), rp["to"].str());
+      check_path(rp["from"], r.rewrite.replace_prefix->first);
+      check_path(rp["to"], r.rewrite.replace_prefix->second);
     }
     ConfigNode rr = rw["regex"];
     if (rr.defined() && rr.expect_map()) {
       rr.allow_keys({"pattern", "substitution"});
       r.rewrite.regex = std::make_pair(rr["pattern"].str(), rr["substitution"].str());
+      if (!path_text(r.rewrite.regex->second)) {
+        rr["substitution"].error("control characters, spaces and non-ASCII bytes are not allowed "
+                                 "in a path (percent-encode them)");
+      }
       auto re = valid_regex(rr["pattern"], r.rewrite.regex->first);
       // `$1` as users write it becomes RE2's `\1` here, once, not per request.
       auto rewrite = to_re2_rewrite(r.rewrite.regex->second);
@@ -431,7 +532,10 @@ void read_route(const ConfigNode& n, const ExtensionValidator& fv,
         r.rewrite.re2_substitution = std::move(rewrite.value());
       }
     }
-    if (rw["host"].defined()) r.rewrite.host = rw["host"].str();
+    if (rw["host"].defined()) {
+      r.rewrite.host = rw["host"].str();
+      if (!host_text(*r.rewrite.host)) rw["host"].error("expected host[:port]");
+    }
     int n_rw = (r.rewrite.strip_prefix ? 1 : 0) + (r.rewrite.replace_prefix ? 1 : 0) +
                (r.rewrite.regex ? 1 : 0);
     if (n_rw > 1) rw.error("use only one of strip_prefix, replace_prefix, regex");

@@ -162,8 +162,8 @@ const Route* RouteTable::match(const http::RequestHead& head, std::string_view n
   return nullptr;
 }
 
-bool rewrite_target(const Route& r, std::string_view path, std::string_view query,
-                    std::string& out) {
+Rewrite rewrite_target(const Route& r, std::string_view path, std::string_view query,
+                       std::string& out) {
   const RewriteConfig& rw = r.rewrite;
   if (rw.strip_prefix) {
     const std::string& p = *rw.strip_prefix;
@@ -187,13 +187,16 @@ bool rewrite_target(const Route& r, std::string_view path, std::string_view quer
     re2::RE2::GlobalReplace(&out, *r.rewrite_regex, rw.re2_substitution);
     if (out.empty() || out.front() != '/') out.insert(out.begin(), '/');
   } else {
-    return false;
+    return Rewrite::kNone;
   }
+  // A substitution may bring a query of its own ("/users?id=$1"): the client's is added to it.
+  const size_t own_query = out.find('?');
+  if (http::has_dot_segment(std::string_view(out).substr(0, own_query))) return Rewrite::kRefused;
   if (!query.empty()) {
-    out.push_back('?');
+    out.push_back(own_query == std::string::npos ? '?' : '&');
     out.append(query);
   }
-  return true;
+  return Rewrite::kRewritten;
 }
 
 }  // namespace citadel::proxy

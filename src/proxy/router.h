@@ -77,9 +77,12 @@ class RouteTable {
 };
 
 // Applies a route's path rewrite to `path`, writing the new request target (with `query`)
-// into `out`. Returns false when the route has no path rewrite.
-bool rewrite_target(const Route& r, std::string_view path, std::string_view query,
-                    std::string& out);
+// into `out`. kNone: the route has no path rewrite. kRefused: the rewrite produced a dot
+// segment ("/static../x" stripped of "/static" is "/../x"), which the upstream would resolve to
+// a path routing never matched: the request is refused.
+enum class Rewrite { kNone, kRewritten, kRefused };
+Rewrite rewrite_target(const Route& r, std::string_view path, std::string_view query,
+                       std::string& out);
 
 // True for an authority that is `host [":" port]` (RFC 3986 section 3.2.2, without userinfo):
 // a bracketed IP literal or a non-empty reg-name / IPv4 address, and a port of at most 65535.

@@ -122,6 +122,26 @@ def test_rewrite_applies_to_the_path_routing_matched(upstreams, citadel):
     assert upstream_saw(body)["target"] == "/users?id=1"
 
 
+def test_a_rewrite_that_makes_a_dot_segment_is_refused(upstreams, citadel):
+    # From an outside attack: "/e../x" matches path_prefix /e, and stripping it left "/../x",
+    # which the upstream resolved to a path no route had matched.
+    up = upstreams("a")
+    c = citadel(config_head() + f"""
+    clusters:
+      - name: app
+        endpoints: [{up.address}]
+    routes:
+      - match: {{ path_prefix: /e }}
+        rewrite: {{ strip_prefix: /e }}
+        to: {{ cluster: app }}
+    """)
+    for path in ("/e../x", "/e.%2e/x", "/e..", "/e."):
+        status, _, body = c.request("GET", path)
+        assert status == 400, (path, body)
+    status, _, body = c.request("GET", "/e/x")
+    assert status == 200 and upstream_saw(body)["target"] == "/x"
+
+
 def test_kept_escaped_slashes_are_opaque_for_routing_and_forwarding(upstreams, citadel):
     up = upstreams("a")
     c = citadel(cfg(up, listener="        escaped_slashes: keep"))

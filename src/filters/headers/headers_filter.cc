@@ -25,6 +25,19 @@ class HeadersFilter final : public pipeline::Filter {
   const HeaderOps& response_;
 };
 
+// Fields that frame the message or manage the connection belong to the codecs: a filter that
+// set them would contradict the framing the codec writes (two Content-Lengths, Content-Length
+// with chunked: a desync for whatever sits in front or behind).
+bool protocol_field(const std::string& name) {
+  static const char* const kFields[] = {"content-length", "transfer-encoding", "connection",
+                                        "keep-alive",     "proxy-connection",  "upgrade",
+                                        "te",             "trailer"};
+  for (const char* f : kFields) {
+    if (http::iequals(name, f)) return true;
+  }
+  return false;
+}
+
 HeaderOps parse_side(const core::ConfigNode& n) {
   HeaderOps ops;
   if (!n.defined() || !n.expect_map()) return ops;
@@ -35,14 +48,19 @@ HeaderOps parse_side(const core::ConfigNode& n) {
     for (const auto& key : m.keys()) {
       std::string value = m[key].str();
       if (!http::http1::is_token(key)) m.error("invalid header name \"" + key + "\"");
+      else if (protocol_field(key)) m.error("\"" + key + "\" is managed by Citadel's codecs");
       if (!http::safe_field_value(value)) {
         m[key].error("control characters are not allowed in header values");
+      } else if (!value.empty() && (value.front() == ' ' || value.front() == '\t' ||
+                                    value.back() == ' ' || value.back() == '\t')) {
+        m[key].error("a field value has no leading or trailing whitespace");
       }
       (std::string_view(kind) == "add" ? ops.add : ops.set).emplace_back(key, value);
     }
   }
   for (const auto& name : n["remove"].str_list()) {
     if (!http::http1::is_token(name)) n["remove"].error("invalid header name \"" + name + "\"");
+    else if (protocol_field(name)) n["remove"].error("\"" + name + "\" is managed by Citadel's codecs");
     ops.remove.push_back(name);
   }
   return ops;

@@ -443,6 +443,79 @@ TEST_F(ConfigLoaderTest, LocalResponsesRefuseHeaderInjectionAndBodiesThatCannotB
   EXPECT_TRUE(has_error(":12: routes[4].to.redirect.path: a path starts with /"));
 }
 
+TEST_F(ConfigLoaderTest, RefusesWhatWouldGoOnTheWireUnchecked) {
+  // From an outside attack: each of these passed validate and reached the upstream (a CR LF in
+  // a rewrite or a health check path made two requests of one: request smuggling).
+  EXPECT_FALSE(load(
+      "listeners: [{ name: p, address: \"127.0.0.1:0\" }]\n"
+      "clusters:\n"
+      "  - name: app\n"
+      "    endpoints: [127.0.0.1:1]\n"
+      "    health_check: { path: \"/h HTTP/1.1\\r\\nX: 1\", host: \"h\\r\\nX: 2\" }\n"
+      "routes:\n"
+      "  - rewrite: { host: \"evil\\r\\nX-Inj: 1\" }\n"
+      "    to: { cluster: app }\n"
+      "  - rewrite: { regex: { pattern: \"^/r/(.*)$\", substitution: \"/$1 HTTP/1.1\\r\\n\" } }\n"
+      "    to: { cluster: app }\n"
+      "  - rewrite: { replace_prefix: { from: /s, to: \"/x y\" } }\n"
+      "    to: { cluster: app }\n"
+      "  - rewrite: { strip_prefix: \"/s/..\" }\n"
+      "    to: { cluster: app }\n"
+      "  - match: { headers: [ { name: \"X\\r\\nY\", present: true } ] }\n"
+      "    to: { cluster: app }\n"));
+  EXPECT_TRUE(has_error(":5: clusters[0].health_check.path: control characters")) << joined();
+  EXPECT_TRUE(has_error(":5: clusters[0].health_check.host: expected host[:port]")) << joined();
+  EXPECT_TRUE(has_error(":7: routes[0].rewrite.host: expected host[:port]")) << joined();
+  EXPECT_TRUE(has_error(":9: routes[1].rewrite.regex.substitution: control characters"))
+      << joined();
+  EXPECT_TRUE(has_error(":11: routes[2].rewrite.replace_prefix.to: control characters"))
+      << joined();
+  EXPECT_TRUE(has_error(":13: routes[3].rewrite.strip_prefix: a dot segment")) << joined();
+  EXPECT_TRUE(has_error(":15: routes[4].match.headers[0].name: expected a header field name"))
+      << joined();
+}
+
+TEST_F(ConfigLoaderTest, RefusesRulesThatCanNeverMatch) {
+  // A deny rule that never matches lets everything through: each of these validated before.
+  EXPECT_FALSE(load("listeners: [{ name: p, address: \"127.0.0.1:0\" }]\n"
+                    "routes:\n"
+                    "  - match: { methods: [delete] }\n"
+                    "    to: { respond: { status: 403 } }\n"
+                    "  - match: { path_prefix: \"/%73ecret\" }\n"
+                    "    to: { respond: { status: 403 } }\n"
+                    "  - match: { path: \"/x/../private\" }\n"
+                    "    to: { respond: { status: 403 } }\n"
+                    "  - match: { host: [\"a b\", \"x:99999\", \"*.*.x\"] }\n"
+                    "    to: { respond: { status: 403 } }\n"
+                    "  - match: { methods: [\"G T\"] }\n"
+                    "    to: { respond: { status: 403 } }\n"));
+  EXPECT_TRUE(has_error(":3: routes[0].match.methods: methods are case-sensitive: \"delete\" "
+                        "never matches DELETE")) << joined();
+  EXPECT_TRUE(has_error(":5: routes[1].match.path_prefix: routing decodes %73, so this never "
+                        "matches: write s")) << joined();
+  EXPECT_TRUE(has_error(":7: routes[2].match.path: routing resolves dot segments")) << joined();
+  EXPECT_TRUE(has_error("got \"a b\"")) << joined();
+  EXPECT_TRUE(has_error("got \"x:99999\"")) << joined();
+  EXPECT_TRUE(has_error("got \"*.*.x\"")) << joined();
+  EXPECT_TRUE(has_error(":11: routes[4].match.methods: \"G T\" is not a method name")) << joined();
+}
+
+TEST_F(ConfigLoaderTest, HeadersFilterLeavesFramingToTheCodecs) {
+  EXPECT_FALSE(load("listeners: [{ name: p, address: \"127.0.0.1:0\" }]\n"
+                    "routes:\n"
+                    "  - filters:\n"
+                    "      - headers:\n"
+                    "          request: { set: { Content-Length: \"5\" }, remove: [Connection] }\n"
+                    "          response: { set: { Transfer-Encoding: chunked, X-A: \" lead\" } }\n"
+                    "    to: { respond: { status: 200 } }\n"));
+  EXPECT_TRUE(has_error(":5: routes[0].filters[0].headers.request.set: \"Content-Length\" is "
+                        "managed by Citadel's codecs")) << joined();
+  EXPECT_TRUE(has_error(":5: routes[0].filters[0].headers.request.remove: \"Connection\" is "
+                        "managed")) << joined();
+  EXPECT_TRUE(has_error("\"Transfer-Encoding\" is managed")) << joined();
+  EXPECT_TRUE(has_error("no leading or trailing whitespace")) << joined();
+}
+
 }  // namespace
 }  // namespace citadel::proxy
 

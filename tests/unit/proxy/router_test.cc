@@ -111,19 +111,42 @@ TEST(Rewrite, StripReplaceRegex) {
   // On the heap: GCC 12 misreads the optional<string> of a Route on the stack as uninitialised.
   auto strip = route("strip");
   strip->rewrite.strip_prefix = "/api/v2";
-  ASSERT_TRUE(rewrite_target(*strip, "/api/v2/users", "a=1", out));
+  ASSERT_EQ(rewrite_target(*strip, "/api/v2/users", "a=1", out), Rewrite::kRewritten);
   EXPECT_EQ(out, "/users?a=1");
-  ASSERT_TRUE(rewrite_target(*strip, "/api/v2", "", out));
+  ASSERT_EQ(rewrite_target(*strip, "/api/v2", "", out), Rewrite::kRewritten);
   EXPECT_EQ(out, "/");
   auto replace = route("replace");
   replace->rewrite.replace_prefix = std::make_pair(std::string("/v1/"), std::string("/legacy/"));
-  ASSERT_TRUE(rewrite_target(*replace, "/v1/x", "", out));
+  ASSERT_EQ(rewrite_target(*replace, "/v1/x", "", out), Rewrite::kRewritten);
   EXPECT_EQ(out, "/legacy/x");
   auto regex = regex_rewrite("^/u/([0-9]+)$", "/users/$1");
-  ASSERT_TRUE(rewrite_target(*regex, "/u/7", "", out));
+  ASSERT_EQ(rewrite_target(*regex, "/u/7", "", out), Rewrite::kRewritten);
   EXPECT_EQ(out, "/users/7");
   Route none;
-  EXPECT_FALSE(rewrite_target(none, "/x", "", out));
+  EXPECT_EQ(rewrite_target(none, "/x", "", out), Rewrite::kNone);
+}
+
+TEST(Rewrite, RefusesADotSegmentItMade) {
+  // "/e../x" matched path_prefix /e; stripped, it would reach the upstream as "/../x" (from an
+  // outside attack). "/e..x" and dots inside a segment are fine.
+  std::string out;
+  auto strip = route("strip");
+  strip->rewrite.strip_prefix = "/e";
+  EXPECT_EQ(rewrite_target(*strip, "/e../x", "", out), Rewrite::kRefused);
+  EXPECT_EQ(rewrite_target(*strip, "/e..", "", out), Rewrite::kRefused);
+  EXPECT_EQ(rewrite_target(*strip, "/e.", "", out), Rewrite::kRefused);
+  ASSERT_EQ(rewrite_target(*strip, "/e..x/y", "", out), Rewrite::kRewritten);
+  EXPECT_EQ(out, "/..x/y");
+  auto replace = route("replace");
+  replace->rewrite.replace_prefix = std::make_pair(std::string("/a"), std::string("/b/"));
+  EXPECT_EQ(rewrite_target(*replace, "/a./x", "", out), Rewrite::kRefused);
+}
+
+TEST(Rewrite, ASubstitutionWithAQueryGetsTheClientsQueryAfterIt) {
+  std::string out;
+  auto regex = regex_rewrite("^/u/([0-9]+)$", "/users?id=$1");
+  ASSERT_EQ(rewrite_target(*regex, "/u/12", "admin=true", out), Rewrite::kRewritten);
+  EXPECT_EQ(out, "/users?id=12&admin=true");
 }
 
 TEST(Router, PathRegexMustMatchTheWholePath) {
@@ -188,7 +211,7 @@ TEST(Router, PathologicalRegexAnswersInLinearTime) {
   EXPECT_EQ(t.match(h, path.substr(0, path.size() - 1)), nullptr);
   auto rewrite = regex_rewrite("^/(a+)+$", "/x");
   std::string out;
-  ASSERT_TRUE(rewrite_target(*rewrite, path, "", out));
+  ASSERT_EQ(rewrite_target(*rewrite, path, "", out), Rewrite::kRewritten);
   EXPECT_EQ(out, path);  // no match: the path is left as it was
   // Generous bound: only a backtracking engine comes anywhere near it.
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
@@ -197,22 +220,22 @@ TEST(Router, PathologicalRegexAnswersInLinearTime) {
 TEST(Rewrite, RegexSubstitutionKeepsTheDollarSyntax) {
   std::string out;
   auto two = regex_rewrite("^/u/([0-9]+)/([a-z]+)$", "/users/$2/$1?all=$&");
-  ASSERT_TRUE(rewrite_target(*two, "/u/7/posts", "page=2", out));
-  EXPECT_EQ(out, "/users/posts/7?all=/u/7/posts?page=2");
+  ASSERT_EQ(rewrite_target(*two, "/u/7/posts", "page=2", out), Rewrite::kRewritten);
+  EXPECT_EQ(out, "/users/posts/7?all=/u/7/posts&page=2");
   auto dollar = regex_rewrite("^/price/([0-9]+)$", "/p/$$$1/$x\\");
-  ASSERT_TRUE(rewrite_target(*dollar, "/price/5", "", out));
+  ASSERT_EQ(rewrite_target(*dollar, "/price/5", "", out), Rewrite::kRewritten);
   EXPECT_EQ(out, "/p/$5/$x\\");
   auto digit = regex_rewrite("^/v([0-9])$", "/version$010");  // group 1, then "0"
-  ASSERT_TRUE(rewrite_target(*digit, "/v2", "", out));
+  ASSERT_EQ(rewrite_target(*digit, "/v2", "", out), Rewrite::kRewritten);
   EXPECT_EQ(out, "/version20");
   // Every match is replaced, as std::regex_replace did; the result gets its leading slash.
   auto global = regex_rewrite("a", "b");
-  ASSERT_TRUE(rewrite_target(*global, "/a/a/c", "", out));
+  ASSERT_EQ(rewrite_target(*global, "/a/a/c", "", out), Rewrite::kRewritten);
   EXPECT_EQ(out, "/b/b/c");
   auto bare = regex_rewrite("^/old/(.*)$", "$1");
-  ASSERT_TRUE(rewrite_target(*bare, "/old/x/y", "", out));
+  ASSERT_EQ(rewrite_target(*bare, "/old/x/y", "", out), Rewrite::kRewritten);
   EXPECT_EQ(out, "/x/y");
-  ASSERT_TRUE(rewrite_target(*bare, "/other", "", out));
+  ASSERT_EQ(rewrite_target(*bare, "/other", "", out), Rewrite::kRewritten);
   EXPECT_EQ(out, "/other");
 }
 
