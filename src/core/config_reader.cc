@@ -1,6 +1,10 @@
 #include "core/config_reader.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <map>
 
 #include "core/parse_units.h"
@@ -179,14 +183,22 @@ namespace {
 // Deeper than any real config; stops the walk on an alias that contains itself.
 constexpr int kMaxDepth = 64;
 
+// A config of any sane size has far fewer nodes.
+constexpr size_t kMaxNodes = 100000;
+
 // Reports every key that appears twice in one mapping, anywhere in the document (filter options
 // too, which only their filter reads).
+// Counts the nodes it visits in `budget` and stops at zero: aliases make a document expand
+// (nine levels of ten aliases are a billion nodes from one kilobyte), and every walk of the
+// loader would pay for it.
 void check_duplicate_keys(const YAML::Node& n, const std::string& path, const std::string& file,
-                          ConfigErrors& errors, int depth) {
-  if (depth > kMaxDepth) return;
+                          ConfigErrors& errors, int depth, size_t& budget) {
+  if (depth > kMaxDepth || budget == 0) return;
+  --budget;
   if (n.IsSequence()) {
-    for (size_t i = 0; i < n.size(); ++i) {
-      check_duplicate_keys(n[i], path + "[" + std::to_string(i) + "]", file, errors, depth + 1);
+    for (size_t i = 0; i < n.size() && budget > 0; ++i) {
+      check_duplicate_keys(n[i], path + "[" + std::to_string(i) + "]", file, errors, depth + 1,
+                           budget);
     }
     return;
   }
@@ -204,7 +216,8 @@ void check_duplicate_keys(const YAML::Node& n, const std::string& path, const st
                  line);
       continue;
     }
-    check_duplicate_keys(kv.second, key_path, file, errors, depth + 1);
+    check_duplicate_keys(kv.second, key_path, file, errors, depth + 1, budget);
+    if (budget == 0) return;
   }
 }
 
@@ -212,6 +225,17 @@ void check_duplicate_keys(const YAML::Node& n, const std::string& path, const st
 
 std::optional<YAML::Node> load_yaml_file(const std::string& file, ConfigErrors& errors) {
   YAML::Node root;
+  // A directory (or a device) opens but cannot be read: yaml-cpp then throws an I/O error that
+  // is no YAML exception, and a reload must refuse it, not abort the server.
+  struct stat st;
+  if (::stat(file.c_str(), &st) != 0) {
+    errors.add(file + ": cannot read the file (" + std::strerror(errno) + ")");
+    return std::nullopt;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    errors.add(file + ": cannot read the file (not a regular file)");
+    return std::nullopt;
+  }
   try {
     root = YAML::LoadFile(file);
   } catch (const YAML::BadFile&) {
@@ -221,8 +245,17 @@ std::optional<YAML::Node> load_yaml_file(const std::string& file, ConfigErrors& 
     errors.add(file + ":" + std::to_string(e.mark.line + 1) + ": YAML syntax error: " + e.msg,
                e.mark.line + 1);
     return std::nullopt;
+  } catch (const std::exception& e) {
+    errors.add(file + ": cannot read the file (" + e.what() + ")");
+    return std::nullopt;
   }
-  check_duplicate_keys(root, "", file, errors, 0);
+  size_t budget = kMaxNodes;
+  check_duplicate_keys(root, "", file, errors, 0, budget);
+  if (budget == 0) {
+    errors.add(file + ": the document expands to more than " + std::to_string(kMaxNodes) +
+               " nodes (YAML aliases?)");
+    return std::nullopt;
+  }
   return root;
 }
 

@@ -1,6 +1,7 @@
 #include "core/config_reader.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -47,6 +48,33 @@ TEST_F(ConfigReaderTest, AliasOfItselfEndsTheWalk) {
   auto root = load("a: &x [*x]\n");
   EXPECT_TRUE(root);
   EXPECT_TRUE(errors.empty());
+}
+
+TEST_F(ConfigReaderTest, ADirectoryOrAMissingFileIsAnErrorNotAnAbort) {
+  // From an outside attack: a reload of a path that had become a directory aborted the server
+  // (yaml-cpp's I/O error is no YAML exception).
+  const std::string dir = ::testing::TempDir() + "citadel_dir_" + std::to_string(getpid());
+  ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+  EXPECT_FALSE(load_yaml_file(dir, errors));
+  ASSERT_EQ(errors.all().size(), 1u);
+  EXPECT_EQ(errors.all()[0], dir + ": cannot read the file (not a regular file)");
+  ::rmdir(dir.c_str());
+  ConfigErrors missing;
+  EXPECT_FALSE(load_yaml_file(dir + "/nothing.yaml", missing));
+  EXPECT_EQ(missing.all().size(), 1u);
+}
+
+TEST_F(ConfigReaderTest, AnAliasBombIsRefused) {
+  // Nine levels of ten aliases: a billion nodes from a kilobyte.
+  std::string text = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i <= 9; ++i) {
+    std::string p = "*a" + std::to_string(i - 1);
+    text += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [" + p + ", " + p + ", " +
+            p + ", " + p + ", " + p + ", " + p + ", " + p + ", " + p + ", " + p + ", " + p + "]\n";
+  }
+  EXPECT_FALSE(load(text));
+  ASSERT_FALSE(errors.empty());
+  EXPECT_NE(errors.all()[0].find("expands to more than 100000 nodes"), std::string::npos);
 }
 
 TEST_F(ConfigReaderTest, NonzeroDurationAndLinesOfAbsentKeys) {
