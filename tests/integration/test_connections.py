@@ -79,6 +79,9 @@ def test_connection_limit_follows_reload(citadel):
 def test_out_of_descriptors_pauses_accepting_then_resumes(citadel):
     # A descriptor limit low enough to run out with a few dozen clients.
     c = citadel(config(), wrapper=["prlimit", "--nofile=48:48"])
+    # UBSan's vptr check probes memory through a pipe; with no descriptor left the probe fails
+    # and a sound virtual call is reported ("invalid vptr", "<memory cannot be printed>").
+    c.ignore_failed_memory_probes = True
     c.wait_for(r"file descriptor limit: 48")
     clients, waiting = [], []
     for _ in range(60):

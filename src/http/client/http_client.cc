@@ -404,9 +404,7 @@ class Exchange final : public http::UpstreamCallbacks,
   ClientResponse response_;
 };
 
-RequestHandle::~RequestHandle() {
-  if (exchange_ != nullptr) exchange_->handle_ = nullptr;
-}
+RequestHandle::~RequestHandle() { cancel(); }
 
 RequestHandle::RequestHandle(RequestHandle&& other) noexcept {
   Exchange* e = other.exchange_;
@@ -416,8 +414,7 @@ RequestHandle::RequestHandle(RequestHandle&& other) noexcept {
 
 RequestHandle& RequestHandle::operator=(RequestHandle&& other) noexcept {
   if (this != &other) {
-    if (exchange_ != nullptr) exchange_->handle_ = nullptr;
-    exchange_ = nullptr;
+    cancel();  // the request this handle held goes, as when the handle is destroyed
     Exchange* e = other.exchange_;
     other.exchange_ = nullptr;
     bind(e);
@@ -428,6 +425,11 @@ RequestHandle& RequestHandle::operator=(RequestHandle&& other) noexcept {
 void RequestHandle::bind(Exchange* e) {
   exchange_ = e;
   if (e != nullptr) e->handle_ = this;
+}
+
+void RequestHandle::detach() {
+  if (exchange_ != nullptr) exchange_->handle_ = nullptr;
+  exchange_ = nullptr;
 }
 
 void RequestHandle::cancel() {

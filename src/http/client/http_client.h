@@ -77,9 +77,11 @@ using ResponseCallback = std::function<void(ClientResponse& response)>;
 
 class Exchange;
 
-// The caller's hold on one request. Cancel it (a filter's on_reset) and no callback follows.
-// Dropping the handle does not cancel: fire-and-forget requests (webhooks) just let it go.
-// Movable, not copyable; loop thread only.
+// The caller's hold on one request. Cancel it, or destroy it, and no callback follows: a filter
+// or handler keeps the handle as a member, so that when the stream ends (the filter is
+// destroyed, in the stream's arena) its request goes with it and no late callback reaches
+// freed memory. A fire-and-forget request (a webhook) calls detach(): it goes on, and its
+// callback still runs. Movable, not copyable; loop thread only.
 class RequestHandle {
  public:
   RequestHandle() = default;
@@ -93,6 +95,8 @@ class RequestHandle {
   bool pending() const { return exchange_ != nullptr; }
   // Abandons the request: its connection is closed (never reused), no callback follows.
   void cancel();
+  // Lets the request go on without this handle: the callback still runs once.
+  void detach();
 
  private:
   friend class Exchange;
@@ -116,8 +120,9 @@ class HttpClient final : public http::http1::ClientOwner {
   HttpClient& operator=(const HttpClient&) = delete;
 
   // Starts `request` (every string is copied: nothing needs to outlive the call). `done` runs
-  // once, later, from the loop, unless the handle is cancelled first or the client destroyed.
-  RequestHandle send(const ClientRequest& request, ResponseCallback done);
+  // once, later, from the loop, unless the handle is cancelled or destroyed first (detach() it
+  // to let the request run on its own) or the client is destroyed.
+  [[nodiscard]] RequestHandle send(const ClientRequest& request, ResponseCallback done);
 
   // Observability and tests.
   size_t in_flight() const { return in_flight_; }

@@ -74,7 +74,10 @@ bool eventually(Fn fn, std::chrono::milliseconds timeout = 5000ms) {
 
 class HttpClientTest : public ::testing::Test {
  protected:
-  void TearDown() override { destroy_client(); }
+  void TearDown() override {
+    on_loop([&] { handles_.clear(); });  // handles live and die on the loop
+    destroy_client();
+  }
 
   void make_client(ClientOptions options = {}) {
     on_loop([&] { client_ = std::make_unique<HttpClient>(lt_.loop, blocks_, options); });
@@ -92,10 +95,15 @@ class HttpClientTest : public ::testing::Test {
     });
     ASSERT_EQ(done.get_future().wait_for(5s), std::future_status::ready);
   }
-  RequestHandle send(ClientRequest req, Collector& c) {
-    RequestHandle h;
-    on_loop([&] { h = client_->send(req, c.callback()); });
-    return h;
+  // Sends on the loop; the fixture keeps the handle (handles are loop-thread objects, and
+  // destroying one cancels its request). Returns its index in handles_.
+  size_t send(ClientRequest req, Collector& c) {
+    size_t i = 0;
+    on_loop([&] {
+      handles_.push_back(client_->send(req, c.callback()));
+      i = handles_.size() - 1;
+    });
+    return i;
   }
   ClientResponse fetch(ClientRequest req) {
     Collector c;
@@ -110,6 +118,7 @@ class HttpClientTest : public ::testing::Test {
   core::BlockPool blocks_;  // outlives the loop's graveyard
   core::testing::LoopThread lt_;
   std::unique_ptr<HttpClient> client_;
+  std::vector<RequestHandle> handles_;  // touched on the loop only
 };
 
 Answer echo(const SeenRequest& r) {
@@ -298,12 +307,12 @@ TEST_F(HttpClientTest, CancelBeforeTheResponseMeansNoCallback) {
   ClientRequest req;
   std::string u = url(server, "/hang");
   req.url = u;
-  RequestHandle h = send(req, cancelled);
+  size_t h = send(req, cancelled);
   ASSERT_TRUE(eventually([&] { return server.requests() == 1; }));
   on_loop([&] {
-    EXPECT_TRUE(h.pending());
-    h.cancel();
-    EXPECT_FALSE(h.pending());
+    EXPECT_TRUE(handles_[h].pending());
+    handles_[h].cancel();
+    EXPECT_FALSE(handles_[h].pending());
   });
   // The connection is closed, and a later request is answered while the cancelled one never is.
   EXPECT_TRUE(eventually([&] { return server.closed() == 1; }));
@@ -311,6 +320,24 @@ TEST_F(HttpClientTest, CancelBeforeTheResponseMeansNoCallback) {
   req.url = u2;
   EXPECT_TRUE(fetch(req).ok());
   EXPECT_EQ(cancelled.size(), 0u);
+}
+
+TEST_F(HttpClientTest, DestroyingTheHandleCancels) {
+  // A filter keeps its handle as a member: when the stream ends and the filter goes, the
+  // request goes too, and no callback reaches the freed filter.
+  TestHttpServer server([](const SeenRequest&) { return Answer{Answer::kHang, ""}; });
+  make_client();
+  Collector c;
+  std::string u = url(server, "/gone");
+  on_loop([&] {
+    ClientRequest req;
+    req.url = u;
+    auto held = std::make_unique<RequestHandle>(client_->send(req, c.callback()));
+    lt_.loop.post([&, h = held.release()] { delete h; });
+  });
+  ASSERT_TRUE(eventually([&] { return server.closed() == 1; }));
+  on_loop([&] { EXPECT_EQ(client_->in_flight(), 0u); });
+  EXPECT_EQ(c.size(), 0u);
 }
 
 TEST_F(HttpClientTest, CancelAfterTheResponseIsReadyMeansNoCallback) {
@@ -346,6 +373,10 @@ TEST_F(HttpClientTest, CancelAfterTheResponseIsReadyMeansNoCallback) {
   // Let the loop go round a few more times: nothing else may arrive.
   for (int i = 0; i < 3; ++i) on_loop([] {});
   EXPECT_EQ(calls.load(), 1);
+  on_loop([&] {
+    a = RequestHandle();
+    b = RequestHandle();
+  });
 }
 
 TEST_F(HttpClientTest, AMovedHandleStillCancels) {
@@ -388,6 +419,7 @@ TEST_F(HttpClientTest, ManyConcurrentRequests) {
     }
   });
   ASSERT_TRUE(c.wait(kRequests, 10000ms));
+  on_loop([&] { handles.clear(); });
   std::set<std::string> bodies;
   for (int i = 0; i < kRequests; ++i) {
     ClientResponse r = c.at(i);
@@ -418,11 +450,11 @@ TEST_F(HttpClientTest, DestroyingTheClientCancelsEverythingWithoutCallbacks) {
     for (const auto& u : urls) {
       ClientRequest req;
       req.url = u;
-      client_->send(req, c.callback());  // handles dropped: requests go on
+      client_->send(req, c.callback()).detach();  // requests go on without a handle
     }
     ClientRequest req;
     req.url = "http://pending.citadel.test/";
-    client_->send(req, c.callback());
+    client_->send(req, c.callback()).detach();
     EXPECT_EQ(client_->in_flight(), 11u);
   });
   ASSERT_TRUE(eventually([&] { return server.requests() == 10; }));
@@ -527,12 +559,12 @@ TEST_F(HttpClientTest, ErrorsFoundInSendAreDeliveredLater) {
       client_->send(req, [&, cb = c.callback()](ClientResponse& r) {
         if (inside) called_inside = true;
         cb(r);
-      });
+      }).detach();
     }
     ClientRequest bad;
     bad.url = "http://127.0.0.1:1/";
     bad.headers = {{"Content-Length", "5"}};
-    client_->send(bad, c.callback());
+    client_->send(bad, c.callback()).detach();
     inside = false;
   });
   ASSERT_TRUE(c.wait(4));
