@@ -407,8 +407,14 @@ void FilterChain::update_flow(Side& s) {
     else owner_.pause_response_source(true);
   } else if (s.source_paused && queued <= limits_.queue_high / 2) {
     s.source_paused = false;
-    if (s.request) owner_.pause_request_source(false);
-    else owner_.pause_response_source(false);
+    if (s.request) {
+      owner_.pause_request_source(false);
+    } else {
+      owner_.pause_response_source(false);
+      // A filter streaming its own answer waits for this as a handler does (the owner wakes
+      // only the handler, which an answer has abandoned).
+      if (answered_by_ < n_ && !owner_.client_blocked()) response_ready();
+    }
   }
 }
 

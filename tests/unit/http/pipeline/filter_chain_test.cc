@@ -107,6 +107,7 @@ struct Script {
   FilterContext* ctx = nullptr;
   int destroyed = 0;
   int resets = 0;
+  int ready = 0;  // on_response_ready calls
 };
 
 class ScriptedFilter final : public Filter {
@@ -144,6 +145,7 @@ class ScriptedFilter final : public Filter {
     return s_.resp_trailers ? s_.resp_trailers(c, t) : FilterStatus::kContinue;
   }
   void on_reset() override { ++s_.resets; }
+  void on_response_ready(FilterContext&) override { ++s_.ready; }
 
  private:
   Script& s_;
@@ -452,6 +454,35 @@ TEST_F(FilterChainTest, AnswerWithAStreamedBodyFromAFilter) {
   f(1).ctx->send_response_data("!!!", true);
   EXPECT_EQ(stream_.client, "H,D:hit,D:!!!,E,");
   EXPECT_EQ(f(0).seen, "H,E,h,d:hit,d:!!!,e,");
+}
+
+TEST_F(FilterChainTest, AStreamedAnswerHeldBackByAnEarlierFilterIsToldWhenToGoOn) {
+  // From a review: filter 1 streams its own answer (a cache hit); filter 0 suspends the
+  // response (a WAF looking at it), so the answer queues up past the mark and filter 1 sees
+  // response_blocked(). When filter 0 lets it through, filter 1 must hear on_response_ready:
+  // before, only the handler (which an answer abandons) was woken, and the response hung.
+  ChainLimits limits;
+  limits.queue_high = 10;
+  build(2, limits);
+  http::ResponseHead hit;
+  hit.status = 200;
+  hit.framing = http::BodyFraming::kChunked;
+  f(1).req_headers = [&](FilterContext& c, http::RequestHead&, bool) {
+    c.send_response_headers(hit, false);
+    return FilterStatus::kStop;
+  };
+  f(0).resp_headers = [](FilterContext&, http::ResponseHead&, bool) { return FilterStatus::kStop; };
+  chain_.request_headers(true);
+  FilterContext* answering = f(1).ctx;
+  answering->send_response_data("0123456789", false);
+  answering->send_response_data("abc", false);
+  EXPECT_TRUE(answering->response_blocked());
+  EXPECT_EQ(f(1).ready, 0);
+  f(0).ctx->continue_response();
+  EXPECT_FALSE(answering->response_blocked());
+  EXPECT_EQ(f(1).ready, 1);
+  answering->send_response_data("", true);
+  EXPECT_EQ(stream_.client, "H,D:0123456789abc,D:,E,");
 }
 
 TEST_F(FilterChainTest, AnswerFromTheResponsePhaseReplacesTheTargetsResponse) {
