@@ -68,10 +68,20 @@ std::unique_ptr<pipeline::FilterFactory> ExtensionRegistry::build(const FilterEn
                                                                   core::ConfigErrors& errors,
                                                                   const BuildSite& site) const {
   const pipeline::FilterConfigParser* p = find(entry.name);
-  if (p == nullptr) return nullptr;
   core::ConfigNode node(entry.options, entry.path, &file, &errors);
+  if (p == nullptr) {
+    node.error("unknown filter \"" + entry.name + "\"");
+    return nullptr;
+  }
   Context ctx(*this, "filter:" + entry.name, site);
-  return p->parse(node, ctx);
+  const size_t before = errors.all().size();
+  auto factory = p->parse(node, ctx);
+  // A filter that is not built must never be skipped silently: a route without its WAF or its
+  // authentication would serve everything.
+  if (!factory && errors.all().size() == before) {
+    node.error("filter \"" + entry.name + "\" failed to build");
+  }
+  return factory;
 }
 
 void ExtensionRegistry::add_service(std::unique_ptr<pipeline::ServiceConfigParser> parser) {
@@ -100,7 +110,12 @@ std::unique_ptr<pipeline::HandlerFactory> ExtensionRegistry::build_service(
   if (it == services_.end()) return nullptr;
   core::ConfigNode node(entry.options, entry.path, &file, &errors);
   Context ctx(*this, "service:" + entry.name, site);
-  return it->second->parse(node, ctx);
+  const size_t before = errors.all().size();
+  auto factory = it->second->parse(node, ctx);
+  if (!factory && errors.all().size() == before) {
+    node.error("service \"" + entry.name + "\" failed to build");
+  }
+  return factory;
 }
 
 std::shared_ptr<void> ExtensionRegistry::find_state(const std::string& key,

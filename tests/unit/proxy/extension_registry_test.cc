@@ -144,6 +144,35 @@ TEST_F(ExtensionStateTest, CheckingKeepsNothingAndRegistersNothing) {
   EXPECT_EQ(metrics.render().find("citadel_test_counted_total"), std::string::npos);
 }
 
+// Passes the check, then fails to build without saying why (a bug in a filter).
+class SilentlyBroken final : public pipeline::FilterConfigParser {
+ public:
+  std::string_view name() const override { return "broken"; }
+  std::unique_ptr<pipeline::FilterFactory> parse(const core::ConfigNode&,
+                                                 pipeline::BuildContext& ctx) const override {
+    if (ctx.checking()) return std::make_unique<CountFactory>(nullptr, nullptr, true);
+    return nullptr;
+  }
+};
+
+TEST_F(ExtensionStateTest, AFilterThatFailsToBuildFailsTheSnapshot) {
+  // Before, the route was built without it: a route whose WAF failed would serve everything.
+  registry.add(std::make_unique<SilentlyBroken>());
+  std::ofstream(path) << "listeners: [{ name: p, address: \"127.0.0.1:0\" }]\n"
+                         "routes:\n"
+                         "  - { filters: [ { broken: {} } ], to: { respond: { status: 200 } } }\n";
+  core::ConfigErrors errors;
+  auto cfg = load_config(path, registry, errors);
+  ASSERT_TRUE(cfg);
+  auto snap = build_snapshot(std::shared_ptr<const Config>(std::move(cfg)), nullptr, registry,
+                             metrics, kWorkers, 1);
+  ASSERT_FALSE(snap.ok());
+  EXPECT_NE(snap.error().message().find(":3: routes[0].filters[0].broken: filter \"broken\" "
+                                        "failed to build"),
+            std::string::npos)
+      << snap.error().message();
+}
+
 TEST(PerWorkerTest, SlotsSitOnCacheLinesOfTheirOwn) {
   pipeline::PerWorker<uint64_t> p(4, uint64_t{7});
   ASSERT_EQ(p.size(), 4u);
