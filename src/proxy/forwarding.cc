@@ -55,8 +55,14 @@ void strip_hop_by_hop(http::HeaderMap& headers, bool keep_upgrade) {
   size_t w = 0;
   for (size_t r = 0; r < fields.size(); ++r) {
     std::string_view n = fields[r].name;
-    bool drop = is_hop_by_hop(n) && !(keep_upgrade && iequals(n, "upgrade"));
-    for (size_t i = 0; i < nlisted && !drop; ++i) {
+    // "TE: trailers" says the client takes trailer fields; gRPC requires it end to end, so it
+    // is kept (as Envoy does) while any other TE value goes.
+    std::string_view v = fields[r].value;
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+    const bool te_trailers = n.size() == 2 && iequals(n, "te") && iequals(v, "trailers");
+    bool drop = is_hop_by_hop(n) && !(keep_upgrade && iequals(n, "upgrade")) && !te_trailers;
+    for (size_t i = 0; i < nlisted && !drop && !te_trailers; ++i) {
       drop = iequals(n, listed[i]) && !(keep_upgrade && iequals(n, "upgrade"));
     }
     if (!drop) fields[w++] = fields[r];

@@ -9,8 +9,9 @@
 
 namespace citadel::proxy {
 
-// Removes hop-by-hop fields and the fields that `Connection` names (RFC 9110 section 7.6.1).
-// `keep_upgrade` keeps Upgrade for a protocol switch.
+// Removes hop-by-hop fields and the fields that `Connection` names (RFC 9110 section 7.6.1),
+// except `TE: trailers` (gRPC needs it end to end). `keep_upgrade` keeps Upgrade for a protocol
+// switch.
 void strip_hop_by_hop(http::HeaderMap& headers, bool keep_upgrade);
 // Appends to `to` the trailer fields of `from` that a proxy passes on: not those that frame,
 // route, authenticate, set cookies, describe the content or control caching or the request
