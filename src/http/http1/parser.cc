@@ -301,6 +301,14 @@ ParseOutcome parse_request(std::string_view data, const ParseLimits& limits, Req
 
   // Target form (RFC 9112 3.2).
   std::string_view authority_from_target;
+  if (out.method == "CONNECT") {
+    // Only authority-form belongs to CONNECT (RFC 9112 section 3.2.3), and Citadel tunnels
+    // nothing through CONNECT: any other form is malformed, this one unsupported.
+    if (target.front() == '/' || target == "*" || target.find("://") != std::string_view::npos) {
+      return ParseOutcome::error(400, "CONNECT needs an authority-form target");
+    }
+    return ParseOutcome::error(501, "CONNECT is not supported");
+  }
   if (target.front() == '/') {
     // origin-form
   } else if (target == "*") {
@@ -370,7 +378,8 @@ ParseOutcome parse_request(std::string_view data, const ParseLimits& limits, Req
     if (!iequals(e->value, "100-continue")) return ParseOutcome::error(417, "unsupported expectation");
     out.expect_continue = out.version_minor == 1;
   }
-  out.upgrade = f.conn_upgrade && out.headers.find("upgrade") != nullptr;
+  // A server must ignore Upgrade in an HTTP/1.0 request (RFC 9110 section 7.8).
+  out.upgrade = out.version_minor == 1 && f.conn_upgrade && out.headers.find("upgrade") != nullptr;
   out.is_head = out.method == "HEAD";
   return {ParseOutcome::kComplete, head_end, 0, {}};
 }

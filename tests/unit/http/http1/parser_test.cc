@@ -74,6 +74,8 @@ const Case kCases[] = {
     {"asterisk_get", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400},
     {"asterisk_options", "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", 0},
     {"connect", "CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", 501},
+    {"connect_origin_form", "CONNECT /x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"connect_absolute_form", "CONNECT http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},
     {"absolute_form", "GET http://b.example/x HTTP/1.1\r\nHost: a\r\n\r\n", 0},
     {"absolute_userinfo", "GET http://u@b.example/x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
     {"bad_version", "GET / HTTP/1.x\r\nHost: a\r\n\r\n", 400},
@@ -149,6 +151,10 @@ TEST(RequestParser, UpgradeAndExpect) {
         "Expect: 100-Continue\r\n\r\n", head);
   EXPECT_TRUE(head.upgrade);
   EXPECT_TRUE(head.expect_continue);
+  // Ignored from an HTTP/1.0 client (RFC 9110 section 7.8; it was tunnelled, from an attack).
+  RequestHead old;
+  parse("GET /ws HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", old);
+  EXPECT_FALSE(old.upgrade);
 }
 
 TEST(RequestParser, IncompleteUntilEmptyLine) {
