@@ -445,6 +445,11 @@ ParseOutcome parse_response(std::string_view data, const ParseLimits& limits,
       out.framing = BodyFraming::kChunked;
     } else if (f.chunked_twice || f.chunked_not_last) {
       return ParseOutcome::error(502, "invalid Transfer-Encoding");
+    } else if (f.chunked) {
+      // "gzip, chunked": framed by chunks, but a transfer coding inside them that Citadel would
+      // have to undo or pass on to a client that never asked for it (TE). Refused, as nginx
+      // does; it was read as close-delimited and hung until the upstream closed.
+      return ParseOutcome::error(502, "unsupported transfer coding");
     } else {
       out.framing = BodyFraming::kUntilClose;  // RFC 9112 6.3 item 4
       out.keep_alive = false;

@@ -226,6 +226,8 @@ TEST(ResponseParser, RejectsAmbiguous) {
       "HTTP/1.1 2000 OK\r\n\r\n",
       "HTTP/2.0 200 OK\r\n\r\n",
       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+      // Chunked last with another coding inside: refused (it was read until close and hung).
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
       "ICY 200 OK\r\n\r\n",
   };
   for (const char* raw : bad) {
