@@ -29,6 +29,9 @@ struct ConnectionInfo {
   uint16_t peer_port = 0;
   bool tls = false;
   PathNormalizeOptions path_options;  // the listener's path handling
+  // The accepting listener, by the id its name keeps for the process's life (see
+  // proxy::Snapshot::listener_ids); 0: none. (In padding: an idle connection pays nothing.)
+  uint32_t listener_id = 0;
   uint64_t id = 0;
   // Filled by a TLS transport; nullptr on a plain connection, which so pays one pointer for it.
   const TlsInfo* tls_info = nullptr;

@@ -76,7 +76,9 @@ void ActiveStream::begin(http::ServerStream& downstream) {
   request_pauses_ = 0;
   body_bytes_ = 0;
   resp_left_ = kUncounted;
-  route_path_ = {};
+  route_path_ = routed_path_ = refuse_ = {};
+  route_path_status_ = RoutePath::kOk;
+  listener_filters_ = 0;
   start_us_ = 0;
   bytes_in_ = bytes_out_ = 0;
   status_ = 0;
@@ -115,30 +117,16 @@ void ActiveStream::on_request_headers(bool end_stream) {
     refuse = "invalid Host\n";
   }
 
-  // Route on the normalised path (the upstream receives that same path unless the listener
-  // says forward_path: original). A plain path is used as it is, without a copy.
-  route_path_ = req_.path;
-  bool redirect_path = false;
-  if (refuse.empty() && req_.target != "*" && http::path_needs_normalizing(req_.path)) {
-    switch (http::normalize_path(req_.path, ds_->connection().path_options, norm_path_)) {
-      case http::PathResult::kOk:
-        if (norm_path_ != req_.path) route_path_ = norm_path_;
-        break;
-      case http::PathResult::kNotAbsolute:
-        break;
-      case http::PathResult::kEscapedSlash:
-        refuse = "encoded slash or backslash in the path\n";
-        break;
-      case http::PathResult::kRedirect:
-        redirect_path = true;
-        break;
-    }
+  refuse_ = refuse;
+  route_path_status_ = prepare_route_path();
+  if (refuse_.empty() && route_path_status_ == RoutePath::kOk) {
+    route_ = snap.routes.match(req_, route_path_);
   }
-  if (refuse.empty() && !redirect_path) route_ = snap.routes.match(req_, route_path_);
 
   // A protocol switch only where the route allows it; otherwise the request goes on as a plain
   // one (as Envoy does). The codec reads req_.upgrade back after this call, so it does not
-  // expect a tunnel either; such a request has no body unless it declared one.
+  // expect a tunnel either; such a request has no body unless it declared one. (Decided on the
+  // route before the listener's filters: they may still change the route, see route_request.)
   if (req_.upgrade && !upgrade_allowed()) {
     req_.upgrade = false;
     if (req_.framing == http::BodyFraming::kNone) end_stream = true;
@@ -150,11 +138,66 @@ void ActiveStream::on_request_headers(bool end_stream) {
   // Request id and trace context, before any filter or local reply, so that both are logged.
   stamp_request_id_and_trace();
 
-  if (!refuse.empty()) {
-    early_reply(400, refuse);
+  // The listener's filters run first, on every request, before routing: they may answer (a
+  // redirect to https), change what routing sees, and they see every response, the early ones
+  // (400, 404) included. Then route_request() picks the route and appends its filters.
+  const ListenerRuntime* lr = nullptr;
+  if (snap.listeners_with_filters) {
+    for (const auto& l : snap.listeners) {
+      if (l.id == ds_->connection().listener_id) lr = &l;
+    }
+  }
+  listener_filters_ = lr != nullptr ? lr->filters.size() : 0;
+  routed_path_ = req_.path;
+  chain_.init(lr != nullptr ? lr->filters.data() : nullptr, listener_filters_,
+              pipeline::ChainLimits(), /*route_after=*/true);
+  chain_.request_headers(end_stream);
+}
+
+ActiveStream::RoutePath ActiveStream::prepare_route_path() {
+  // Route on the normalised path (the upstream receives that same path unless the listener
+  // says forward_path: original). A plain path is used as it is, without a copy.
+  route_path_ = req_.path;
+  if (req_.target == "*" || !http::path_needs_normalizing(req_.path)) return RoutePath::kOk;
+  switch (http::normalize_path(req_.path, ds_->connection().path_options, norm_path_)) {
+    case http::PathResult::kOk:
+      if (norm_path_ != req_.path) route_path_ = norm_path_;
+      return RoutePath::kOk;
+    case http::PathResult::kNotAbsolute:
+      return RoutePath::kOk;
+    case http::PathResult::kEscapedSlash:
+      return RoutePath::kEscapedSlash;
+    case http::PathResult::kRedirect:
+      return RoutePath::kRedirect;
+  }
+  return RoutePath::kOk;
+}
+
+void ActiveStream::route_request(bool /*end_stream*/) {
+  const Snapshot& snap = *snap_->snap;
+  if (listener_filters_ != 0) {
+    // The listener's filters may have changed the path or the fields routes match on.
+    if (req_.path.data() != routed_path_.data() || req_.path != routed_path_) {
+      route_path_status_ = prepare_route_path();
+    }
+    route_ = refuse_.empty() && route_path_status_ == RoutePath::kOk
+                 ? snap.routes.match(req_, route_path_)
+                 : nullptr;
+    if (req_.upgrade && !upgrade_allowed()) {
+      // The codec expects a tunnel already: this request cannot go on as a plain one.
+      refuse_ = "this route does not allow the protocol switch\n";
+      route_ = nullptr;
+    }
+  }
+  if (!refuse_.empty()) {
+    early_reply(400, refuse_);
     return;
   }
-  if (redirect_path) {
+  if (route_path_status_ == RoutePath::kEscapedSlash) {
+    early_reply(400, "encoded slash or backslash in the path\n");
+    return;
+  }
+  if (route_path_status_ == RoutePath::kRedirect) {
     // To the decoded path, relative (no Host of the client's in it); 307 keeps the method and
     // body and is not cached, so that a change of the listener's option takes effect. A path
     // that starts with "//" (slashes not merged) would read as another host ("//evil.com"):
@@ -186,8 +229,7 @@ void ActiveStream::on_request_headers(bool end_stream) {
   pipeline::ChainLimits limits;
   limits.request_buffer = route_->buffer_limit;
   limits.response_buffer = route_->buffer_limit;
-  chain_.init(route_->filters.data(), route_->filters.size(), limits);
-  chain_.request_headers(end_stream);
+  chain_.append(route_->filters.data(), route_->filters.size(), limits);
 }
 
 void ActiveStream::stamp_request_id_and_trace() {
@@ -234,7 +276,7 @@ bool ActiveStream::upgrade_allowed() const {
 }
 
 void ActiveStream::early_reply(int status, std::string_view body, const http::HeaderField* extra) {
-  chain_.init(nullptr, 0, {});
+  // Through the listener's filters (the chain holds only those while routing).
   chain_.local_reply(status, body, "text/plain", extra);
 }
 

@@ -86,6 +86,11 @@ class ActiveStream final : public http::StreamHandler,
 
   // Answers before any filter runs (400, 404, 405, 413, a path redirect).
   void early_reply(int status, std::string_view body, const http::HeaderField* extra = nullptr);
+  // ChainOwner: the head has passed the listener's filters.
+  void route_request(bool end_stream) override;
+  enum class RoutePath : uint8_t { kOk, kEscapedSlash, kRedirect };
+  // Sets route_path_ from req_.path (normalised as the listener says).
+  RoutePath prepare_route_path();
   bool upgrade_allowed() const;
   void stamp_request_id_and_trace();
   void set_request_pause(uint8_t reason, bool paused);
@@ -116,6 +121,10 @@ class ActiveStream final : public http::StreamHandler,
   core::Timer route_timer_;               // the route's whole-request `timeout`
   std::string norm_path_;
   std::string_view route_path_;           // the path the route matched
+  std::string_view routed_path_;          // req_.path when route_path_ was made from it
+  std::string_view refuse_;               // why the request gets a 400, found before routing
+  RoutePath route_path_status_ = RoutePath::kOk;
+  size_t listener_filters_ = 0;           // how many of the chain's filters are the listener's
   std::string scratch_;
 
   // Log fields.

@@ -40,6 +40,14 @@ struct ServerLimits {
   uint64_t connections = 0;     // open client connections; 0: no limit but file descriptors
 };
 
+// One entry of a `filters:` list: the filter's name and its raw options, parsed by the filter.
+struct FilterEntry {
+  std::string name;
+  YAML::Node options;
+  std::string path;  // for errors
+  int line = 0;
+};
+
 struct ListenerConfig {
   std::string name;
   HostPort address;
@@ -49,6 +57,8 @@ struct ListenerConfig {
   // `escaped_slashes` and `forward_path` (see http::PathNormalizeOptions).
   http::EscapedSlashes escaped_slashes = http::EscapedSlashes::kReject;
   bool forward_normalized = true;
+  // Filters every request of this listener runs before it is routed (then the route's).
+  std::vector<FilterEntry> filters;
   int line = 0;
 };
 
@@ -174,13 +184,6 @@ struct RedirectConfig {
   bool keep_query = true;
 };
 
-// One entry of a `filters:` list: the filter's name and its raw options, parsed by the filter.
-struct FilterEntry {
-  std::string name;
-  YAML::Node options;
-  std::string path;  // for errors
-  int line = 0;
-};
 
 struct RouteConfig {
   std::string name;
@@ -217,7 +220,6 @@ struct Config {
   AccessLogConfig access_log;
   std::string error_log_level = "info";
   uint64_t drain_timeout_ms = 15'000;
-  std::vector<FilterEntry> listener_filters;  // apply to every route
   // Options of the services routes name, by service (`services: { NAME: {...} }`).
   std::map<std::string, FilterEntry> services;
   YAML::Node raw;  // for /config

@@ -703,7 +703,7 @@ std::unique_ptr<Config> load_config(const std::string& file, const ExtensionVali
       ConfigNode ln = ls.at(i);
       if (!ln.expect_map()) continue;
       read_listener(ln, l);
-      read_filters(ln["filters"], filters, cfg->listener_filters);
+      read_filters(ln["filters"], filters, l.filters);
       if (!names.insert(l.name).second) ln["name"].error("duplicate listener name \"" + l.name + "\"");
       cfg->listeners.push_back(std::move(l));
     }
@@ -740,7 +740,9 @@ std::unique_ptr<Config> load_config(const std::string& file, const ExtensionVali
       read_route(rn, filters, cluster_names, r);
       // A stream runs at most 32 filters: more would be silently skipped, a WAF or an auth
       // filter at the end included.
-      const size_t nfilters = cfg->listener_filters.size() + r.filters.size();
+      size_t most = 0;  // the listener with the most filters
+      for (const auto& l : cfg->listeners) most = std::max(most, l.filters.size());
+      const size_t nfilters = most + r.filters.size();
       if (nfilters > 32) {
         ConfigNode fn = rn["filters"];
         (fn.defined() ? fn : rn)

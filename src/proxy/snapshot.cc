@@ -32,6 +32,9 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
     observe::Registry& metrics, size_t workers, uint64_t version, const LookupFn& lookup) {
   auto snap = std::make_shared<Snapshot>();
   snap->version = version;
+  snap->listener_ids = previous != nullptr && previous->listener_ids
+                           ? previous->listener_ids
+                           : std::make_shared<std::map<std::string, uint32_t>>();
   snap->config = config;
   core::ConfigErrors errors;
 
@@ -59,17 +62,12 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
     snap->clusters[cc.name] = cluster;
   }
 
-  std::vector<const pipeline::FilterFactory*> listener_filters;
-  for (const auto& fe : config->listener_filters) {
-    auto f = filters.build(fe, config->file, errors, BuildSite{metrics, workers, ""});
-    if (!f) continue;
-    listener_filters.push_back(f.get());
-    snap->filter_factories.push_back(std::move(f));
-  }
-
   for (const auto& l : config->listeners) {
     ListenerRuntime lr;
     lr.name = l.name;
+    auto [id, fresh] = snap->listener_ids->emplace(l.name, snap->listener_ids->size() + 1);
+    (void)fresh;
+    lr.id = id->second;
     lr.address = l.address;
     lr.settings.limits.max_request_line = l.limits.request_line;
     lr.settings.limits.max_header_count = l.limits.header_count;
@@ -84,6 +82,13 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
     lr.default_max_body = l.limits.body;
     lr.max_connections_per_worker =
         workers == 0 ? l.limits.connections : (l.limits.connections + workers - 1) / workers;
+    for (const auto& fe : l.filters) {
+      auto f = filters.build(fe, config->file, errors, BuildSite{metrics, workers, ""});
+      if (!f) continue;
+      lr.filters.push_back(f.get());
+      snap->filter_factories.push_back(std::move(f));
+    }
+    snap->listeners_with_filters = snap->listeners_with_filters || !lr.filters.empty();
     snap->listeners.push_back(lr);
   }
   const uint64_t default_body = config->listeners.empty() ? (16ull << 20)
@@ -138,7 +143,6 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
     r->buffer_limit = rc.buffer_limit;
     r->timeout_ms = rc.timeout_ms.value_or(0);
     r->upgrades = rc.upgrades;
-    r->filters = listener_filters;
     for (const auto& fe : rc.filters) {
       auto f = filters.build(fe, config->file, errors, BuildSite{metrics, workers, rc.name});
       if (!f) continue;

@@ -21,12 +21,15 @@ namespace citadel::proxy {
 
 struct ListenerRuntime {
   std::string name;
+  uint32_t id = 0;  // the name's id for the process's life (Snapshot::listener_ids)
   HostPort address;
   http::http1::ServerSettings settings;
   http::PathNormalizeOptions path_options;
   uint64_t default_max_body = 0;
   // limits.connections shared out over the workers (rounded up); 0: no limit.
   uint64_t max_connections_per_worker = 0;
+  // The listener's filters: every request runs them before it is routed.
+  std::vector<const pipeline::FilterFactory*> filters;
 };
 
 struct Snapshot {
@@ -36,6 +39,11 @@ struct Snapshot {
   std::map<std::string, std::shared_ptr<Cluster>> clusters;
   RouteTable routes;
   std::vector<ListenerRuntime> listeners;
+  bool listeners_with_filters = false;  // some listener has filters (else none is looked up)
+  // An id per listener name, kept from snapshot to snapshot (never reused), so that a
+  // connection accepted before a reload still names its listener: a connection carries 4 bytes
+  // instead of the name. Control thread only.
+  std::shared_ptr<std::map<std::string, uint32_t>> listener_ids;
 };
 
 // Compiles `config`. Clusters whose configuration and resolved addresses are unchanged from

@@ -34,6 +34,7 @@ class Worker::Listener final : public core::IoHandler {
   std::string name;
   int fd;  // -1 once retired
   http::PathNormalizeOptions path_options;
+  uint32_t id = 0;  // the name's id (Snapshot::listener_ids)
   std::shared_ptr<const http::http1::ServerSettings> settings =
       std::make_shared<http::http1::ServerSettings>();
   uint64_t active = 0;           // open connections accepted here
@@ -177,6 +178,7 @@ void Worker::configure_listener(Listener& l) {
     l.settings = std::make_shared<http::http1::ServerSettings>(lr.settings);
     l.path_options = lr.path_options;
     l.max = lr.max_connections_per_worker;
+    l.id = lr.id;
   }
   if (l.paused_limit && (l.max == 0 || l.active < l.max)) {
     l.paused_limit = false;
@@ -242,6 +244,7 @@ void Worker::accept_from(Listener& l) {
       return;  // EAGAIN, or an error that a later edge will retry
     }
     info.path_options = l.path_options;
+    info.listener_id = l.id;
     info.id = (static_cast<uint64_t>(index_) << 48) | next_connection_id_++;
     http::DownstreamConnection* c = new_connection(fd, info, l);
     c->next = connections_;

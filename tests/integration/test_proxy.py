@@ -302,3 +302,40 @@ def test_local_responses_carry_date(upstreams, citadel):
     # A proxied response keeps the upstream's own Date (exactly one).
     raw = raw_exchange(c.port, b"GET /api/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
     assert raw.split(b"\r\n\r\n")[0].lower().count(b"\r\ndate:") == 1
+
+
+def test_listener_filters_run_before_routing_on_their_own_listener_only(upstreams, citadel):
+    # Before: every listener's filters were merged into one list that ran on all listeners,
+    # after routing, and early answers (404) passed no filter at all.
+    up = upstreams("app")
+    c = citadel(config_head(listener="""        filters:
+          - headers:
+              request: { set: { X-Tier: gold } }
+              response: { set: { X-Edge: public } }
+      - name: internal
+        address: 127.0.0.1:0
+        filters:
+          - headers: { response: { set: { X-Edge: internal } } }
+""") + f"""
+    clusters:
+      - name: app
+        endpoints: [{up.address}]
+    routes:
+      - match: {{ path_prefix: /app, headers: [ {{ name: X-Tier, exact: gold }} ] }}
+        to: {{ cluster: app }}
+      - match: {{ path_prefix: /app }}
+        to: {{ respond: {{ status: 402, body: "upgrade your tier\\n" }} }}
+    """)
+    # The listener's filter set X-Tier before routing: the gold route serves it.
+    status, headers, body = c.request("GET", "/app/x", listener="public")
+    assert status == 200 and headers["X-Edge"] == "public"
+    seen = {k.lower(): v for k, v in json.loads(body)["headers"]}
+    assert seen["x-tier"] == "gold"
+    # The other listener has only its own filter.
+    status, headers, _ = c.request("GET", "/app/x", listener="internal")
+    assert status == 402 and headers["X-Edge"] == "internal"
+    # An early answer (no route) passes the listener's filters too.
+    status, headers, _ = c.request("GET", "/nothing", listener="public")
+    assert status == 404 and headers["X-Edge"] == "public"
+    status, headers, _ = c.request("GET", "/%2f", listener="internal")
+    assert status == 400 and headers["X-Edge"] == "internal"

@@ -71,8 +71,9 @@ FilterChain::FilterChain(ChainOwner& owner, core::BlockPool& blocks)
 FilterChain::~FilterChain() { destroy(); }
 
 void FilterChain::init(const FilterFactory* const* factories, size_t n,
-                       const ChainLimits& limits) {
+                       const ChainLimits& limits, bool route_after) {
   destroy();
+  route_pending_ = route_after;
   limits_ = limits;
   if (n > kMaxFilters) n = kMaxFilters;
   core::Arena& arena = owner_.arena();
@@ -80,6 +81,21 @@ void FilterChain::init(const FilterFactory* const* factories, size_t n,
     slots_[i].bind(this, i, life_);
     filters_[i] = factories[i]->create(arena);
     n_ = i + 1;
+  }
+  req_.top = n_;
+  resp_.top = n_;
+}
+
+void FilterChain::append(const FilterFactory* const* factories, size_t n,
+                         const ChainLimits& limits) {
+  // Only while the head is being routed: no response has started through fewer filters.
+  if (resp_.headers_out || answered_by_ != kNone || resp_.head != nullptr) return;
+  limits_ = limits;
+  core::Arena& arena = owner_.arena();
+  for (size_t i = 0; i < n && n_ < kMaxFilters; ++i) {
+    slots_[n_].bind(this, n_, life_);
+    filters_[n_] = factories[i]->create(arena);
+    ++n_;
   }
   req_.top = n_;
   resp_.top = n_;
@@ -115,6 +131,7 @@ void FilterChain::destroy() {
   answered_by_ = kNone;
   reset_done_ = false;
   overflowed_ = false;
+  route_pending_ = false;
 }
 
 void FilterChain::clear_side(Side& s, bool notify) {
@@ -198,8 +215,10 @@ core::Buffer& FilterChain::start_collecting(Side& s, size_t pos) {
   // released by destroy().
   if (s.collect == nullptr) {
     s.collect = static_cast<core::Buffer**>(
-        owner_.arena().allocate_aligned(sizeof(core::Buffer*) * n_, alignof(core::Buffer*)));
-    for (size_t i = 0; i < n_; ++i) s.collect[i] = nullptr;
+        owner_.arena().allocate_aligned(sizeof(core::Buffer*) * kMaxFilters,
+                                        alignof(core::Buffer*)));
+    // Room for every position: the route's filters may join after this (append()).
+    for (size_t i = 0; i < kMaxFilters; ++i) s.collect[i] = nullptr;
   }
   if (s.collect[pos] == nullptr) s.collect[pos] = arena_new<core::Buffer>(owner_.arena(), &blocks_);
   s.collecting[pos] = true;
@@ -226,6 +245,18 @@ void FilterChain::push_headers(Side& s, size_t from) {
     s.headers_from = pos + 1;
     stop(s, pos);
     return;
+  }
+  if (s.request && route_pending_) {
+    // The head has passed the listener's filters: the owner routes it and appends the route's
+    // filters (or answers: 404, a redirect), and the head goes on through them.
+    route_pending_ = false;
+    const size_t before = s.top;
+    owner_.route_request(end);
+    if (life != life_ || gen != s.gen || answered_by_ != kNone || s.dropped) return;
+    if (s.top > before) {
+      push_headers(s, before);
+      return;
+    }
   }
   to_sink_headers(s, end);
 }

@@ -57,6 +57,10 @@ class ChainOwner {
   virtual void pause_response_source(bool paused) = 0;
   // The head the chain fills for a local reply.
   virtual http::ResponseHead& local_head() = 0;
+  // For a chain init()ed with route_after: the request head has passed those filters (the
+  // listener's). Choose the target and append() its filters, or answer (local_reply); the
+  // head then goes on through the appended filters to target_headers().
+  virtual void route_request(bool end_stream) { (void)end_stream; }
 
   // For the filters' contexts.
   virtual http::RequestHead& request_head() = 0;
@@ -81,8 +85,15 @@ class FilterChain {
   FilterChain(const FilterChain&) = delete;
   FilterChain& operator=(const FilterChain&) = delete;
 
-  // Creates the route's filters in the owner's arena (at most kMaxFilters).
-  void init(const FilterFactory* const* factories, size_t n, const ChainLimits& limits);
+  // Creates filters in the owner's arena (at most kMaxFilters in all). `route_after`: these
+  // are the listener's filters, and once the request head has passed them the owner routes it
+  // (ChainOwner::route_request) and appends the route's; a response (an early answer, a 404)
+  // passes the filters present by then.
+  void init(const FilterFactory* const* factories, size_t n, const ChainLimits& limits,
+            bool route_after = false);
+  // From route_request() only: the route's filters join after the listener's, with the
+  // route's limits.
+  void append(const FilterFactory* const* factories, size_t n, const ChainLimits& limits);
   // Tells every filter that the stream is gone (once), then destroys them; the chain is empty
   // and may be init()ed again. Callbacks after this do nothing.
   void reset();
@@ -209,6 +220,7 @@ class FilterChain {
   size_t answered_by_ = kNone;  // the filter that answered (n_: the stream itself)
   bool reset_done_ = false;
   bool overflowed_ = false;  // the chain answered an overflow already
+  bool route_pending_ = false;  // the head has not reached route_request() yet
   uint64_t life_ = 0;  // bumped by destroy(): a callback that ended the stream is detected
 };
 

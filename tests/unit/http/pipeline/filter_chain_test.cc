@@ -52,6 +52,8 @@ class FakeStream final : public ChainOwner, public HandleTarget {
   StreamInfo info_;
   http::ConnectionInfo conn_;
   std::function<void()> on_client_end;  // runs when the response ends (the stream completes)
+  std::function<void()> on_route;       // route_request: the test appends or answers
+  int routed = 0;
 
   void target_headers(bool end) override { target += end ? "H,E," : "H,"; }
   void target_data(std::string_view d, bool end) override {
@@ -91,6 +93,10 @@ class FakeStream final : public ChainOwner, public HandleTarget {
   StreamInfo& info() override { return info_; }
   const http::ConnectionInfo& connection() const override { return conn_; }
   std::string_view route_name() const override { return "test"; }
+  void route_request(bool) override {
+    ++routed;
+    if (on_route) on_route();
+  }
   void recycle() { next_generation(); }
 };
 
@@ -483,6 +489,71 @@ TEST_F(FilterChainTest, AStreamedAnswerHeldBackByAnEarlierFilterIsToldWhenToGoOn
   EXPECT_EQ(f(1).ready, 1);
   answering->send_response_data("", true);
   EXPECT_EQ(stream_.client, "H,D:0123456789abc,D:,E,");
+}
+
+TEST_F(FilterChainTest, ListenerFiltersRunBeforeRoutingAndTheRoutesFiltersJoinAfter) {
+  // f0 is the listener's, f1 and f2 the route's (appended when the head is routed).
+  build(3);
+  chain_.init(ptrs_.data(), 1, {}, /*route_after=*/true);
+  std::string order;
+  f(0).req_headers = [&](FilterContext&, http::RequestHead& h, bool) {
+    order += "listener,";
+    h.headers.add("X-Routed-On", "yes");  // what routing will see
+    return FilterStatus::kContinue;
+  };
+  stream_.on_route = [&] {
+    order += "route,";
+    EXPECT_NE(stream_.req.headers.find("x-routed-on"), nullptr);
+    chain_.append(ptrs_.data() + 1, 2, {});
+  };
+  chain_.request_headers(false);
+  chain_.request_data("body", true);
+  EXPECT_EQ(order, "listener,route,");
+  EXPECT_EQ(f(1).seen, "H,D:body,E,");
+  EXPECT_EQ(f(2).seen, "H,D:body,E,");
+  EXPECT_EQ(stream_.target, "H,D:body,E,");
+  respond_ok("ok");
+  // The response passes the route's filters, then the listener's, last.
+  EXPECT_EQ(f(2).seen, "H,D:body,E,h,d:ok,e,");
+  EXPECT_EQ(f(0).seen, "H,D:body,E,h,d:ok,e,");
+  EXPECT_EQ(stream_.client, "H,D:ok,E,");
+}
+
+TEST_F(FilterChainTest, AnEarlyAnswerAtRoutingPassesTheListenerFilters) {
+  build(1);
+  chain_.init(ptrs_.data(), 1, {}, /*route_after=*/true);
+  stream_.on_route = [&] { chain_.local_reply(404, "no route\n", "text/plain"); };
+  chain_.request_headers(true);
+  EXPECT_EQ(stream_.client_status, 404);
+  EXPECT_EQ(f(0).seen, "H,E,h,d:no route\n,e,");  // a listener filter sees the 404
+  EXPECT_EQ(stream_.target, "");
+}
+
+TEST_F(FilterChainTest, AListenerFilterThatAnswersSkipsRouting) {
+  build(1);
+  chain_.init(ptrs_.data(), 1, {}, /*route_after=*/true);
+  f(0).req_headers = [](FilterContext& c, http::RequestHead&, bool) {
+    c.send_local_reply(301, "", "text/plain");
+    return FilterStatus::kStop;
+  };
+  chain_.request_headers(true);
+  EXPECT_EQ(stream_.routed, 0);
+  EXPECT_EQ(stream_.client_status, 301);
+}
+
+TEST_F(FilterChainTest, RoutingWaitsForASuspendedListenerFilterAndTheBodyForRouting) {
+  build(2);
+  chain_.init(ptrs_.data(), 1, {}, /*route_after=*/true);
+  f(0).req_headers = kStopFn;  // a lookup (an auth call) before routing
+  stream_.on_route = [&] { chain_.append(ptrs_.data() + 1, 1, {}); };
+  chain_.request_headers(false);
+  chain_.request_data("early", false);  // arrives while the listener filter waits
+  EXPECT_EQ(stream_.routed, 0);
+  EXPECT_EQ(f(1).seen, "");
+  f(0).ctx->continue_request();
+  EXPECT_EQ(stream_.routed, 1);
+  EXPECT_EQ(f(1).seen, "H,D:early,");  // the route's filter sees the body that waited
+  EXPECT_EQ(stream_.target, "H,D:early,");
 }
 
 TEST_F(FilterChainTest, AnswerFromTheResponsePhaseReplacesTheTargetsResponse) {
