@@ -461,6 +461,7 @@ void ActiveStream::on_route_timer(void* arg) {
 
 void ActiveStream::on_reset(std::string_view reason, int answered) {
   reset_ = true;
+  next_generation();  // the stream is gone: a completion that comes now is dropped
   // The client got the codec's answer (a 408, a 400): logged and counted as that status.
   if (answered != 0 && !response_started_) status_ = answered;
   if (info_.termination.empty()) info_.termination = reason;

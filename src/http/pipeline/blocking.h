@@ -8,11 +8,13 @@
 //   if (!queued) ctx.send_local_reply(503, "busy\n");
 //
 // The job lives on the heap (a stream may end while its job runs, and its arena is reused), and
-// frees itself after `done` or after dropping a stale or cancelled result. `work` must not touch
+// frees itself after `done` or after dropping a stale or cancelled result. A job whose stream
+// has ended before a pool thread takes it up is skipped (`work` never runs). `work` must not touch
 // the stream or anything else owned by the worker's loop; `done` must check nothing more than a
 // filter or handler callback would. A full pool refuses at once (false): answer 503, never wait.
 #pragma once
 
+#include <optional>
 #include <type_traits>
 #include <utility>
 
@@ -28,10 +30,15 @@ class StreamJob final : public core::BlockingJob {
   StreamJob(StreamHandle handle, Work work, Done done)
       : handle_(handle), work_(std::move(work)), done_(std::move(done)) {}
 
-  void run_blocking() override { result_ = work_(); }
+  void run_blocking() override {
+    // A client that asked and left must not keep the pool busy (POST a login, disconnect,
+    // repeat: dead Argon2id hashes would queue ahead of live users).
+    if (handle_.probably_gone()) return;
+    result_.emplace(work_());
+  }
   void run() override {
     // On the loop: deliver only to the same stream, and free the job either way.
-    if (!cancelled() && handle_.valid()) done_(std::move(result_));
+    if (!cancelled() && result_.has_value() && handle_.valid()) done_(std::move(*result_));
     delete this;
   }
 
@@ -39,7 +46,7 @@ class StreamJob final : public core::BlockingJob {
   StreamHandle handle_;
   Work work_;
   Done done_;
-  Result result_{};
+  std::optional<Result> result_;
 };
 
 // False when the worker has no pool or the pool is full or stopping: nothing was queued and

@@ -3,6 +3,7 @@
 // the record the access log is written from. Worker thread only.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -36,15 +37,20 @@ class WorkerContext {
 // reuses the object, so it carries the generation it was taken at.
 class HandleTarget {
  public:
-  uint64_t generation() const { return generation_; }
+  uint64_t generation() const { return generation_.load(std::memory_order_relaxed); }
 
  protected:
   ~HandleTarget() = default;
-  // Called when the object starts a new request: every earlier handle goes stale.
-  void next_generation() { ++generation_; }
+  // Called when the object starts a new request or its stream ends: every earlier handle goes
+  // stale. Loop thread only; other threads may read the generation (relaxed, a hint: see
+  // StreamHandle::probably_gone).
+  void next_generation() {
+    generation_.store(generation_.load(std::memory_order_relaxed) + 1,
+                      std::memory_order_relaxed);
+  }
 
  private:
-  uint64_t generation_ = 1;
+  std::atomic<uint64_t> generation_{1};
 };
 
 struct StreamHandle {
@@ -52,6 +58,11 @@ struct StreamHandle {
   uint64_t generation = 0;
   // True while the stream the handle was taken from is still in progress. Loop thread only.
   bool valid() const { return target != nullptr && target->generation() == generation; }
+  // From another thread (a blocking job about to start): true when the stream has certainly
+  // ended, so that expensive work for it (an Argon2id hash) can be skipped. False may still be
+  // a stream that ends meanwhile: the result is checked with valid() on the loop as always.
+  // Streams are recycled, never freed while the blocking pool runs, so `target` stays readable.
+  bool probably_gone() const { return target == nullptr || target->generation() != generation; }
 };
 
 // Facts about one request that filters and the target record for the access log and metrics.

@@ -110,6 +110,62 @@ TEST(RunBlocking, AStreamRecycledWhileTheWorkRanNeverSeesTheResult) {
   pool.stop();
 }
 
+TEST(RunBlocking, WorkForAStreamThatEndedBeforeItsTurnIsSkipped) {
+  // From a review: POST a login and disconnect, again and again; without this every dead
+  // request's Argon2id hash would still run and keep live users waiting behind it.
+  core::testing::LoopThread lt;
+  core::BlockingPool pool(1, 8);
+  ASSERT_TRUE(pool.start().ok());
+  TestWorker worker(lt.loop, &pool);
+  TestStream busy, gone;
+  std::promise<void> started;
+  std::promise<void> release;
+  auto release_f = release.get_future().share();
+  std::atomic<int> ran{0};
+  std::atomic<int> delivered{0};
+  // The one pool thread is held by a first job, so the second waits in the queue.
+  ASSERT_TRUE(run_blocking(worker, StreamHandle{&busy, busy.generation()},
+                           [&started, release_f] {
+                             started.set_value();
+                             release_f.wait();
+                             return 0;
+                           },
+                           [](int) {}));
+  started.get_future().wait();
+  ASSERT_TRUE(run_blocking(worker, StreamHandle{&gone, gone.generation()},
+                           [&ran] {
+                             ++ran;
+                             return 1;
+                           },
+                           [&delivered](int) { ++delivered; }));
+  std::promise<void> ended;
+  lt.loop.post([&] {
+    gone.recycle();  // its client left
+    ended.set_value();
+  });
+  ended.get_future().wait();
+  // A third job behind it: once it has run, the pool thread has taken the second one up (one
+  // thread, in order) rather than the shutdown cancelling it.
+  TestStream after;
+  std::promise<void> third;
+  ASSERT_TRUE(run_blocking(worker, StreamHandle{&after, after.generation()},
+                           [&third] {
+                             third.set_value();
+                             return 2;
+                           },
+                           [](int) {}));
+  release.set_value();
+  ASSERT_EQ(third.get_future().wait_for(5s), std::future_status::ready);
+  pool.stop();
+  for (int i = 0; i < 3; ++i) {
+    std::promise<void> p;
+    lt.loop.post([&] { p.set_value(); });
+    p.get_future().wait();
+  }
+  EXPECT_EQ(ran.load(), 0);
+  EXPECT_EQ(delivered.load(), 0);
+}
+
 TEST(RunBlocking, NoPoolOrAFullPoolRefusesAtOnce) {
   core::testing::LoopThread lt;
   TestStream stream;
