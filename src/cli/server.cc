@@ -361,6 +361,8 @@ int Server::run() {
                                                    paused_help, "reason=\"connection_limit\"");
   services.accept_paused_fds = metrics_->counter("citadel_downstream_accept_paused_total",
                                                  paused_help, "reason=\"no_descriptors\"");
+  services.tls_handshake_errors = metrics_->counter(
+      "citadel_tls_handshake_errors_total", "TLS handshakes that failed or timed out");
   raise_fd_limit();
 
   std::shared_ptr<const proxy::Config> shared_cfg(std::move(cfg));

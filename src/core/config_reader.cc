@@ -18,6 +18,11 @@ void ConfigErrors::add(std::string msg, int line) {
   lines_.insert(pos, line);
 }
 
+const std::string& ConfigNode::file() const {
+  static const std::string kNone;
+  return file_ != nullptr ? *file_ : kNone;
+}
+
 int ConfigNode::line() const {
   // An absent node has no mark (yaml-cpp's null mark has line -1), and an empty value
   // (`address:`) is marked where the next token starts: both report their key's line.

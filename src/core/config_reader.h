@@ -45,6 +45,8 @@ class ConfigNode {
   bool is_seq() const { return node_.IsSequence(); }
   bool is_scalar() const { return node_.IsScalar(); }
   const std::string& path() const { return path_; }
+  // The config file the node comes from ("" when none was given).
+  const std::string& file() const;
   // The node's line; for an absent or empty node, the fallback line.
   int line() const;
   const YAML::Node& yaml() const { return node_; }

@@ -63,6 +63,16 @@ Status EventLoop::add(int fd, IoHandler* handler, uint32_t events) {
   return {};
 }
 
+Status EventLoop::rebind(int fd, IoHandler* handler, uint32_t events) {
+  epoll_event ev{};
+  ev.events = (events != 0 ? events : (EPOLLIN | EPOLLOUT | EPOLLRDHUP)) | EPOLLET;
+  ev.data.ptr = handler;
+  if (epoll_ctl(epfd_, EPOLL_CTL_MOD, fd, &ev) != 0) {
+    return Status::error(std::string("epoll_ctl: ") + std::strerror(errno));
+  }
+  return {};
+}
+
 void EventLoop::remove(int fd) { epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr); }
 
 void EventLoop::update_time() { now_ms_ = monotonic_ms(); }

@@ -84,6 +84,9 @@ class EventLoop {
   EventLoop& operator=(const EventLoop&) = delete;
 
   // Registers `fd` edge-triggered for `events` (EPOLLIN | EPOLLOUT | EPOLLRDHUP by default).
+  // Moves `fd`'s registration to `handler` (events as add()): a connection whose codec is
+  // chosen after a TLS handshake keeps its registration, one epoll_ctl.
+  Status rebind(int fd, IoHandler* handler, uint32_t events = 0);
   Status add(int fd, IoHandler* handler, uint32_t events = 0);
   void remove(int fd);
 

@@ -32,6 +32,7 @@ std::optional<uint64_t> parse_duration_ms(std::string_view text) {
   if (unit == "s") return scaled(n, 1000);
   if (unit == "m") return scaled(n, 60'000);
   if (unit == "h") return scaled(n, 3'600'000);
+  if (unit == "d") return scaled(n, 86'400'000);
   return std::nullopt;
 }
 

@@ -14,6 +14,7 @@
 
 #include "core/config_reader.h"
 #include "http/path.h"
+#include "http/transport/tls_context.h"
 
 namespace citadel::proxy {
 
@@ -48,6 +49,25 @@ struct FilterEntry {
   int line = 0;
 };
 
+// A TLS listener's `tls:` block. File names are as written in the config, resolved against the
+// config file's directory.
+struct ListenerTlsConfig {
+  std::vector<http::TlsCertificateFiles> certificates;
+  bool tls13_only = false;  // min_version: "1.3"
+  http::ClientAuth client_auth = http::ClientAuth::kNone;
+  std::string client_ca;
+  // client_auth.forward_subject: the request field that carries the verified client
+  // certificate's subject to the target (a field of that name from the client is removed).
+  std::string forward_subject;
+  bool session_tickets = true;
+  long session_cache = 20480;
+  // hsts: Strict-Transport-Security on every response of this listener; 0: none.
+  uint64_t hsts_max_age_s = 0;
+  bool hsts_subdomains = false;
+  bool hsts_preload = false;
+  int line = 0;
+};
+
 struct ListenerConfig {
   std::string name;
   HostPort address;
@@ -59,6 +79,10 @@ struct ListenerConfig {
   bool forward_normalized = true;
   // Filters every request of this listener runs before it is routed (then the route's).
   std::vector<FilterEntry> filters;
+  std::optional<ListenerTlsConfig> tls;
+  // redirect_to_https: every request on this (plain) listener is redirected to https on this
+  // port (443: no port in the URL); 0: off.
+  uint16_t redirect_to_https = 0;
   int line = 0;
 };
 

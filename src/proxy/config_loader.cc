@@ -1,5 +1,6 @@
 // YAML -> Config, with every error reported as file:line: key: what was expected.
 #include <algorithm>
+#include <cstring>
 #include <set>
 #include <thread>
 
@@ -141,9 +142,96 @@ void read_filters(const ConfigNode& n, const ExtensionValidator& validator,
   }
 }
 
+// A file named in the config, relative to the config file's directory unless absolute.
+std::string config_relative(const std::string& config_file, const std::string& name) {
+  if (name.empty() || name[0] == '/') return name;
+  size_t slash = config_file.rfind('/');
+  return slash == std::string::npos ? name : config_file.substr(0, slash + 1) + name;
+}
+
+// A field name for a header we add: a token, never one the proxy manages itself.
+bool valid_field_name(const std::string& s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
+    if (!ok) return false;
+  }
+  return true;
+}
+
+void read_tls(const ConfigNode& n, const std::string& file, ListenerTlsConfig& t) {
+  n.allow_keys({"certificates", "min_version", "client_auth", "session_tickets", "session_cache",
+                "hsts"});
+  t.line = n.line();
+  ConfigNode certs = n["certificates"];
+  if (!certs.defined()) {
+    n.error("a TLS listener needs `certificates: [ { cert, key } ]`");
+  } else if (certs.expect_seq()) {
+    if (certs.size() == 0) certs.error("at least one certificate is needed");
+    for (size_t i = 0; i < certs.size(); ++i) {
+      ConfigNode c = certs.at(i);
+      if (!c.expect_map()) continue;
+      c.allow_keys({"cert", "key", "ocsp"});
+      http::TlsCertificateFiles f;
+      f.cert = config_relative(file, c["cert"].str());
+      f.key = config_relative(file, c["key"].str());
+      f.ocsp = config_relative(file, c["ocsp"].str());
+      if (f.cert.empty()) c.error("a certificate needs `cert` (a PEM file: certificate, chain)");
+      if (f.key.empty()) c.error("a certificate needs `key` (a PEM private key)");
+      if (f.cert.empty() || f.key.empty()) continue;
+      // Load it now, so that `citadel validate` and a reload name the entry that is wrong.
+      http::TlsServerOptions one;
+      one.certificates.push_back(f);
+      one.session_tickets = false;
+      auto ctx = http::TlsServerContext::create(one);
+      if (!ctx.ok()) c.error(ctx.error().message());
+      t.certificates.push_back(std::move(f));
+    }
+  }
+  t.tls13_only = n["min_version"].choice("1.2", {"1.2", "1.3"}) == "1.3";
+  ConfigNode ca = n["client_auth"];
+  if (ca.defined() && ca.expect_map()) {
+    ca.allow_keys({"ca", "mode", "forward_subject"});
+    t.client_auth = ca["mode"].choice("required", {"optional", "required"}) == "optional"
+                        ? http::ClientAuth::kOptional
+                        : http::ClientAuth::kRequired;
+    t.client_ca = config_relative(file, ca["ca"].str());
+    if (t.client_ca.empty()) {
+      ca.error("client_auth needs `ca` (a PEM bundle of the CAs client certificates chain to)");
+    } else if (!t.certificates.empty()) {
+      http::TlsServerOptions check;
+      check.certificates.push_back(t.certificates.front());
+      check.session_tickets = false;
+      check.client_auth = t.client_auth;
+      check.client_ca = t.client_ca;
+      auto ctx = http::TlsServerContext::create(check);
+      if (!ctx.ok()) ca["ca"].error(ctx.error().message());
+    }
+    t.forward_subject = ca["forward_subject"].str();
+    if (ca["forward_subject"].defined() && !valid_field_name(t.forward_subject)) {
+      ca["forward_subject"].error("expected a header field name");
+    }
+  }
+  t.session_tickets = n["session_tickets"].boolean(true);
+  t.session_cache = static_cast<long>(n["session_cache"].integer(20480, 0, 10'000'000));
+  ConfigNode h = n["hsts"];
+  if (h.defined() && h.expect_map()) {
+    h.allow_keys({"max_age", "include_subdomains", "preload"});
+    t.hsts_max_age_s = h["max_age"].nonzero_duration_ms(365ull * 86'400'000) / 1000;
+    t.hsts_subdomains = h["include_subdomains"].boolean(false);
+    t.hsts_preload = h["preload"].boolean(false);
+    if (t.hsts_preload && (!t.hsts_subdomains || t.hsts_max_age_s < 31'536'000)) {
+      // What the preload list requires (hstspreload.org); a header that asks for preload
+      // without it is refused there.
+      h["preload"].error("preload needs include_subdomains: true and max_age of at least 365d");
+    }
+  }
+}
+
 void read_listener(const ConfigNode& n, ListenerConfig& l) {
   n.allow_keys({"name", "address", "timeouts", "limits", "merge_slashes", "escaped_slashes",
-                "forward_path", "filters"});
+                "forward_path", "filters", "tls", "redirect_to_https"});
   l.line = n.line();
   l.name = n["name"].str();
   if (l.name.empty()) n.error("a listener needs a name");
@@ -183,6 +271,23 @@ void read_listener(const ConfigNode& n, ListenerConfig& l) {
     n["escaped_slashes"].error(
         "decode routes on the decoded path, so it needs forward_path: normalized (use keep or "
         "reject with forward_path: original)");
+  }
+  ConfigNode tls = n["tls"];
+  if (tls.defined() && tls.expect_map()) {
+    l.tls.emplace();
+    read_tls(tls, n.file(), *l.tls);
+  }
+  ConfigNode rd = n["redirect_to_https"];
+  if (rd.defined()) {
+    if (rd.is_scalar() && (rd.str() == "true" || rd.str() == "false")) {
+      l.redirect_to_https = rd.boolean(false) ? 443 : 0;
+    } else if (rd.expect_map()) {
+      rd.allow_keys({"port"});
+      l.redirect_to_https = static_cast<uint16_t>(rd["port"].integer(443, 1, 65535));
+    }
+    if (l.redirect_to_https != 0 && l.tls) {
+      rd.error("redirect_to_https belongs on a plain listener (this one is TLS)");
+    }
   }
 }
 

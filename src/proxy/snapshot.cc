@@ -1,6 +1,7 @@
 #include "proxy/snapshot.h"
 
 #include "proxy/cluster_handler.h"
+#include "proxy/listener_policy.h"
 #include "proxy/route_regex.h"
 #include "proxy/targets/redirect.h"
 #include "proxy/targets/respond.h"
@@ -35,6 +36,9 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
   snap->listener_ids = previous != nullptr && previous->listener_ids
                            ? previous->listener_ids
                            : std::make_shared<std::map<std::string, uint32_t>>();
+  snap->ticket_keys = previous != nullptr && previous->ticket_keys
+                          ? previous->ticket_keys
+                          : std::make_shared<http::TicketKeys>();
   snap->config = config;
   core::ConfigErrors errors;
 
@@ -82,6 +86,42 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
     lr.default_max_body = l.limits.body;
     lr.max_connections_per_worker =
         workers == 0 ? l.limits.connections : (l.limits.connections + workers - 1) / workers;
+    // The listener's own options come first, as filters (listener_policy.h); then its filters.
+    auto own = [&](std::unique_ptr<pipeline::FilterFactory> f) {
+      lr.filters.push_back(f.get());
+      snap->filter_factories.push_back(std::move(f));
+    };
+    if (l.tls) {
+      const ListenerTlsConfig& t = *l.tls;
+      http::TlsServerOptions o;
+      o.certificates = t.certificates;
+      o.tls13_only = t.tls13_only;
+      o.alpn = {"http/1.1"};
+      o.client_auth = t.client_auth;
+      o.client_ca = t.client_ca;
+      o.session_tickets = t.session_tickets;
+      o.session_cache = t.session_cache;
+      o.ticket_keys = snap->ticket_keys;
+      auto ctx = http::TlsServerContext::create(o);
+      if (!ctx.ok()) {
+        // The files changed since the config was checked (a reload, a rotation in progress).
+        return core::Status::error(config->file + ":" + std::to_string(t.line) + ": listeners: \"" +
+                                   l.name + "\": " + ctx.error().message());
+      }
+      lr.tls = ctx.value();
+      if (t.hsts_max_age_s > 0) {
+        std::string hsts = "max-age=" + std::to_string(t.hsts_max_age_s);
+        if (t.hsts_subdomains) hsts += "; includeSubDomains";
+        if (t.hsts_preload) hsts += "; preload";
+        own(std::make_unique<HstsFilterFactory>(std::move(hsts)));
+      }
+      if (!t.forward_subject.empty()) {
+        own(std::make_unique<ClientSubjectFilterFactory>(t.forward_subject));
+      }
+    }
+    if (l.redirect_to_https != 0) {
+      own(std::make_unique<HttpsRedirectFilterFactory>(l.redirect_to_https));
+    }
     for (const auto& fe : l.filters) {
       auto f = filters.build(fe, config->file, errors, BuildSite{metrics, workers, ""});
       if (!f) continue;

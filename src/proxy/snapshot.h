@@ -30,6 +30,8 @@ struct ListenerRuntime {
   uint64_t max_connections_per_worker = 0;
   // The listener's filters: every request runs them before it is routed.
   std::vector<const pipeline::FilterFactory*> filters;
+  // A TLS listener's context (nullptr: plain).
+  std::shared_ptr<const http::TlsServerContext> tls;
 };
 
 struct Snapshot {
@@ -44,6 +46,9 @@ struct Snapshot {
   // connection accepted before a reload still names its listener: a connection carries 4 bytes
   // instead of the name. Control thread only.
   std::shared_ptr<std::map<std::string, uint32_t>> listener_ids;
+  // Session ticket keys for every TLS listener: made with the first snapshot and handed on to
+  // each next one, so tickets open across reloads; the control thread rotates them.
+  std::shared_ptr<http::TicketKeys> ticket_keys;
 };
 
 // Compiles `config`. Clusters whose configuration and resolved addresses are unchanged from

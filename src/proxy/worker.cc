@@ -11,6 +11,7 @@
 #include <ctime>
 
 #include "http/transport/socket_transport.h"
+#include "http/transport/tls_transport.h"
 #include "proxy/active_stream.h"
 #include "proxy/upstream_pool.h"
 
@@ -37,6 +38,7 @@ class Worker::Listener final : public core::IoHandler {
   uint32_t id = 0;  // the name's id (Snapshot::listener_ids)
   std::shared_ptr<const http::http1::ServerSettings> settings =
       std::make_shared<http::http1::ServerSettings>();
+  std::shared_ptr<const http::TlsServerContext> tls;  // nullptr: a plain listener
   uint64_t active = 0;           // open connections accepted here
   uint64_t max = 0;              // this worker's share of limits.connections; 0: none
   bool paused_limit = false;     // at `max`: resumes when a connection closes
@@ -45,6 +47,9 @@ class Worker::Listener final : public core::IoHandler {
 };
 
 namespace {
+
+using TlsServerConnection =
+    http::WithTransport<http::http1::ServerConnection, http::TlsTransport>;
 
 // Request ids and trace ids must differ across workers, restarts and instances.
 uint64_t random_seed() {
@@ -177,6 +182,7 @@ void Worker::configure_listener(Listener& l) {
     if (lr.name != l.name) continue;
     l.settings = std::make_shared<http::http1::ServerSettings>(lr.settings);
     l.path_options = lr.path_options;
+    l.tls = lr.tls;
     l.max = lr.max_connections_per_worker;
     l.id = lr.id;
   }
@@ -247,6 +253,7 @@ void Worker::accept_from(Listener& l) {
     info.listener_id = l.id;
     info.id = (static_cast<uint64_t>(index_) << 48) | next_connection_id_++;
     http::DownstreamConnection* c = new_connection(fd, info, l);
+    if (c == nullptr) continue;  // closed already (no memory for a TLS session)
     c->next = connections_;
     if (connections_ != nullptr) connections_->prev = c;
     connections_ = c;
@@ -271,11 +278,51 @@ void Worker::accept_from(Listener& l) {
 
 http::DownstreamConnection* Worker::new_connection(int fd, const http::ConnectionInfo& info,
                                                    Listener& l) {
-  // Only HTTP/1.1 over a plain socket exists. A TLS listener will first hand the socket to a
-  // handshake (a DownstreamConnection of its own, in this list meanwhile); its ALPN result
-  // ("h2", else HTTP/1.1) then picks the codec here, over the TLS transport.
-  return new http::http1::PlainServerConnection(http::SocketTransport(fd), info, l.settings, loop_,
-                                                blocks_, *this, *this);
+  if (l.tls == nullptr) {
+    return new http::http1::PlainServerConnection(http::SocketTransport(fd), info, l.settings,
+                                                  loop_, blocks_, *this, *this);
+  }
+  // A TLS listener first runs the handshake (a DownstreamConnection of its own, in the list
+  // meanwhile, bounded by the header timeout); on_handshake_done() then picks the codec by the
+  // ALPN result and puts it in the handshake's place.
+  SSL* ssl = l.tls->new_ssl();
+  if (ssl == nullptr) {
+    ::close(fd);
+    return nullptr;
+  }
+  return new http::TlsHandshake(http::TlsTransport::server(fd, ssl), info, loop_, *this, *this,
+                                l.settings->header_timeout_ms);
+}
+
+void Worker::on_handshake_done(http::TlsHandshake& h) {
+  auto* l = static_cast<Listener*>(h.owner_tag);
+  // Only HTTP/1.1 speaks over TLS yet (ALPN offers nothing else).
+  // (owner_tag is the accepting listener, kept alive while it has connections.)
+  auto* conn = new TlsServerConnection(h.take_transport(), h.info(), l->settings, loop_, blocks_,
+                                       *this, *this);
+  // In the handshake's place in the list: the same listener, the same count.
+  conn->prev = h.prev;
+  conn->next = h.next;
+  conn->owner_tag = h.owner_tag;
+  if (h.prev != nullptr) h.prev->next = conn;
+  else connections_ = conn;
+  if (h.next != nullptr) h.next->prev = conn;
+  h.prev = h.next = nullptr;
+  h.owner_tag = nullptr;
+  loop_.defer_delete(std::unique_ptr<core::Deferred>(&h));
+  if (!conn->start()) {
+    conn->abort();
+    return;
+  }
+  // The client's first request may already sit decrypted in OpenSSL's buffer, and no edge
+  // would announce it.
+  conn->on_io(EPOLLIN);
+}
+
+void Worker::on_handshake_failed(std::string_view why) {
+  services_.tls_handshake_errors->add(index_);
+  services_.log->log(observe::LogLevel::kDebug, "TLS handshake failed: %.*s",
+                     static_cast<int>(why.size()), why.data());
 }
 
 void Worker::on_connection_closed(http::DownstreamConnection& c) {

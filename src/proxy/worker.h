@@ -17,6 +17,7 @@
 #include "http/downstream_connection.h"
 #include "http/http1/server_connection.h"
 #include "http/pipeline/stream_info.h"
+#include "http/transport/tls_transport.h"
 #include "observe/log.h"
 #include "observe/metrics.h"
 #include "proxy/lb/load_balancer.h"
@@ -41,6 +42,7 @@ struct WorkerServices {
   // Times a listener stopped accepting: at its connection limit, out of file descriptors.
   observe::Counter* accept_paused_limit = nullptr;
   observe::Counter* accept_paused_fds = nullptr;
+  observe::Counter* tls_handshake_errors = nullptr;
   http::client::ClientOptions http_client;  // each worker's HttpClient
 };
 
@@ -51,6 +53,7 @@ struct WorkerSnapshot {
 };
 
 class Worker final : public http::ConnectionOwner,
+                     public http::TlsHandshakeOwner,
                      public http::StreamFactory,
                      public pipeline::WorkerContext {
  public:
@@ -105,6 +108,9 @@ class Worker final : public http::ConnectionOwner,
   void on_protocol_error(const http::ConnectionInfo* info, int status,
                          std::string_view reason) override;
   std::string_view http_date() override { return date_.now(); }
+  // TlsHandshakeOwner
+  void on_handshake_done(http::TlsHandshake& h) override;
+  void on_handshake_failed(std::string_view why) override;
   // StreamFactory
   http::StreamHandler* new_stream(http::ServerStream& downstream) override;
 

@@ -13,6 +13,12 @@ def examples():
 
 
 def test_configuration_reference_examples_validate(tmp_path):
+    # The TLS examples name cert.pem, key.pem and ca.pem beside the config: make them.
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", "key.pem", "-out", "cert.pem",
+                    "-days", "2", "-subj", "/CN=localhost"], cwd=tmp_path, check=True,
+                   capture_output=True, timeout=30)
+    (tmp_path / "ca.pem").write_bytes((tmp_path / "cert.pem").read_bytes())
     blocks = examples()
     assert len(blocks) >= 5
     for i, block in enumerate(blocks):

@@ -40,7 +40,8 @@ class Transport {
   virtual ~Transport() = default;
 
   // Registers the connection's descriptor with `loop` for `handler` (edge-triggered, both
-  // directions and EPOLLRDHUP). Once per connection.
+  // directions and EPOLLRDHUP), or moves a registration to `handler`: a codec chosen after a
+  // TLS handshake (ALPN) takes the transport over from the handshake this way.
   virtual core::Status register_with(core::EventLoop& loop, core::IoHandler& handler) = 0;
   // The readiness the codec should act on, for readiness `events` reported by the loop (see the
   // top of this file). 0: nothing for the codec.

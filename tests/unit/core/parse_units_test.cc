@@ -10,6 +10,7 @@ TEST(ParseUnits, Durations) {
   EXPECT_EQ(parse_duration_ms("2s"), 2000u);
   EXPECT_EQ(parse_duration_ms("5m"), 300000u);
   EXPECT_EQ(parse_duration_ms("1h"), 3600000u);
+  EXPECT_EQ(parse_duration_ms("2d"), 172800000u);
   EXPECT_FALSE(parse_duration_ms("5"));
   EXPECT_FALSE(parse_duration_ms("s"));
   EXPECT_FALSE(parse_duration_ms("1.5s"));

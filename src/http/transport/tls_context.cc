@@ -1,0 +1,349 @@
+#include "http/transport/tls_context.h"
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <utility>
+
+namespace citadel::http {
+
+std::string tls_error_string(const char* fallback) {
+  std::string out;
+  unsigned long e;
+  while ((e = ERR_get_error()) != 0) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    if (!out.empty()) out += "; ";
+    out += buf;
+  }
+  return out.empty() ? std::string(fallback) : out;
+}
+
+// --- ticket keys -------------------------------------------------------------------------------
+
+namespace {
+
+void random_key(TicketKeys::Key& k) {
+  // RAND_bytes fails only when the system has no entropy source at all; the process could not
+  // serve TLS anyway, and a zero key would be worse than none: abort loudly.
+  if (RAND_bytes(k.name, sizeof k.name) != 1 || RAND_bytes(k.aes, sizeof k.aes) != 1 ||
+      RAND_bytes(k.hmac, sizeof k.hmac) != 1) {
+    std::abort();
+  }
+}
+
+}  // namespace
+
+TicketKeys::TicketKeys() {
+  random_key(keys_[0]);
+  count_ = 1;
+}
+
+void TicketKeys::rotate() {
+  Key fresh;
+  random_key(fresh);
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t i = kKept - 1; i > 0; --i) keys_[i] = keys_[i - 1];
+  keys_[0] = fresh;
+  if (count_ < kKept) ++count_;
+  ++rotations_;
+}
+
+uint64_t TicketKeys::rotations() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return rotations_;
+}
+
+TicketKeys::Key TicketKeys::current() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return keys_[0];
+}
+
+bool TicketKeys::find(const unsigned char name[16], Key& key, bool& is_current) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t i = 0; i < count_; ++i) {
+    if (std::memcmp(keys_[i].name, name, 16) == 0) {
+      key = keys_[i];
+      is_current = i == 0;
+      return true;
+    }
+  }
+  return false;
+}
+
+// --- certificates ------------------------------------------------------------------------------
+
+struct TlsServerContext::Certificate {
+  X509* x509 = nullptr;
+  EVP_PKEY* key = nullptr;
+  STACK_OF(X509)* chain = nullptr;
+  std::string ocsp;  // DER
+  ~Certificate() {
+    X509_free(x509);
+    EVP_PKEY_free(key);
+    sk_X509_pop_free(chain, X509_free);
+  }
+};
+
+namespace {
+
+// The ex_data slot where a connection's SSL keeps the certificate chosen for it (for OCSP).
+int cert_index() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+struct BioFile {
+  BIO* bio;
+  explicit BioFile(const std::string& path) : bio(BIO_new_file(path.c_str(), "r")) {}
+  ~BioFile() { BIO_free(bio); }
+};
+
+std::string lower(std::string s) {
+  for (char& c : s) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+  return s;
+}
+
+// The DNS names a certificate serves: its subject alternative names, or else its common name.
+std::vector<std::string> certificate_names(X509* x) {
+  std::vector<std::string> names;
+  auto* sans = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(x, NID_subject_alt_name, nullptr,
+                                                            nullptr));
+  if (sans != nullptr) {
+    for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
+      const GENERAL_NAME* gn = sk_GENERAL_NAME_value(sans, i);
+      if (gn->type != GEN_DNS) continue;
+      const unsigned char* p = ASN1_STRING_get0_data(gn->d.dNSName);
+      int len = ASN1_STRING_length(gn->d.dNSName);
+      names.push_back(lower(std::string(reinterpret_cast<const char*>(p),
+                                        static_cast<size_t>(len))));
+    }
+    GENERAL_NAMES_free(sans);
+  }
+  if (names.empty()) {
+    X509_NAME* subject = X509_get_subject_name(x);
+    int i = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+    if (i >= 0) {
+      ASN1_STRING* cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, i));
+      const unsigned char* p = ASN1_STRING_get0_data(cn);
+      names.push_back(lower(std::string(reinterpret_cast<const char*>(p),
+                                        static_cast<size_t>(ASN1_STRING_length(cn)))));
+    }
+  }
+  return names;
+}
+
+core::Result<std::unique_ptr<TlsServerContext::Certificate>> load_certificate(
+    const TlsCertificateFiles& files) {
+  auto c = std::make_unique<TlsServerContext::Certificate>();
+  {
+    BioFile f(files.cert);
+    if (f.bio == nullptr) return core::Status::error("tls: cannot read certificate " + files.cert);
+    c->x509 = PEM_read_bio_X509_AUX(f.bio, nullptr, nullptr, nullptr);
+    if (c->x509 == nullptr) {
+      ERR_clear_error();
+      return core::Status::error("tls: " + files.cert + ": no PEM certificate");
+    }
+    c->chain = sk_X509_new_null();
+    while (X509* extra = PEM_read_bio_X509(f.bio, nullptr, nullptr, nullptr)) {
+      sk_X509_push(c->chain, extra);
+    }
+    ERR_clear_error();  // the end of the file reads as an error
+  }
+  {
+    BioFile f(files.key);
+    if (f.bio == nullptr) return core::Status::error("tls: cannot read key " + files.key);
+    c->key = PEM_read_bio_PrivateKey(f.bio, nullptr, nullptr, nullptr);
+    if (c->key == nullptr) {
+      ERR_clear_error();
+      return core::Status::error("tls: " + files.key + ": no PEM private key (or it is encrypted)");
+    }
+  }
+  if (X509_check_private_key(c->x509, c->key) != 1) {
+    ERR_clear_error();
+    return core::Status::error("tls: " + files.key + " does not match the certificate " +
+                               files.cert);
+  }
+  if (!files.ocsp.empty()) {
+    std::ifstream in(files.ocsp, std::ios::binary);
+    if (!in) return core::Status::error("tls: cannot read OCSP response " + files.ocsp);
+    c->ocsp.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    if (c->ocsp.empty()) return core::Status::error("tls: " + files.ocsp + " is empty");
+  }
+  return c;
+}
+
+// Mozilla's "intermediate" TLS 1.2 suites, without the finite-field DHE ones.
+constexpr const char* kTls12Ciphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+constexpr const char* kGroups = "X25519:P-256:P-384";
+
+int on_ticket_key(SSL* ssl, unsigned char key_name[16], unsigned char* iv, EVP_CIPHER_CTX* cipher,
+                  EVP_MAC_CTX* mac, int encrypt) {
+  auto* keys = static_cast<TicketKeys*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+  if (keys == nullptr) return 0;
+  TicketKeys::Key key;
+  int result = 1;
+  if (encrypt != 0) {
+    key = keys->current();
+    if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(EVP_aes_256_cbc())) != 1) return -1;
+    std::memcpy(key_name, key.name, 16);
+    if (EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key.aes, iv) != 1) return -1;
+  } else {
+    bool is_current = false;
+    if (!keys->find(key_name, key, is_current)) return 0;  // unknown: a full handshake
+    result = is_current ? 1 : 2;                            // 2: accept, and issue a new one
+    if (EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key.aes, iv) != 1) return -1;
+  }
+  char digest[] = "SHA256";
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, key.hmac, sizeof key.hmac),
+      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+      OSSL_PARAM_construct_end()};
+  if (EVP_MAC_CTX_set_params(mac, params) != 1) return -1;
+  return result;
+}
+
+}  // namespace
+
+core::Result<std::shared_ptr<TlsServerContext>> TlsServerContext::create(
+    const TlsServerOptions& options) {
+  if (options.certificates.empty()) return core::Status::error("tls: no certificate");
+  std::shared_ptr<TlsServerContext> t(new TlsServerContext());
+  for (const auto& files : options.certificates) {
+    auto c = load_certificate(files);
+    if (!c.ok()) return c.error();
+    const size_t index = t->certs_.size();
+    std::vector<std::string> names = certificate_names(c.value()->x509);
+    for (const auto& n : names) {
+      if (n.rfind("*.", 0) == 0) t->wildcard_.emplace_back(n.substr(1), index);
+      else t->exact_.emplace_back(n, index);
+    }
+    t->names_.push_back(std::move(names));
+    t->certs_.push_back(std::move(c.value()));
+  }
+
+  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+  if (ctx == nullptr) return core::Status::error("tls: " + tls_error_string("SSL_CTX_new failed"));
+  t->ctx_ = ctx;
+  SSL_CTX_set_min_proto_version(ctx, options.tls13_only ? TLS1_3_VERSION : TLS1_2_VERSION);
+  if (SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1 ||
+      SSL_CTX_set1_groups_list(ctx, kGroups) != 1) {
+    return core::Status::error("tls: " + tls_error_string("cannot set ciphers or groups"));
+  }
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                               SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF |
+                               (options.session_tickets ? 0 : SSL_OP_NO_TICKET));
+  // Released buffers keep an idle keep-alive connection small; partial writes and a moving
+  // buffer are what Transport::write promises its codecs.
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  static const unsigned char kSidContext[] = "citadel";
+  SSL_CTX_set_session_id_context(ctx, kSidContext, sizeof kSidContext - 1);
+  SSL_CTX_set_session_cache_mode(ctx, options.session_cache > 0 ? SSL_SESS_CACHE_SERVER
+                                                                : SSL_SESS_CACHE_OFF);
+  if (options.session_cache > 0) SSL_CTX_sess_set_cache_size(ctx, options.session_cache);
+  if (options.session_tickets) {
+    if (!options.ticket_keys) return core::Status::error("tls: session tickets without keys");
+    t->ticket_keys_ = options.ticket_keys;
+    SSL_CTX_set_app_data(ctx, t->ticket_keys_.get());
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket_key);
+    SSL_CTX_set_num_tickets(ctx, 1);  // one is enough to resume; each costs an encryption
+  } else if (options.session_cache <= 0) {
+    SSL_CTX_set_num_tickets(ctx, 0);
+  }
+
+  if (options.client_auth != ClientAuth::kNone) {
+    if (SSL_CTX_load_verify_locations(ctx, options.client_ca.c_str(), nullptr) != 1) {
+      return core::Status::error("tls: client_auth.ca " + options.client_ca + ": " +
+                                 tls_error_string("cannot load"));
+    }
+    STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(options.client_ca.c_str());
+    if (names == nullptr) {
+      return core::Status::error("tls: client_auth.ca " + options.client_ca +
+                                 ": no certificate in it");
+    }
+    SSL_CTX_set_client_CA_list(ctx, names);
+    int mode = SSL_VERIFY_PEER;
+    if (options.client_auth == ClientAuth::kRequired) mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+    SSL_CTX_set_verify(ctx, mode, nullptr);
+    SSL_CTX_set_verify_depth(ctx, 8);
+  }
+
+  for (const auto& p : options.alpn) {
+    t->alpn_wire_.push_back(static_cast<char>(p.size()));
+    t->alpn_wire_ += p;
+  }
+  if (!t->alpn_wire_.empty()) SSL_CTX_set_alpn_select_cb(ctx, on_alpn, t.get());
+  SSL_CTX_set_cert_cb(ctx, on_cert, t.get());
+  SSL_CTX_set_tlsext_status_cb(ctx, on_status);
+  SSL_CTX_set_tlsext_status_arg(ctx, t.get());
+  return t;
+}
+
+TlsServerContext::~TlsServerContext() { SSL_CTX_free(ctx_); }
+
+SSL* TlsServerContext::new_ssl() const { return SSL_new(ctx_); }
+
+const TlsServerContext::Certificate* TlsServerContext::select(const char* server_name) const {
+  if (server_name != nullptr && server_name[0] != '\0') {
+    std::string name = lower(server_name);
+    if (!name.empty() && name.back() == '.') name.pop_back();  // "example.com." is the same host
+    for (const auto& [n, i] : exact_) {
+      if (n == name) return certs_[i].get();
+    }
+    // A wildcard covers exactly one label: "*.example.com" serves "a.example.com" only.
+    size_t dot = name.find('.');
+    if (dot != std::string::npos && dot > 0) {
+      std::string_view parent(name.data() + dot, name.size() - dot);
+      for (const auto& [n, i] : wildcard_) {
+        if (n == parent) return certs_[i].get();
+      }
+    }
+  }
+  return certs_.front().get();
+}
+
+int TlsServerContext::on_cert(SSL* ssl, void* arg) {
+  const auto* self = static_cast<const TlsServerContext*>(arg);
+  const Certificate* c = self->select(SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name));
+  SSL_set_ex_data(ssl, cert_index(), const_cast<Certificate*>(c));
+  return SSL_use_cert_and_key(ssl, c->x509, c->key, c->chain, 1) == 1 ? 1 : 0;
+}
+
+int TlsServerContext::on_alpn(SSL*, const unsigned char** out, unsigned char* outlen,
+                              const unsigned char* in, unsigned int inlen, void* arg) {
+  const auto* self = static_cast<const TlsServerContext*>(arg);
+  unsigned char* chosen = nullptr;
+  // The server's order wins: the first of our protocols that the client offers.
+  if (SSL_select_next_proto(&chosen, outlen,
+                            reinterpret_cast<const unsigned char*>(self->alpn_wire_.data()),
+                            static_cast<unsigned int>(self->alpn_wire_.size()), in,
+                            inlen) != OPENSSL_NPN_NEGOTIATED) {
+    return SSL_TLSEXT_ERR_NOACK;  // no protocol in common: go on without ALPN (HTTP/1.1)
+  }
+  *out = chosen;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+int TlsServerContext::on_status(SSL* ssl, void*) {
+  const auto* c = static_cast<const Certificate*>(SSL_get_ex_data(ssl, cert_index()));
+  if (c == nullptr || c->ocsp.empty()) return SSL_TLSEXT_ERR_NOACK;
+  auto* copy = static_cast<unsigned char*>(OPENSSL_malloc(c->ocsp.size()));
+  if (copy == nullptr) return SSL_TLSEXT_ERR_NOACK;
+  std::memcpy(copy, c->ocsp.data(), c->ocsp.size());
+  SSL_set_tlsext_status_ocsp_resp(ssl, copy, static_cast<long>(c->ocsp.size()));
+  return SSL_TLSEXT_ERR_OK;
+}
+
+}  // namespace citadel::http

@@ -1,0 +1,119 @@
+// TLS contexts (OpenSSL 3): what a TLS listener serves, and the session ticket keys all workers
+// share.
+//
+// A TlsServerContext is built on the control thread for every snapshot (start, reload, and when a
+// certificate file changes) from a listener's options, and shared by all workers: OpenSSL's
+// SSL_CTX is safe to use from several threads once built. A connection keeps the context it
+// started with, so a reload never drops one.
+//
+// What a listener gets without asking: TLS 1.2 and 1.3 (1.3 only as an option); for 1.2 only
+// ECDHE with AES-GCM or ChaCha20-Poly1305 (Mozilla's "intermediate" list); groups X25519, P-256,
+// P-384; no renegotiation, no compression; the certificate chosen by SNI among those configured
+// (exact names, then wildcards, from the certificates' DNS subject alternative names, or their
+// common name when they have none), else the first; ALPN by the server's preference; session
+// tickets (keys from a TicketKeys shared by all listeners and rotated by the control thread)
+// and a session cache; buffers released while a connection is idle.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+using SSL_CTX = struct ssl_ctx_st;
+using SSL = struct ssl_st;
+
+namespace citadel::http {
+
+// Session ticket keys (RFC 5077 style, as OpenSSL uses them): one current key that seals new
+// tickets and a few older ones that still open tickets sealed before a rotation, so a client
+// resumes on any worker and across reloads. Process-wide; rotate() from the control thread, the
+// rest from any thread.
+class TicketKeys {
+ public:
+  static constexpr size_t kKept = 3;  // the current key and two before it
+  TicketKeys();
+  // A new current key; the oldest is forgotten (its tickets make a full handshake).
+  void rotate();
+  uint64_t rotations() const;
+
+  struct Key {
+    unsigned char name[16];
+    unsigned char aes[32];
+    unsigned char hmac[32];
+  };
+  // The key that seals new tickets.
+  Key current() const;
+  // The key named `name`; `is_current` says whether it is the current one (an older key's
+  // ticket is accepted and replaced by a new one).
+  bool find(const unsigned char name[16], Key& key, bool& is_current) const;
+
+ private:
+  mutable std::mutex mu_;
+  Key keys_[kKept];
+  size_t count_ = 0;  // keys_[0] is current
+  uint64_t rotations_ = 0;
+};
+
+enum class ClientAuth : uint8_t { kNone, kOptional, kRequired };
+
+struct TlsCertificateFiles {
+  std::string cert;  // PEM: the certificate, then its chain
+  std::string key;   // PEM private key
+  std::string ocsp;  // optional: a DER OCSP response to staple
+};
+
+struct TlsServerOptions {
+  std::vector<TlsCertificateFiles> certificates;  // the first is the default
+  bool tls13_only = false;
+  std::vector<std::string> alpn;  // in the server's order of preference; empty: no ALPN
+  ClientAuth client_auth = ClientAuth::kNone;
+  std::string client_ca;  // PEM bundle of the CAs client certificates must chain to
+  bool session_tickets = true;
+  long session_cache = 20480;  // entries of the stateful cache (TLS 1.2 session ids); 0: off
+  std::shared_ptr<TicketKeys> ticket_keys;  // required when session_tickets
+};
+
+class TlsServerContext {
+ public:
+  // Loads the certificates and keys and builds the context. Errors name the file and what is
+  // wrong with it (unreadable, not PEM, key does not match, expired chain is not checked).
+  static core::Result<std::shared_ptr<TlsServerContext>> create(const TlsServerOptions& options);
+  ~TlsServerContext();
+  TlsServerContext(const TlsServerContext&) = delete;
+  TlsServerContext& operator=(const TlsServerContext&) = delete;
+
+  // A new server-side SSL object for one connection (nullptr when out of memory).
+  SSL* new_ssl() const;
+  SSL_CTX* native() const { return ctx_; }
+
+  // The names each certificate serves, in order (for logs and tests).
+  const std::vector<std::vector<std::string>>& names() const { return names_; }
+
+  struct Certificate;  // a loaded certificate, key, chain and OCSP response
+
+ private:
+  TlsServerContext() = default;
+  SSL_CTX* ctx_ = nullptr;
+  std::vector<std::unique_ptr<Certificate>> certs_;
+  std::vector<std::vector<std::string>> names_;
+  std::vector<std::pair<std::string, size_t>> exact_;     // lowercase name -> certificate
+  std::vector<std::pair<std::string, size_t>> wildcard_;  // ".example.com" -> certificate
+  std::string alpn_wire_;  // the server's ALPN list in wire format
+  std::shared_ptr<TicketKeys> ticket_keys_;
+
+  const Certificate* select(const char* server_name) const;
+  static int on_cert(SSL* ssl, void* arg);
+  static int on_alpn(SSL* ssl, const unsigned char** out, unsigned char* outlen,
+                     const unsigned char* in, unsigned int inlen, void* arg);
+  static int on_status(SSL* ssl, void* arg);
+};
+
+// The OpenSSL error queue as one line ("error:0A000086:SSL routines::certificate verify
+// failed"), cleared; `fallback` when the queue is empty.
+std::string tls_error_string(const char* fallback);
+
+}  // namespace citadel::http

@@ -1,0 +1,49 @@
+// What a listener's own options ask of its requests, as filters the snapshot puts at the head of
+// the listener's filter list (they run before routing and see every response, as listener
+// filters do):
+//
+//   HstsFilter           `tls.hsts`: Strict-Transport-Security on every response over TLS that
+//                        lacks one (RFC 6797: never over plain HTTP, never over a target's own).
+//   ClientSubjectFilter  `tls.client_auth.forward_subject`: the request field that carries the
+//                        verified client certificate's subject; a field of that name from the
+//                        client is always removed, so routes may match on it.
+//   HttpsRedirectFilter  `redirect_to_https`: every request on a plain listener answered with a
+//                        redirect to the same host and target over https (301 for GET and HEAD,
+//                        308 otherwise, which keeps the method and body).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "http/pipeline/filter.h"
+
+namespace citadel::proxy {
+
+class HstsFilterFactory final : public pipeline::FilterFactory {
+ public:
+  explicit HstsFilterFactory(std::string value) : value_(std::move(value)) {}
+  pipeline::Filter* create(core::Arena& arena) const override;
+
+ private:
+  std::string value_;  // "max-age=31536000; includeSubDomains"
+};
+
+class ClientSubjectFilterFactory final : public pipeline::FilterFactory {
+ public:
+  explicit ClientSubjectFilterFactory(std::string field) : field_(std::move(field)) {}
+  pipeline::Filter* create(core::Arena& arena) const override;
+
+ private:
+  std::string field_;
+};
+
+class HttpsRedirectFilterFactory final : public pipeline::FilterFactory {
+ public:
+  explicit HttpsRedirectFilterFactory(uint16_t port) : port_(port) {}
+  pipeline::Filter* create(core::Arena& arena) const override;
+
+ private:
+  uint16_t port_;  // 443: no port in the URL
+};
+
+}  // namespace citadel::proxy
