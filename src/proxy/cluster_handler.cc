@@ -100,6 +100,26 @@ void ClusterHandler::compute_hash() {
   }
 }
 
+bool ClusterHandler::switch_asked_for(const http::ResponseHead& resp) {
+  const http::RequestHead& req = ctx_->request();
+  if (!req.upgrade) return false;
+  const http::HeaderField* asked = req.headers.find("upgrade");
+  const http::HeaderField* got = resp.headers.find("upgrade");
+  if (asked == nullptr || got == nullptr) return false;
+  // Every protocol the upstream names must be one the client asked for (RFC 9110 section 7.8).
+  bool all = true;
+  bool any = false;
+  http::for_each_list_element(got->value, [&](std::string_view p) {
+    any = true;
+    bool listed = false;
+    http::for_each_list_element(asked->value, [&](std::string_view a) {
+      listed = listed || iequals(a, p);
+    });
+    all = all && listed && !iequals(p, "h2c");
+  });
+  return any && all;
+}
+
 bool ClusterHandler::prepare_head() {
   http::RequestHead& req = ctx_->request();
   core::Arena& arena = ctx_->arena();
@@ -301,9 +321,10 @@ void ClusterHandler::on_response_headers(bool end_stream) {
   } else {
     cluster.report_success(*ep_);
   }
-  if (status == 101 && !ctx_->request().upgrade) {
-    // A switch nobody asked for (the request's Upgrade was refused or absent): a tunnel would
-    // carry later bytes past every route and filter.
+  if (status == 101 && !switch_asked_for(resp)) {
+    // A switch nobody asked for (the request's Upgrade was refused or absent), or to another
+    // protocol than the client named (h2c to a websocket request): a tunnel would carry later
+    // bytes past every route and filter.
     release_upstream();
     finish_attempt(false);
     fail_request(502, "upstream switched protocols unasked\n");

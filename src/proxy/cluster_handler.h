@@ -73,6 +73,8 @@ class ClusterHandler final : public pipeline::Handler,
   enum class TimerMode : uint8_t { kNone, kPoolWait, kConnect, kResponse, kIdle, kBackoff };
 
   void compute_hash();
+  // A 101 from the upstream names (in Upgrade) only protocols the client asked for.
+  bool switch_asked_for(const http::ResponseHead& resp);
   // The upstream request: origin-form target, hop-by-hop fields gone, forwarding fields added.
   // False: the route's rewrite produced a path the upstream must not get (see rewrite_target).
   bool prepare_head();

@@ -236,3 +236,27 @@ def test_requests_refused_by_the_codec_are_in_the_access_log(citadel, upstreams,
     # Counted on the route as what the client got, not as a reset.
     if parsed:
         assert c.metric('citadel_requests_total{route="route0",class="4xx"}') == 1
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\nPRI * HTTP/2.0",
+    b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n\r\nanything",
+])
+def test_a_switch_to_a_protocol_the_client_did_not_name_gets_502(raw_upstream, citadel, answer):
+    # From an outside attack: on a websocket route, an upstream answering 101 with Upgrade: h2c
+    # (or with no Upgrade at all) was tunnelled, and the client got a cleartext HTTP/2 preface.
+    up = raw_upstream(lambda p: answer)
+    c = citadel(config_head(workers=1) + f"""
+    clusters:
+      - name: app
+        endpoints: [{up.address}]
+        retry: {{ attempts: 0 }}
+    routes:
+      - upgrades: [websocket]
+        to: {{ cluster: app }}
+    """)
+    out = raw_exchange(c.port, b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
+                               b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 502 "), out[:120]
+    assert b"PRI *" not in out
