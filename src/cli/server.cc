@@ -352,8 +352,9 @@ int Server::run() {
                                         "Accepted downstream connections");
   services.cx_active = metrics_->gauge("citadel_downstream_connections_active",
                                        "Open downstream connections");
-  services.protocol_errors = metrics_->counter("citadel_downstream_protocol_errors_total",
-                                               "Requests refused as malformed");
+  services.protocol_errors = metrics_->counter(
+      "citadel_downstream_protocol_errors_total",
+      "Requests refused before routing: malformed, over a limit, or a head that timed out");
   services.no_route = metrics_->counter("citadel_no_route_total", "Requests matching no route");
   const char* paused_help = "Times a listener stopped accepting (until a connection closes, or "
                             "for 100ms when out of file descriptors)";

@@ -1,11 +1,12 @@
 """Strict HTTP/1.1: ambiguous or malformed requests get the right 4xx and a closed connection,
 and the connection state stays sound for well-formed traffic."""
+import json
 import socket
 import time
 
 import pytest
 
-from conftest import raw_exchange
+from conftest import raw_exchange, wait_until
 
 CONFIG = """
 workers: 1
@@ -93,6 +94,23 @@ def test_header_timeout_gives_408(proxy):
         assert 0.3 < time.monotonic() - t0 < 3
     finally:
         s.close()
+    # Counted, and (with an access log) logged: a slowloris is no longer invisible.
+    assert proxy.metric("citadel_downstream_protocol_errors_total") == 1
+
+
+def test_header_timeout_is_in_the_access_log(upstreams, citadel):
+    up = upstreams("a")
+    c = citadel(CONFIG.replace("UPSTREAM", up.address) + 'access_log: { path: "-" }\n')
+    s = socket.create_connection(("127.0.0.1", c.port), timeout=5)
+    try:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 408 ")
+    finally:
+        s.close()
+    wait_until(lambda: c.access_lines, what="access log line")
+    rec = json.loads(c.access_lines[-1])
+    assert rec["http.response.status_code"] == 408
+    assert rec["citadel.termination"] == "request head timeout"
 
 
 def test_body_idle_timeout_gives_408(proxy):

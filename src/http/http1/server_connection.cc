@@ -585,6 +585,9 @@ void ServerConnection::on_idle_timer(void* arg) {
   auto* c = static_cast<ServerConnection*>(arg);
   switch (c->state_) {
     case State::kHead:
+      // Part of a head came and the rest did not (slowloris): logged and counted like a
+      // malformed head, since no stream got it.
+      c->owner_.on_protocol_error(&c->info_, 408, "request head timeout");
       c->send_local_error(408, "request head timeout");
       break;
     case State::kBody:
