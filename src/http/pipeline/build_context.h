@@ -2,8 +2,9 @@
 // metrics registry, and state that outlives one config snapshot.
 //
 // Factories are built on the control thread, once for every snapshot: at start, on each reload
-// and on each DNS refresh that changes a cluster. Whatever a factory registers or keeps here is
-// therefore built again and again, and must come back the same:
+// and on each DNS refresh (a snapshot that changes no cluster is built and dropped). A build
+// may be thrown away (a reload refused after it, see docs/architecture.md). Whatever a factory
+// registers or keeps here is therefore built again and again, and must come back the same:
 //   - Metrics are registered here, never on the request path. A series is keyed by name and
 //     labels and lives as long as the process, so the factory of the next snapshot gets the same
 //     counter and counts on (observe/metrics.h).

@@ -94,9 +94,10 @@ class FilterChain {
   // From route_request() only: the route's filters join after the listener's, with the
   // route's limits.
   void append(const FilterFactory* const* factories, size_t n, const ChainLimits& limits);
-  // Tells every filter that the stream is gone (once), then destroys them; the chain is empty
-  // and may be init()ed again. Callbacks after this do nothing.
+  // Tells every filter that the stream is gone (once); their callbacks and completions do
+  // nothing from then on.
   void reset();
+  // Destroys the filters: the chain is empty and may be init()ed again.
   void destroy();
 
   // Request side, from the codec.
