@@ -197,6 +197,7 @@ Server::Server(std::string config_path, const proxy::ExtensionRegistry& filters)
       filters_(filters),
       drain_timer_(&Server::on_drain_tick, this),
       dns_timer_(&Server::on_dns_refresh, this),
+      ticket_timer_(&Server::on_ticket_rotation, this),
       dns_mailbox_(std::make_shared<DnsMailbox>()) {
   dns_mailbox_->server = this;
 }
@@ -373,6 +374,7 @@ int Server::run() {
     return 2;
   }
   current_ = snap.value();
+  loop_.arm(ticket_timer_, kTicketRotationMs);
   for (size_t i = 0; i < nworkers_; ++i) {
     workers_.push_back(std::make_unique<proxy::Worker>(i, services));
     workers_.back()->publish(current_);
@@ -493,6 +495,12 @@ void Server::follow_snapshot() {
   for (const auto& [_, c] : current_->clusters) clusters.push_back(c);
   health_->set_clusters(clusters);
   arm_dns_refresh();
+}
+
+void Server::on_ticket_rotation(void* arg) {
+  auto* s = static_cast<Server*>(arg);
+  if (s->current_ && s->current_->ticket_keys) s->current_->ticket_keys->rotate();
+  s->loop_.arm(s->ticket_timer_, kTicketRotationMs);
 }
 
 void Server::arm_dns_refresh() {

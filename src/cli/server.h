@@ -63,6 +63,10 @@ class Server final : public AdminBackend, public http::ConnectionOwner {
   // Back on the control thread with the answers: publishes a snapshot when an address changed.
   void on_dns_answers(const proxy::LookupTable& answers);
   void arm_dns_refresh();
+  // Session ticket keys get a new current key every kTicketRotationMs; tickets sealed with the
+  // two before still open (for as long again each), so no client loses its session at once.
+  static constexpr uint64_t kTicketRotationMs = 12ull * 3600 * 1000;
+  static void on_ticket_rotation(void* self);
   void raise_fd_limit();
   // Makes `snap` current: posts it to every worker, then follow_snapshot().
   void publish(std::shared_ptr<const proxy::Snapshot> snap);
@@ -89,6 +93,7 @@ class Server final : public AdminBackend, public http::ConnectionOwner {
   core::BlockPool admin_blocks_;
   core::Timer drain_timer_;
   core::Timer dns_timer_;
+  core::Timer ticket_timer_;
   // Shared with the lookup thread, which posts its answers only while `server` is set.
   struct DnsMailbox {
     std::mutex mu;
