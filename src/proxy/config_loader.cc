@@ -693,9 +693,11 @@ void read_route(const ConfigNode& n, const ExtensionValidator& fv,
         // These go into Location: no control characters (a CR LF would add header fields), a
         // host that is a host, a path that is a path.
         for (const char* key : {"url", "host", "path"}) {
-          const std::string v = rd[key].str();
-          if (!http::safe_field_value(v) || v.find(' ') != std::string::npos) {
-            rd[key].error("control characters and spaces are not allowed here");
+          // Visible ASCII only: a raw UTF-8 byte would reach the client as it is (browsers read
+          // Location as Latin-1 and mangle it); percent-encode it.
+          if (!path_text(rd[key].str())) {
+            rd[key].error("control characters, spaces and non-ASCII bytes are not allowed here "
+                          "(percent-encode them)");
           }
         }
         if (!r.redirect.host.empty() &&

@@ -434,13 +434,18 @@ TEST_F(ConfigLoaderTest, LocalResponsesRefuseHeaderInjectionAndBodiesThatCannotB
                     "  - match: { path_prefix: /d }\n"
                     "    to: { respond: { status: 204, body: xyz } }\n"
                     "  - match: { path_prefix: /e }\n"
-                    "    to: { redirect: { host: \"evil.com/x?y\", path: no-slash } }\n"));
+                    "    to: { redirect: { host: \"evil.com/x?y\", path: no-slash } }\n"
+                    "  - match: { path_prefix: /f }\n"
+                    "    to: { redirect: { path: \"/\\u00e9\" } }\n"));
   EXPECT_TRUE(has_error(":4: routes[0].to.redirect.host: control characters"));
   EXPECT_TRUE(has_error(":6: routes[1].to.redirect.url: control characters"));
   EXPECT_TRUE(has_error(":8: routes[2].to.respond.content_type: control characters"));
   EXPECT_TRUE(has_error(":10: routes[3].to.respond.body: a 204 response has no body"));
   EXPECT_TRUE(has_error(":12: routes[4].to.redirect.host: expected host[:port]"));
   EXPECT_TRUE(has_error(":12: routes[4].to.redirect.path: a path starts with /"));
+  // A raw UTF-8 byte went into Location as it was (from an outside attack).
+  EXPECT_TRUE(has_error(":14: routes[5].to.redirect.path: control characters, spaces and "
+                        "non-ASCII bytes")) << joined();
 }
 
 TEST_F(ConfigLoaderTest, RefusesWhatWouldGoOnTheWireUnchecked) {
