@@ -4,6 +4,7 @@
 #include <set>
 #include <thread>
 
+#include "http/http1/parser.h"
 #include "proxy/config.h"
 #include "proxy/route_regex.h"
 #include "proxy/router.h"
@@ -48,6 +49,8 @@ bool addresses_overlap(const HostPort& a, const HostPort& b) {
 
 namespace {
 
+using http::http1::is_token;
+
 // Text that goes into a request line as (part of) a path: visible ASCII only. A space, CR or LF
 // would end the line or add fields (request smuggling from a typo or a templated value);
 // other bytes must be percent-encoded, as a client must send them.
@@ -70,15 +73,6 @@ bool host_text(const std::string& h) {
   return true;
 }
 
-bool is_token(const std::string& s) {
-  if (s.empty()) return false;
-  for (char c : s) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
-    if (!ok) return false;
-  }
-  return true;
-}
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -149,16 +143,6 @@ std::string config_relative(const std::string& config_file, const std::string& n
   return slash == std::string::npos ? name : config_file.substr(0, slash + 1) + name;
 }
 
-// A field name for a header we add: a token, never one the proxy manages itself.
-bool valid_field_name(const std::string& s) {
-  if (s.empty()) return false;
-  for (char c : s) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
-    if (!ok) return false;
-  }
-  return true;
-}
 
 void read_tls(const ConfigNode& n, const std::string& file, ListenerTlsConfig& t) {
   n.allow_keys({"certificates", "min_version", "client_auth", "session_tickets", "session_cache",
@@ -209,7 +193,7 @@ void read_tls(const ConfigNode& n, const std::string& file, ListenerTlsConfig& t
       if (!ctx.ok()) ca["ca"].error(ctx.error().message());
     }
     t.forward_subject = ca["forward_subject"].str();
-    if (ca["forward_subject"].defined() && !valid_field_name(t.forward_subject)) {
+    if (ca["forward_subject"].defined() && !is_token(t.forward_subject)) {
       ca["forward_subject"].error("expected a header field name");
     }
   }

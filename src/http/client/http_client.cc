@@ -9,20 +9,14 @@
 
 #include "core/arena.h"
 #include "http/client/url.h"
+#include "http/http1/parser.h"
 #include "http/message.h"
 #include "http/upstream.h"
 
 namespace citadel::http::client {
 namespace {
 
-bool is_token(std::string_view s) {
-  if (s.empty()) return false;
-  for (unsigned char c : s) {
-    if (c <= 0x20 || c >= 0x7f) return false;
-    if (std::strchr("\"(),/:;<=>?@[\\]{}", c) != nullptr) return false;
-  }
-  return true;
-}
+using http::http1::is_token;
 
 // RFC 9110 9.2.2: a request that may be repeated without changing the outcome.
 bool idempotent(std::string_view m) {
