@@ -79,6 +79,7 @@ class Worker final : public http::ConnectionOwner,
   core::EventLoop& loop() override { return loop_; }
   core::BlockingPool* blocking_pool() override { return services_.blocking; }
   http::client::HttpClient& http_client() override { return *http_client_; }
+  observe::ErrorLog& log() override { return *services_.log; }
   core::BlockPool& blocks() { return blocks_; }
   const WorkerServices& services() const { return services_; }
   Rng& rng() { return rng_; }

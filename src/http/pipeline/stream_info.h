@@ -10,6 +10,7 @@
 
 #include "core/blocking_pool.h"
 #include "core/event_loop.h"
+#include "observe/log.h"
 
 namespace citadel::http::client {
 class HttpClient;
@@ -27,6 +28,10 @@ class WorkerContext {
   // The worker's HTTP client (http/client/http_client.h): outgoing requests from this worker's
   // loop, e.g. a key fetch or a webhook. Lives as long as the worker.
   virtual http::client::HttpClient& http_client() = 0;
+  // The process's error log (thread-safe, levelled): a filter or service reports what an
+  // operator must see (a key set that fails to load, a backend that refuses) without a side
+  // door into the proxy.
+  virtual observe::ErrorLog& log() = 0;
 
  protected:
   ~WorkerContext() = default;

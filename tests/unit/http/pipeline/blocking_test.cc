@@ -23,6 +23,7 @@ class TestWorker final : public WorkerContext {
   size_t index() const override { return 0; }
   core::EventLoop& loop() override { return loop_; }
   core::BlockingPool* blocking_pool() override { return pool_; }
+  observe::ErrorLog& log() override { return log_; }
   http::client::HttpClient& http_client() override {
     if (client_ == nullptr) client_ = std::make_unique<http::client::HttpClient>(loop_, blocks_);
     return *client_;
@@ -31,6 +32,7 @@ class TestWorker final : public WorkerContext {
  private:
   core::EventLoop& loop_;
   core::BlockingPool* pool_;
+  observe::ErrorLog log_;
   core::BlockPool blocks_;
   std::unique_ptr<http::client::HttpClient> client_;
 };

@@ -20,6 +20,7 @@ class FakeWorker final : public WorkerContext {
   size_t index() const override { return 0; }
   core::EventLoop& loop() override { return loop_; }
   core::BlockingPool* blocking_pool() override { return nullptr; }
+  observe::ErrorLog& log() override { return log_; }
   http::client::HttpClient& http_client() override {
     if (client_ == nullptr) client_ = std::make_unique<http::client::HttpClient>(loop_, blocks_);
     return *client_;
@@ -27,6 +28,7 @@ class FakeWorker final : public WorkerContext {
 
  private:
   core::EventLoop loop_;
+  observe::ErrorLog log_;
   core::BlockPool blocks_;
   std::unique_ptr<http::client::HttpClient> client_;
 };

@@ -45,6 +45,7 @@ class RecordingContext final : public pipeline::HandlerContext, public pipeline:
   size_t index() const override { return 0; }
   core::EventLoop& loop() override { return loop_; }
   core::BlockingPool* blocking_pool() override { return nullptr; }
+  observe::ErrorLog& log() override { return log_; }
   http::client::HttpClient& http_client() override {
     if (client_ == nullptr) client_ = std::make_unique<http::client::HttpClient>(loop_, blocks_);
     return *client_;
@@ -56,6 +57,7 @@ class RecordingContext final : public pipeline::HandlerContext, public pipeline:
   bool ended = false;
   std::string body;
   core::Arena arena_;
+  observe::ErrorLog log_;
   core::BlockPool blocks_;
   core::EventLoop loop_;
   pipeline::StreamInfo info_;
