@@ -189,11 +189,14 @@ void ClusterHandler::send_attempt() {
     case WorkerCluster::Acquire::kReady:
       start_exchange(*conn);
       return;
-    case WorkerCluster::Acquire::kQueued:
-      // At max_connections: wait for one, at most the connect timeout.
+    case WorkerCluster::Acquire::kQueued: {
+      // At max_connections: wait for one, at most the connect timeout (bounded even when
+      // connects are not, connect: 0s: a queue without a bound is a hang).
       queued_ = true;
-      arm_timer(TimerMode::kPoolWait, cluster.config().timeouts.connect_ms);
+      const uint64_t connect_ms = cluster.config().timeouts.connect_ms;
+      arm_timer(TimerMode::kPoolWait, connect_ms != 0 ? connect_ms : kDefaultPoolWaitMs);
       return;
+    }
     case WorkerCluster::Acquire::kOverflow:
       cluster.stats().overflow_pending->add(w);
       ctx_->info().termination = "upstream overflow: max_pending";

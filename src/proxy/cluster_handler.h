@@ -70,6 +70,9 @@ class ClusterHandler final : public pipeline::Handler,
   void on_pool_ready(http::UpstreamStream& stream) override;
 
  private:
+  // How long a request waits for a connection at max_connections when the cluster's connect
+  // timeout is off.
+  static constexpr uint64_t kDefaultPoolWaitMs = 5000;
   enum class TimerMode : uint8_t { kNone, kPoolWait, kConnect, kResponse, kIdle, kBackoff };
 
   void compute_hash();

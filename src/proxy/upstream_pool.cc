@@ -88,12 +88,19 @@ WorkerCluster::~WorkerCluster() {
 WorkerCluster::Acquire WorkerCluster::acquire(Endpoint& e, PoolWaiter& waiter,
                                               http::UpstreamStream*& stream) {
   EndpointPool& p = pool(e);
-  http::http1::ClientConnection* conn = p.take_idle();
+  // First come, first served: requests already waiting at the limit go before this one, for a
+  // connection of their endpoint and for a free slot (they are served from a timer, so a
+  // newcomer in between would otherwise take what freed up).
+  bool waiting_here = false;
+  for (PoolWaiter* w = head_; w != nullptr && !waiting_here; w = w->next_) {
+    waiting_here = w->endpoint_ == &e;
+  }
+  http::http1::ClientConnection* conn = waiting_here ? nullptr : p.take_idle();
   stream = conn;
   if (conn != nullptr) return Acquire::kReady;
   // At the limit, an idle connection of another endpoint makes room for this one.
   if (connections_ >= max_connections_ && head_ == nullptr) close_some_idle();
-  if (connections_ < max_connections_) {
+  if (connections_ < max_connections_ && head_ == nullptr) {
     conn = p.connect_new();
     stream = conn;
     return conn != nullptr ? Acquire::kReady : Acquire::kFailed;

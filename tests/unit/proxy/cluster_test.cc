@@ -145,3 +145,38 @@ TEST_F(ClusterTest, UnresolvableEndpointFails) {
 
 }  // namespace
 }  // namespace citadel::proxy
+
+namespace citadel::proxy {
+namespace {
+
+class NoteWaiter final : public PoolWaiter {
+ public:
+  void on_pool_ready(http::UpstreamStream& s) override { stream = &s; }
+  http::UpstreamStream* stream = nullptr;
+};
+
+TEST(WorkerClusterLimits, ANewcomerQueuesBehindRequestsAlreadyWaiting) {
+  // From a review: waiters are served from a timer after a slot frees, so a request arriving in
+  // between took the slot and the queue starved into 503s under load.
+  observe::Registry metrics(1);
+  auto cfg = config(1);
+  cfg.limits.max_connections = 1;
+  cfg.limits.max_pending = 4;
+  auto c = Cluster::create(cfg, 1, metrics).value();
+  core::EventLoop loop;
+  core::BlockPool blocks;
+  WorkerCluster wc(*c, loop, blocks, 0, 1, 1);
+  Endpoint& e = *c->endpoints()[0];
+  wc.on_connection_opened();  // the one connection the limit allows is in use
+  NoteWaiter first, newcomer;
+  http::UpstreamStream* s = nullptr;
+  ASSERT_EQ(wc.acquire(e, first, s), WorkerCluster::Acquire::kQueued);
+  // The connection closes: a slot is free, and the waiter is due from the next timer tick.
+  wc.on_connection_closed();
+  EXPECT_EQ(wc.acquire(e, newcomer, s), WorkerCluster::Acquire::kQueued);
+  wc.cancel(first);
+  wc.cancel(newcomer);
+}
+
+}  // namespace
+}  // namespace citadel::proxy
