@@ -11,6 +11,7 @@ namespace {
 
 constexpr size_t kReadChunk = 16 * 1024;
 constexpr size_t kMaxPipelinedBytes = 64 * 1024;  // stop reading ahead of the current response
+constexpr size_t kMaxHeadsPerTurn = 64;  // pipelined requests served per turn of the loop
 constexpr uint64_t kLingerMs = 2000;
 
 // Copies the head's bytes into the stream's arena so that the read buffer can move on.
@@ -144,6 +145,8 @@ void ServerConnection::process() {
   }
   in_process_ = true;
   bool progress = true;
+  size_t heads = 0;  // requests started in this call
+  bool yield = false;
   while (progress && state_ != State::kClosed && state_ != State::kLingering) {
     progress = false;
     need_process_ = false;
@@ -162,7 +165,16 @@ void ServerConnection::process() {
           output_blocked_ = true;  // flush() resumes once the client has read enough
           break;
         }
+        if (state_ == State::kIdle && heads >= kMaxHeadsPerTurn) {
+          // A client pipelining many requests that are answered at once (a fixed response)
+          // gets a turn of this many, then the loop serves the other connections.
+          need_process_ = true;
+          loop_.schedule(this);
+          yield = true;
+          break;
+        }
         progress = parse_head();
+        if (state_ != State::kIdle && state_ != State::kHead) ++heads;
         break;
       case State::kBody:
         progress = deliver_body();
@@ -192,6 +204,7 @@ void ServerConnection::process() {
       default:
         break;
     }
+    if (yield) break;
     if (need_process_) progress = true;
   }
   in_process_ = false;

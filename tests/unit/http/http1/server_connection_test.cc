@@ -213,6 +213,30 @@ TEST_F(ServerConnectionTest, ClosesOnAnEofInTheHead) {
   EXPECT_EQ(factory_.streams[0]->reset_reason, "eof in head");
 }
 
+TEST_F(ServerConnectionTest, APipelineAnsweredAtOnceGetsTurnsNotTheWholeLoop) {
+  // 1000 requests in one read, each answered inside its own call: a turn serves 64, then the
+  // connection yields to the loop (one task run is a few turns; other connections' events come
+  // between), and the rest follow in later runs.
+  std::string many;
+  for (int i = 0; i < 1000; ++i) many += "GET /p HTTP/1.1\r\nHost: x\r\n\r\n";
+  transport_.deliver(many, false);
+  conn_.on_io(EPOLLIN);
+  auto answers = [&] {
+    size_t n = 0;
+    for (size_t at = 0; (at = transport_.output.find("HTTP/1.1 200", at)) != std::string::npos;
+         ++at) {
+      ++n;
+    }
+    return n;
+  };
+  EXPECT_EQ(answers(), 0u);  // written by the connection's task, after the event
+  run_scheduled(loop_);
+  EXPECT_GE(answers(), 64u);
+  EXPECT_LT(answers(), 1000u);  // not the whole pipeline in one go
+  settle();
+  EXPECT_EQ(answers(), 1000u);
+}
+
 TEST_F(ServerConnectionTest, AMalformedBodyResetsTheStreamWithTheStatusTheClientGets) {
   factory_.answer_at_end = false;
   send("POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
