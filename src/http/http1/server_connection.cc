@@ -167,9 +167,12 @@ void ServerConnection::process() {
         }
         if (state_ == State::kIdle && heads >= kMaxHeadsPerTurn) {
           // A client pipelining many requests that are answered at once (a fixed response)
-          // gets a turn of this many, then the loop serves the other connections.
-          need_process_ = true;
-          loop_.schedule(this);
+          // gets a turn of this many, then the loop serves the other connections: the next
+          // turn comes from the idle timer at 0 ms, once per loop iteration (a task would run
+          // again after every other connection's event, and all such connections together
+          // would still keep the loop from epoll).
+          turn_pending_ = true;
+          arm_idle_timer(1);  // 1 ms: the wheel's resolution; 0 means "off" here
           yield = true;
           break;
         }
@@ -610,8 +613,18 @@ void ServerConnection::on_idle_timer(void* arg) {
         c->close("request body timeout");
       }
       break;
-    case State::kLingering:
     case State::kIdle:
+      if (c->turn_pending_) {
+        // Not idle: a long pipeline's next turn (see process()).
+        c->turn_pending_ = false;
+        c->arm_idle_timer(c->settings_->keepalive_timeout_ms);
+        c->need_process_ = true;
+        c->run_task();
+        break;
+      }
+      c->close("idle timeout");
+      break;
+    case State::kLingering:
     default:
       c->close("idle timeout");
       break;
