@@ -7,6 +7,7 @@
 
 #include "citadel/build_info.h"
 #include "cli/server.h"
+#include "filters/compress/compress_filter.h"
 #include "filters/headers/headers_filter.h"
 #include "proxy/config.h"
 #include "proxy/extension_registry.h"
@@ -26,6 +27,7 @@ constexpr const char* kUsage =
 // The one place that knows every filter this build offers.
 void register_filters(citadel::proxy::ExtensionRegistry& r) {
   r.add(std::make_unique<citadel::filters::HeadersFilterConfig>());
+  r.add(std::make_unique<citadel::filters::CompressFilterConfig>());
 }
 
 }  // namespace

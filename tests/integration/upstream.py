@@ -9,6 +9,7 @@ loopback address such as 127.0.0.2 or ::1 for the DNS tests) and PORT (0 by defa
   /slow?ms=N           answers after N milliseconds
   /chunked?n=N&size=S  N chunks of S bytes, Transfer-Encoding: chunked
   /bytes?n=N           N bytes of body (streamed, Content-Length)
+                       (both take h=Name:Value, repeated: response fields to add)
   /sse?n=N&ms=M        N server-sent events, one every M ms
   /ws                  WebSocket echo
   /status/N            answers status N
@@ -43,6 +44,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+    def extra_headers(self, q):
+        for h in q.get("h", []):
+            name, _, value = h.partition(":")
+            self.send_header(name, value)
 
     def send_body(self, status, body, ctype="text/plain"):
         if isinstance(body, str):
@@ -132,6 +138,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")
             self.send_header("X-Upstream", NAME)
+            self.extra_headers(q)
             self.end_headers()
             chunk = b"x" * size
             for _ in range(n):
@@ -142,6 +149,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_response(200)
             self.send_header("Content-Length", str(n))
             self.send_header("X-Upstream", NAME)
+            self.extra_headers(q)
             self.end_headers()
             if self.command == "HEAD":
                 return
