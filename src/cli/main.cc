@@ -8,6 +8,7 @@
 #include "citadel/build_info.h"
 #include "cli/server.h"
 #include "filters/compress/compress_filter.h"
+#include "filters/compress/decompress_filter.h"
 #include "filters/headers/headers_filter.h"
 #include "proxy/config.h"
 #include "proxy/extension_registry.h"
@@ -28,6 +29,7 @@ constexpr const char* kUsage =
 void register_filters(citadel::proxy::ExtensionRegistry& r) {
   r.add(std::make_unique<citadel::filters::HeadersFilterConfig>());
   r.add(std::make_unique<citadel::filters::CompressFilterConfig>());
+  r.add(std::make_unique<citadel::filters::DecompressFilterConfig>());
 }
 
 }  // namespace

@@ -262,7 +262,10 @@ bool ServerConnection::parse_head() {
   upgrade_requested_ = head.upgrade;
   bool has_body = head.framing != BodyFraming::kNone;
   body_remaining_ = head.content_length;
-  if (head.framing == BodyFraming::kChunked) chunked_.reset();
+  // The body is read as the client framed it, whatever filters later make of head.framing for
+  // the target (a filter that changes the body's size turns it chunked).
+  request_chunked_ = head.framing == BodyFraming::kChunked;
+  if (request_chunked_) chunked_.reset();
   if (settings_->request_timeout_ms != 0) loop_.arm(request_timer_, settings_->request_timeout_ms);
   if (has_body) {
     state_ = State::kBody;
@@ -295,8 +298,7 @@ bool ServerConnection::deliver_body() {
   }
   arm_idle_timer(settings_->body_idle_timeout_ms);
   std::string_view v = in_.view();
-  RequestHead& head = stream_->request_head();
-  if (head.framing == BodyFraming::kContentLength) {
+  if (!request_chunked_) {
     size_t n = v.size() < body_remaining_ ? v.size() : static_cast<size_t>(body_remaining_);
     body_remaining_ -= n;
     bool end = body_remaining_ == 0;

@@ -139,6 +139,7 @@ class ServerConnection : public DownstreamConnection,
   bool request_http10_ : 1 = false;
   bool tunnel_eof_sent_ : 1 = false;
   bool turn_pending_ : 1 = false;  // the idle timer brings a long pipeline's next turn
+  bool request_chunked_ : 1 = false;  // the request body comes chunked (else Content-Length)
   bool line_checked_ : 1 = false;    // the request line of the head being read has been parsed
   bool output_blocked_ : 1 = false;  // the next request waits until the output drains (pipelining)
   bool peer_closed_ : 1 = false;     // EPOLLRDHUP seen: read until EOF, a short read is not the end

@@ -28,6 +28,8 @@ class FakeStream final : public StreamHandler {
   void on_request_headers(bool end_stream) override {
     got_headers = true;
     path = std::string(head.path);
+    // What a body-changing filter does for the target: the client's framing stays the codec's.
+    if (rechunk) head.framing = BodyFraming::kChunked;
     if (end_stream) request_done();
   }
   void on_request_data(std::string_view data, bool end_stream) override {
@@ -60,6 +62,7 @@ class FakeStream final : public StreamHandler {
   std::string body;
   std::string reset_reason;
   int reset_answered = -1;
+  bool rechunk = false;
   // Answer as soon as the request has ended, with the path (and body size) as the body.
   bool answer_at_end = true;
   std::string answer;
@@ -80,9 +83,11 @@ class FakeFactory final : public StreamFactory {
     streams.push_back(std::make_unique<FakeStream>(down));
     streams.back()->answer_at_end = answer_at_end;
     streams.back()->answer = answer;
+    streams.back()->rechunk = rechunk;
     return streams.back().get();
   }
   bool answer_at_end = true;
+  bool rechunk = false;
   std::string answer;
   std::vector<std::unique_ptr<FakeStream>> streams;
 };
@@ -234,6 +239,16 @@ TEST_F(ServerConnectionTest, APipelineAnsweredAtOnceGetsTurnsNotTheWholeLoop) {
   // loop iteration (the integration tests run whole pipelines through a real loop).
   EXPECT_GE(answers(), 64u);
   EXPECT_LT(answers(), 1000u);
+}
+
+TEST_F(ServerConnectionTest, TheBodyIsReadAsTheClientFramedItWhateverTheHeadBecomes) {
+  // Found with the decompress filter: a filter that turns the request chunked for the target
+  // made the codec decode the client's Content-Length body as chunked (400).
+  factory_.rechunk = true;
+  send("POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+  ASSERT_EQ(factory_.streams.size(), 1u);
+  EXPECT_EQ(factory_.streams[0]->body, "hello");
+  EXPECT_EQ(transport_.output, response("/p:5"));
 }
 
 TEST_F(ServerConnectionTest, AMalformedBodyResetsTheStreamWithTheStatusTheClientGets) {
