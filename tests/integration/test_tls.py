@@ -291,7 +291,14 @@ def test_a_reload_serves_new_certificates_and_keeps_open_connections(pki, citade
     # New files under the same names: a reload loads them.
     pki.issue("s", "localhost", dns=["localhost", "renewed.test"])
     assert c.admin("POST", "/config/reload")[0] == 200
-    assert https_get(c.port, ctx, host="renewed.test")[3]["peer_cn"] == "localhost"
+
+    def renewed_served():
+        # The workers take the new snapshot from their loops, a moment after the reload answers.
+        try:
+            return https_get(c.port, ctx, host="renewed.test")[3]["peer_cn"] == "localhost"
+        except ssl.SSLCertVerificationError:
+            return False
+    wait_until(renewed_served, what="the renewed certificate")
     # The connection opened before the reload still works.
     kept.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
     assert kept.recv(4096).startswith(b"HTTP/1.1 200 ")
