@@ -102,6 +102,7 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
       o.session_tickets = t.session_tickets;
       o.session_cache = t.session_cache;
       o.ticket_keys = snap->ticket_keys;
+      o.session_context = "listener:" + l.name;
       auto ctx = http::TlsServerContext::create(o);
       if (!ctx.ok()) {
         // The files changed since the config was checked (a reload, a rotation in progress).

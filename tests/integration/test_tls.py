@@ -25,6 +25,7 @@ class Pki:
 
     def __init__(self, d):
         self.d = str(d)
+        os.makedirs(self.d, exist_ok=True)
         openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                 "-keyout", "ca.key", "-out", "ca.pem", "-days", "30", "-subj", "/CN=Test CA",
                 cwd=self.d)
@@ -392,3 +393,45 @@ def test_bad_tls_config_is_refused_with_its_line(pki, tmp_path, tls, error):
                          timeout=30)
     assert out.returncode != 0
     assert "bad.yaml:4:" in out.stderr and error in out.stderr, out.stderr
+
+
+def test_a_session_never_resumes_on_another_listener_or_after_its_cas_change(pki, citadel):
+    # From an outside attack: session tickets made on a listener without client_auth resumed on
+    # one that requires a client certificate (and a session verified against one CA resumed
+    # after the CA was replaced), skipping the certificate check.
+    cert = pki.issue("s", "localhost", dns=["localhost"])
+    alice = pki.issue("alice", "alice", client=True)
+    listener = f"""        tls:
+          certificates: [ {{ cert: {cert[0]}, key: {cert[1]} }} ]
+      - name: guarded
+        address: 127.0.0.1:0
+        tls:
+          certificates: [ {{ cert: {cert[0]}, key: {cert[1]} }} ]
+          client_auth: {{ ca: CA, mode: required }}
+"""
+    config = config_head(workers=2, listener=listener.replace("CA", pki.path("ca.pem"))) + """
+    routes:
+      - to: { respond: { status: 200, body: "in\\n" } }
+    """
+    c = citadel(config)
+    for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        open_ctx = client_ctx(pki, tls_max=version, tls_min=version)
+        session = https_get(c.ports["public"], open_ctx)[3]["session"]
+        with pytest.raises((ssl.SSLError, ConnectionResetError)):
+            https_get(c.ports["guarded"], open_ctx, session=session)
+    # Alice's session resumes on the guarded listener...
+    ctx = client_ctx(pki, cert=alice, tls_max=ssl.TLSVersion.TLSv1_2)
+    session = https_get(c.ports["guarded"], ctx)[3]["session"]
+    assert https_get(c.ports["guarded"], ctx, session=session)[3]["reused"]
+    # ...until the listener trusts other CAs: then it is a full handshake (which fails here).
+    other = Pki(os.path.join(pki.d, "other"))
+    c.write_config(config.replace(pki.path("ca.pem"), other.path("ca.pem")))
+    assert c.admin("POST", "/config/reload")[0] == 200
+
+    def refused():
+        try:
+            https_get(c.ports["guarded"], ctx, session=session)
+            return False
+        except (ssl.SSLError, ConnectionResetError):
+            return True
+    wait_until(refused, what="the old session refused after the CA change")

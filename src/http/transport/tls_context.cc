@@ -248,8 +248,24 @@ core::Result<std::shared_ptr<TlsServerContext>> TlsServerContext::create(
   // buffer are what Transport::write promises its codecs.
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  static const unsigned char kSidContext[] = "citadel";
-  SSL_CTX_set_session_id_context(ctx, kSidContext, sizeof kSidContext - 1);
+  // The session id context (OpenSSL refuses to resume a session, ticket or cached, made under
+  // another): SHA-256 of the listener's name, its client-auth mode and its CA bundle, so that
+  // sessions never cross listeners and die when the CAs a listener trusts change.
+  {
+    std::string material = options.session_context;
+    material.push_back('\0');
+    material.push_back(static_cast<char>('0' + static_cast<int>(options.client_auth)));
+    if (options.client_auth != ClientAuth::kNone) {
+      std::ifstream in(options.client_ca, std::ios::binary);
+      material.append(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    unsigned char sid[32];
+    unsigned int len = 0;
+    if (EVP_Digest(material.data(), material.size(), sid, &len, EVP_sha256(), nullptr) != 1 ||
+        SSL_CTX_set_session_id_context(ctx, sid, len) != 1) {
+      return core::Status::error("tls: " + tls_error_string("cannot set the session context"));
+    }
+  }
   SSL_CTX_set_session_cache_mode(ctx, options.session_cache > 0 ? SSL_SESS_CACHE_SERVER
                                                                 : SSL_SESS_CACHE_OFF);
   if (options.session_cache > 0) SSL_CTX_sess_set_cache_size(ctx, options.session_cache);

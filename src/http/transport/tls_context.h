@@ -74,6 +74,10 @@ struct TlsServerOptions {
   std::string client_ca;  // PEM bundle of the CAs client certificates must chain to
   bool session_tickets = true;
   long session_cache = 20480;  // entries of the stateful cache (TLS 1.2 session ids); 0: off
+  // Names the listener: a session (ticket or cache entry) resumes only on a context with the
+  // same name, client-auth mode and CA bundle contents. Without it, a session made where no
+  // client certificate was asked for would resume where one is required.
+  std::string session_context;
   std::shared_ptr<TicketKeys> ticket_keys;  // required when session_tickets
 };
 
