@@ -151,6 +151,12 @@ void ActiveStream::on_request_headers(bool end_stream) {
   routed_path_ = req_.path;
   chain_.init(lr != nullptr ? lr->filters.data() : nullptr, listener_filters_,
               pipeline::ChainLimits(), /*route_after=*/true);
+  if (!refuse_.empty()) {
+    // A malformed authority is answered before any filter looks at the request (a redirect
+    // would build its Location from it); the answer still passes the listener's filters.
+    early_reply(400, refuse_);
+    return;
+  }
   chain_.request_headers(end_stream);
 }
 

@@ -24,17 +24,18 @@ class HstsFilter final : public pipeline::Filter {
 
 class ClientSubjectFilter final : public pipeline::Filter {
  public:
-  explicit ClientSubjectFilter(const std::string& field) : field_(field) {}
+  ClientSubjectFilter(const std::string& field, bool set) : field_(field), set_(set) {}
   pipeline::FilterStatus on_request_headers(pipeline::FilterContext& ctx, http::RequestHead& head,
                                             bool) override {
     head.headers.remove(field_);
     const std::string_view subject = ctx.connection().peer_subject();
-    if (!subject.empty()) head.headers.add(field_, subject);
+    if (set_ && !subject.empty()) head.headers.add(field_, subject);
     return pipeline::FilterStatus::kContinue;
   }
 
  private:
   const std::string& field_;
+  bool set_;
 };
 
 class HttpsRedirectFilter final : public pipeline::Filter {
@@ -83,7 +84,7 @@ pipeline::Filter* HstsFilterFactory::create(core::Arena& arena) const {
 }
 
 pipeline::Filter* ClientSubjectFilterFactory::create(core::Arena& arena) const {
-  return pipeline::arena_new<ClientSubjectFilter>(arena, field_);
+  return pipeline::arena_new<ClientSubjectFilter>(arena, field_, set_);
 }
 
 pipeline::Filter* HttpsRedirectFilterFactory::create(core::Arena& arena) const {

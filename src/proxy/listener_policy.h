@@ -6,7 +6,7 @@
 //                        lacks one (RFC 6797: never over plain HTTP, never over a target's own).
 //   ClientSubjectFilter  `tls.client_auth.forward_subject`: the request field that carries the
 //                        verified client certificate's subject; a field of that name from the
-//                        client is always removed, so routes may match on it.
+//                        client is removed on every listener, so routes may match on it.
 //   HttpsRedirectFilter  `redirect_to_https`: every request on a plain listener answered with a
 //                        redirect to the same host and target over https (301 for GET and HEAD,
 //                        308 otherwise, which keeps the method and body).
@@ -30,11 +30,14 @@ class HstsFilterFactory final : public pipeline::FilterFactory {
 
 class ClientSubjectFilterFactory final : public pipeline::FilterFactory {
  public:
-  explicit ClientSubjectFilterFactory(std::string field) : field_(std::move(field)) {}
+  // `set`: this listener forwards its verified subject in `field` (else the field is only
+  // removed: every listener removes what any listener would vouch for).
+  ClientSubjectFilterFactory(std::string field, bool set) : field_(std::move(field)), set_(set) {}
   pipeline::Filter* create(core::Arena& arena) const override;
 
  private:
   std::string field_;
+  bool set_;
 };
 
 class HttpsRedirectFilterFactory final : public pipeline::FilterFactory {

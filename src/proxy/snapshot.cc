@@ -66,6 +66,17 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
     snap->clusters[cc.name] = cluster;
   }
 
+  // Fields that carry a verified client subject somewhere: every listener removes them from
+  // requests (a listener without client_auth would otherwise pass a forged one to routes and
+  // targets that trust it).
+  std::vector<std::string> subject_fields;
+  for (const auto& l : config->listeners) {
+    if (!l.tls || l.tls->forward_subject.empty()) continue;
+    bool seen = false;
+    for (const auto& f : subject_fields) seen = seen || http::iequals(f, l.tls->forward_subject);
+    if (!seen) subject_fields.push_back(l.tls->forward_subject);
+  }
+
   for (const auto& l : config->listeners) {
     ListenerRuntime lr;
     lr.name = l.name;
@@ -116,9 +127,11 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
         if (t.hsts_preload) hsts += "; preload";
         own(std::make_unique<HstsFilterFactory>(std::move(hsts)));
       }
-      if (!t.forward_subject.empty()) {
-        own(std::make_unique<ClientSubjectFilterFactory>(t.forward_subject));
-      }
+    }
+    for (const auto& field : subject_fields) {
+      // Removes the field everywhere; sets it only where this listener forwards its subject.
+      const bool mine = l.tls && http::iequals(l.tls->forward_subject, field);
+      own(std::make_unique<ClientSubjectFilterFactory>(field, mine));
     }
     if (l.redirect_to_https != 0) {
       own(std::make_unique<HttpsRedirectFilterFactory>(l.redirect_to_https));

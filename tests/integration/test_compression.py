@@ -224,3 +224,18 @@ def test_invalid_or_unknown_encodings(upstreams, citadel):
     # An unknown coding goes to the upstream as it is.
     out = post(c.port, b"opaque", "compress")
     assert out.startswith(b"HTTP/1.1 200 ") and b'"received": 6' in out
+
+
+def test_several_accept_encoding_lines_are_one_list(upstreams, citadel):
+    # From an outside attack: only the first line was read (gzip chosen over the preferred br).
+    up = upstreams("app")
+    c = citadel(cfg(up, "{ encodings: [br, gzip] }"))
+    s = socket.create_connection(("127.0.0.1", c.port), timeout=10)
+    try:
+        path = "/bytes?n=5000" + h("Content-Type:text/plain")
+        s.sendall(("GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAccept-Encoding: gzip\r\n"
+                   "Accept-Encoding: br\r\n\r\n" % path).encode())
+        raw = read_until_close(s, 10)
+    finally:
+        s.close()
+    assert b"\r\nContent-Encoding: br\r\n" in raw.split(b"\r\n\r\n")[0] + b"\r\n", raw[:300]

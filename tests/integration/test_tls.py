@@ -435,3 +435,42 @@ def test_a_session_never_resumes_on_another_listener_or_after_its_cas_change(pki
         except (ssl.SSLError, ConnectionResetError):
             return True
     wait_until(refused, what="the old session refused after the CA change")
+
+
+def test_the_subject_field_is_removed_on_every_listener(pki, citadel, upstreams):
+    # From an outside attack: a listener without client_auth passed a forged X-Client-Subject
+    # to routes that trust it (and to the upstream).
+    cert = pki.issue("s", "localhost", dns=["localhost"])
+    up = upstreams("app")
+    listener = f"""        tls:
+          certificates: [ {{ cert: {cert[0]}, key: {cert[1]} }} ]
+          client_auth: {{ ca: {pki.path("ca.pem")}, mode: optional, forward_subject: X-Client-Subject }}
+      - name: plain
+        address: 127.0.0.1:0
+"""
+    c = citadel(config_head(listener=listener) + f"""
+    clusters:
+      - name: app
+        endpoints: [{up.address}]
+    routes:
+      - match: {{ path_prefix: /admin, headers: [ {{ name: X-Client-Subject, exact: "CN=admin" }} ] }}
+        to: {{ respond: {{ status: 200, body: "hello, admin\\n" }} }}
+      - to: {{ cluster: app }}
+    """)
+    status, _, body = c.request("GET", "/admin", listener="plain",
+                                headers={"x-client-subject": "CN=admin"})
+    seen = {k.lower(): v for k, v in json.loads(body)["headers"]}
+    assert status == 200 and "x-client-subject" not in seen
+
+
+def test_a_malformed_host_is_refused_before_the_https_redirect(pki, citadel):
+    # From an outside attack: redirect_to_https built Location from Hosts other listeners refuse.
+    c = citadel(config_head(listener="        redirect_to_https: { port: 8443 }\n") + """
+    routes:
+      - to: { respond: { status: 200 } }
+    """)
+    for host in ("[::1", "[evil.com]", "1.2.3.4:99999", "evil.com:abc"):
+        status, _, _ = c.request("GET", "/a", headers={"Host": host})
+        assert status == 400, host
+    status, headers, _ = c.request("GET", "/a", headers={"Host": "ok.test"})
+    assert status == 301 and headers["Location"] == "https://ok.test:8443/a"

@@ -182,11 +182,16 @@ class CompressFilter final : public pipeline::Filter {
  public:
   explicit CompressFilter(const CompressOptions& o) : o_(o) {}
 
-  pipeline::FilterStatus on_request_headers(pipeline::FilterContext&, http::RequestHead& head,
+  pipeline::FilterStatus on_request_headers(pipeline::FilterContext& ctx, http::RequestHead& head,
                                             bool) override {
     head_request_ = head.is_head;
-    const http::HeaderField* ae = head.headers.find("accept-encoding");
-    chosen_ = ae != nullptr ? negotiate(ae->value, o_.preference) : Encoding::kIdentity;
+    // Several Accept-Encoding lines are one list (RFC 9110 section 5.3).
+    std::string_view all;
+    for (const auto& f : head.headers.fields()) {
+      if (!http::iequals(f.name, "accept-encoding")) continue;
+      all = all.empty() ? f.value : ctx.arena().concat({all, ", ", f.value});
+    }
+    chosen_ = all.empty() ? Encoding::kIdentity : negotiate(all, o_.preference);
     return pipeline::FilterStatus::kContinue;
   }
 
