@@ -61,17 +61,10 @@ bool path_text(const std::string& s) {
   return true;
 }
 
+bool plain_host_chars(const std::string& h);
+
 // A host as a header value or a routing rule: host[:port], a plain name or an IP literal.
-bool host_text(const std::string& h) {
-  if (!valid_authority(h)) return false;
-  if (h.front() == '[') return true;  // valid_authority checks the literal
-  for (char c : h) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '-' || c == '.' || c == '_' || c == '~' || c == ':';
-    if (!ok) return false;
-  }
-  return true;
-}
+bool host_text(const std::string& h) { return valid_authority(h) && plain_host_chars(h); }
 
 
 int hex_value(char c) {
@@ -685,7 +678,7 @@ void read_route(const ConfigNode& n, const ExtensionValidator& fv,
           }
         }
         if (!r.redirect.host.empty() &&
-            (!valid_authority(r.redirect.host) || !plain_host_chars(r.redirect.host))) {
+            !host_text(r.redirect.host)) {
           rd["host"].error("expected host[:port]");
         }
         if (!r.redirect.path.empty() && r.redirect.path.front() != '/') {
