@@ -365,6 +365,16 @@ int Server::run() {
                                                  paused_help, "reason=\"no_descriptors\"");
   services.tls_handshake_errors = metrics_->counter(
       "citadel_tls_handshake_errors_total", "TLS handshakes that failed or timed out");
+  {
+    // https for the workers' HTTP clients: the system's CA store, loaded once for all workers.
+    auto tls = http::TlsClientContext::create(http::TlsClientOptions{});
+    if (tls.ok()) {
+      services.http_client.tls = std::move(tls.value());
+    } else {
+      log_.log(LogLevel::kError, "http client: no TLS (https requests will fail): %s",
+               tls.error().message().c_str());
+    }
+  }
   raise_fd_limit();
 
   std::shared_ptr<const proxy::Config> shared_cfg(std::move(cfg));

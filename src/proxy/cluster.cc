@@ -1,5 +1,6 @@
 #include "proxy/cluster.h"
 
+#include <cerrno>
 #include <map>
 
 namespace citadel::proxy {
@@ -18,6 +19,24 @@ Cluster::Cluster(const ClusterConfig& config, size_t workers)
     : config_(config), worker_state_(workers + 1, nullptr) {}
 
 Cluster::~Cluster() = default;
+
+http::http1::ClientConnection* Cluster::connect(const Endpoint& e, core::EventLoop& loop,
+                                                core::BlockPool& blocks,
+                                                http::http1::ClientOwner& owner) const {
+  const auto* addr = reinterpret_cast<const sockaddr*>(&e.addr);
+  if (tls_ == nullptr) return http::http1::connect_plain(addr, e.addr_len, loop, blocks, owner);
+  const UpstreamTlsConfig& t = *config_.tls;
+  // The name sent and verified: the configured sni, else the endpoint's host; an IP literal is
+  // verified against the certificate's addresses and never sent as SNI (RFC 6066, 3).
+  const std::string& name = t.sni.empty() ? e.host : t.sni;
+  std::string_view sni = is_ip_literal(name) ? std::string_view() : std::string_view(name);
+  SSL* ssl = tls_->new_ssl(name, sni, e.label);
+  if (ssl == nullptr) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return http::http1::connect_tls(addr, e.addr_len, ssl, loop, blocks, owner);
+}
 
 core::Result<std::shared_ptr<Cluster>> Cluster::create(const ClusterConfig& config, size_t workers,
                                                        observe::Registry& metrics,
@@ -44,6 +63,7 @@ core::Result<std::shared_ptr<Cluster>> Cluster::create(const ClusterConfig& conf
       e->index = c->endpoints_.size();
       e->label = name ? ec.address.text() + " (" + a.ip() + ")" : ec.address.text();
       e->host_header = ec.address.text();
+      e->host = ec.address.host;
       e->weight = ec.weight;
       e->addr = a.addr;
       e->addr_len = a.len;
@@ -58,6 +78,13 @@ core::Result<std::shared_ptr<Cluster>> Cluster::create(const ClusterConfig& conf
       c->endpoints_.push_back(std::move(e));
     }
     c->resolved_.push_back(std::move(resolved.value()));
+  }
+  if (config.tls) {
+    auto ctx = http::TlsClientContext::create(upstream_tls_options(*config.tls));
+    if (!ctx.ok()) {
+      return core::Status::error("cluster " + config.name + ": " + ctx.error().message());
+    }
+    c->tls_ = std::move(ctx.value());
   }
   const std::string l = "cluster=\"" + config.name + "\"";
   for (auto& e : c->endpoints_) {

@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "core/status.h"
+#include "http/http1/client_connection.h"
+#include "http/transport/tls_context.h"
 #include "http/upstream.h"
 #include "observe/log.h"
 #include "observe/metrics.h"
@@ -61,6 +63,15 @@ class Cluster {
   // True when `lookup` gives exactly the addresses this cluster was built with, for every
   // endpoint of `config` (a DNS change makes a reload or a DNS refresh build a new cluster).
   bool addresses_match(const ClusterConfig& config, const LookupFn& lookup) const;
+  // Opens a connection to `e` with its codec, registered with `loop`: TLS when the cluster has
+  // `tls:` (verified, with SNI and session resumption), else plain. nullptr (errno set) when no
+  // socket could be made.
+  http::http1::ClientConnection* connect(const Endpoint& e, core::EventLoop& loop,
+                                         core::BlockPool& blocks,
+                                         http::http1::ClientOwner& owner) const;
+  // The cluster's TLS client context; nullptr: plain.
+  const http::TlsClientContext* tls() const { return tls_.get(); }
+
   // True when some endpoint is a DNS name rather than an IP literal.
   bool has_dns_names() const { return has_dns_names_; }
 
@@ -99,6 +110,7 @@ class Cluster {
   std::vector<WorkerCluster*> worker_state_;
   std::vector<std::vector<Address>> resolved_;  // per configured endpoint
   bool has_dns_names_ = false;
+  std::shared_ptr<const http::TlsClientContext> tls_;
 };
 
 }  // namespace citadel::proxy

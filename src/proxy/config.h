@@ -151,6 +151,30 @@ struct EndpointConfig {
   uint32_t weight = 1;
 };
 
+// A cluster's `tls:` block: its endpoints are reached over TLS. File names are resolved against
+// the config file's directory.
+struct UpstreamTlsConfig {
+  std::string ca;       // PEM bundle; empty: the system's CA store
+  bool verify = true;   // verify the chain and the name (sni, else the endpoint's host)
+  std::string sni;      // the server name sent and verified; empty: the endpoint's host name
+  std::string cert;     // optional client certificate and key (mutual TLS to the upstream)
+  std::string key;
+  bool tls13_only = false;
+  int line = 0;
+};
+
+// What a TLS client context for such a cluster is built from.
+inline http::TlsClientOptions upstream_tls_options(const UpstreamTlsConfig& t) {
+  http::TlsClientOptions o;
+  o.ca = t.ca;
+  o.verify = t.verify;
+  o.cert = t.cert;
+  o.key = t.key;
+  o.tls13_only = t.tls13_only;
+  o.alpn = {"http/1.1"};
+  return o;
+}
+
 struct ClusterConfig {
   std::string name;
   LbPolicy lb = LbPolicy::kRoundRobin;
@@ -165,6 +189,7 @@ struct ClusterConfig {
   PoolConfig pool;
   ClusterLimits limits;
   uint32_t panic_threshold_percent = 50;
+  std::optional<UpstreamTlsConfig> tls;
   int line = 0;
 
   // Identity for reuse across reloads: a cluster whose text is unchanged keeps its health state.

@@ -1,6 +1,9 @@
 // YAML -> Config, with every error reported as file:line: key: what was expected.
 #include <algorithm>
 #include <cstring>
+#include <fstream>
+#include <functional>
+#include <iterator>
 #include <set>
 #include <thread>
 
@@ -268,9 +271,41 @@ void read_listener(const ConfigNode& n, ListenerConfig& l) {
   }
 }
 
+// A cluster's `tls:` (true, or a map). The files are loaded now, so that an error names its line;
+// their contents join the cluster's fingerprint, so a reload after a file changed builds the
+// cluster (and its TLS context) anew.
+void read_upstream_tls(const ConfigNode& n, const std::string& file, ClusterConfig& c) {
+  UpstreamTlsConfig t;
+  t.line = n.line();
+  if (n.is_scalar()) {
+    if (!n.boolean(false)) return;  // tls: false
+  } else if (n.expect_map()) {
+    n.allow_keys({"ca", "verify", "sni", "cert", "key", "min_version"});
+    t.ca = config_relative(file, n["ca"].str());
+    t.verify = n["verify"].boolean(true);
+    t.sni = n["sni"].str();
+    if (n["sni"].defined() && !host_text(t.sni)) n["sni"].error("expected a host name");
+    t.cert = config_relative(file, n["cert"].str());
+    t.key = config_relative(file, n["key"].str());
+    if (t.cert.empty() != t.key.empty()) n.error("a client certificate needs both `cert` and `key`");
+    t.tls13_only = n["min_version"].choice("1.2", {"1.2", "1.3"}) == "1.3";
+  } else {
+    return;
+  }
+  auto ctx = http::TlsClientContext::create(upstream_tls_options(t));
+  if (!ctx.ok()) n.error(ctx.error().message());
+  for (const std::string* f : {&t.ca, &t.cert, &t.key}) {
+    if (f->empty()) continue;
+    std::ifstream in(*f, std::ios::binary);
+    std::string contents((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    c.fingerprint += "\n" + *f + "#" + std::to_string(std::hash<std::string>{}(contents));
+  }
+  c.tls = std::move(t);
+}
+
 void read_cluster(const ConfigNode& n, ClusterConfig& c) {
   n.allow_keys({"name", "lb", "hash", "endpoints", "dns_refresh", "dns_family", "health_check",
-                "outlier", "retry", "timeouts", "pool", "limits", "panic_threshold"});
+                "outlier", "retry", "timeouts", "pool", "limits", "panic_threshold", "tls"});
   c.line = n.line();
   c.name = n["name"].str();
   if (c.name.empty()) n.error("a cluster needs a name");
@@ -420,6 +455,7 @@ void read_cluster(const ConfigNode& n, ClusterConfig& c) {
   }
   c.panic_threshold_percent = static_cast<uint32_t>(n["panic_threshold"].integer(50, 0, 100));
   c.fingerprint = YAML::Dump(n.yaml());
+  if (n["tls"].defined()) read_upstream_tls(n["tls"], n.file(), c);
 }
 
 // Two sockets on one address would split its connections between them (the workers' sockets

@@ -20,6 +20,7 @@ struct Endpoint {
   size_t index = 0;         // position in the cluster's endpoint list
   std::string label;        // "host:port" as configured, for logs and metrics
   std::string host_header;  // default Host for health checks
+  std::string host;         // the configured host (a name or an IP literal), for TLS
   sockaddr_storage addr{};
   socklen_t addr_len = 0;
   uint32_t weight = 1;

@@ -77,8 +77,7 @@ class HealthChecker::Probe final : public http::http1::ClientCallbacks,
     passed_ = false;
     arena_.reset();
     head_.reset();
-    conn_ = http::http1::connect_plain(reinterpret_cast<const sockaddr*>(&ep_.addr),
-                                       ep_.addr_len, loop_, blocks_, *this);
+    conn_ = cluster_.connect(ep_, loop_, blocks_, *this);
     if (conn_ == nullptr) {
       verdict(false, "socket");
       return;

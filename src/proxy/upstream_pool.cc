@@ -21,8 +21,7 @@ http::http1::ClientConnection* EndpointPool::take_idle() {
 }
 
 http::http1::ClientConnection* EndpointPool::connect_new() {
-  auto* c = http::http1::connect_plain(reinterpret_cast<const sockaddr*>(&ep_.addr),
-                                       ep_.addr_len, loop_, blocks_, *this);
+  auto* c = owner_.cluster().connect(ep_, loop_, blocks_, *this);
   if (c == nullptr) return nullptr;
   owner_.on_connection_opened();
   stats_.cx_total->add(worker_);

@@ -56,17 +56,19 @@ def config_head(workers=1, listener="", access_log="off", admin=True):
 class Upstream:
     """A tests/integration/upstream.py process."""
 
-    def __init__(self, name, port=0, host="127.0.0.1"):
+    def __init__(self, name, port=0, host="127.0.0.1", env=None):
         self.name = name
         self.port = port
         self.host = host
+        self.env = env  # extra environment (UPSTREAM_TLS_*: see upstream.py)
         self.proc = None
         self.start()
 
     def start(self):
         self.proc = subprocess.Popen(
             [PYTHON, os.path.join(HERE, "upstream.py"), self.name, str(self.port), self.host],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            env=dict(os.environ, **(self.env or {})))
         line = self.proc.stdout.readline()
         m = re.match(r"PORT (\d+)", line or "")
         assert m, "upstream %s did not start: %r" % (self.name, line)
@@ -217,8 +219,8 @@ class Citadel:
 def upstreams():
     started = []
 
-    def make(name, port=0, host="127.0.0.1"):
-        u = Upstream(name, port, host)
+    def make(name, port=0, host="127.0.0.1", env=None):
+        u = Upstream(name, port, host, env)
         started.append(u)
         return u
     yield make

@@ -33,12 +33,13 @@ class Pki:
     def path(self, name):
         return os.path.join(self.d, name)
 
-    def issue(self, name, cn, dns=(), client=False, days=30):
+    def issue(self, name, cn, dns=(), client=False, days=30, ips=()):
         """name.pem (the certificate, then the CA as its chain) and name.key."""
         ext = os.path.join(self.d, name + ".ext")
         with open(ext, "w") as f:
-            if dns:
-                f.write("subjectAltName=" + ",".join("DNS:" + n for n in dns) + "\n")
+            if dns or ips:
+                f.write("subjectAltName=" + ",".join(["DNS:" + n for n in dns] +
+                                                     ["IP:" + a for a in ips]) + "\n")
             f.write("extendedKeyUsage=%s\n" % ("clientAuth" if client else "serverAuth"))
         openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                 "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + cn, cwd=self.d)

@@ -18,12 +18,18 @@ loopback address such as 127.0.0.2 or ::1 for the DNS tests) and PORT (0 by defa
   POST /sink           reads the whole body (chunked or Content-Length), answers its size
                        and the trailer fields it ended with
   POST /slowsink       reads a Content-Length body at 64 KiB per 10 ms
-  anything else        200, JSON echo of name, method, path and headers
+  anything else        200, JSON echo of name, method, path and headers (over TLS also the
+                       connection's "tls": version, sni, client certificate CN, resumed)
+
+TLS: with UPSTREAM_TLS_CERT and UPSTREAM_TLS_KEY (PEM files) in the environment it serves https;
+UPSTREAM_TLS_CLIENT_CA (a PEM bundle) makes it require a client certificate signed by it.
 """
 import base64
 import hashlib
 import json
+import os
 import socket
+import ssl
 import socketserver
 import struct
 import sys
@@ -34,7 +40,7 @@ from urllib.parse import urlsplit, parse_qs
 
 NAME = "up"
 PORT = 0
-STATE = {"healthy": True}
+STATE = {"healthy": True, "sni": None}
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
@@ -108,6 +114,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "target": self.path,
             "headers": [[k, v] for k, v in self.headers.items()],
         }
+        if isinstance(self.connection, ssl.SSLSocket):
+            peer = self.connection.getpeercert() or {}
+            subject = dict(x[0] for x in peer.get("subject", ()))
+            info["tls"] = {"version": self.connection.version(), "sni": STATE["sni"],
+                           "client_cn": subject.get("commonName"),
+                           "resumed": self.connection.session_reused,
+                           "alpn": self.connection.selected_alpn_protocol()}
         self.send_body(200, json.dumps(info), "application/json")
 
     def do_GET(self):
@@ -295,6 +308,20 @@ def main():
     if ":" in host:
         Server.address_family = socket.AF_INET6
     srv = Server((host, PORT), Handler)
+    cert = os.environ.get("UPSTREAM_TLS_CERT")
+    if cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, os.environ["UPSTREAM_TLS_KEY"])
+        ctx.set_alpn_protocols(["http/1.1"])
+        client_ca = os.environ.get("UPSTREAM_TLS_CLIENT_CA")
+        if client_ca:
+            ctx.load_verify_locations(client_ca)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+
+        def on_sni(sslobj, name, _ctx):
+            STATE["sni"] = name
+        ctx.sni_callback = on_sni
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     print("PORT %d" % srv.server_address[1], flush=True)
     srv.serve_forever()
 

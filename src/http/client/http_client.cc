@@ -112,8 +112,8 @@ class Exchange final : public http::UpstreamCallbacks,
       return;
     }
     url_ = std::move(parsed.value());
-    if (url_.https) {
-      early(ClientError::kUnsupportedScheme, "https is not supported yet (no TLS client)");
+    if (url_.https && client_.options_.tls == nullptr) {
+      early(ClientError::kUnsupportedScheme, "https needs a TLS context (none configured)");
       return;
     }
     if (!is_token(method_)) {
@@ -304,11 +304,13 @@ class Exchange final : public http::UpstreamCallbacks,
     state_ = State::kExchanging;
     for (; next_address_ < addresses_.size(); ++next_address_) {
       const ResolvedAddress& a = addresses_[next_address_];
-      key_ = url_.host + ":" + std::to_string(url_.port) + "@" + address_text(a.addr);
+      key_ = (url_.https ? "https://" : "http://") + url_.host + ":" +
+             std::to_string(url_.port) + "@" + address_text(a.addr);
       http::http1::ClientConnection* c = fresh ? nullptr : client_.take_idle(key_);
       reused_ = c != nullptr;
       if (c == nullptr) {
-        c = client_.connect(key_, reinterpret_cast<const sockaddr*>(&a.addr), a.len);
+        c = client_.connect(key_, reinterpret_cast<const sockaddr*>(&a.addr), a.len, url_.https,
+                            url_.host);
         if (c == nullptr) {
           last_error_ = std::strerror(errno);
           continue;
@@ -489,8 +491,23 @@ http::http1::ClientConnection* HttpClient::take_idle(const std::string& key) {
 }
 
 http::http1::ClientConnection* HttpClient::connect(const std::string& key, const sockaddr* addr,
-                                                   socklen_t len) {
-  auto* c = http::http1::connect_plain(addr, len, loop_, blocks_, *this);
+                                                   socklen_t len, bool tls,
+                                                   const std::string& host) {
+  http::http1::ClientConnection* c = nullptr;
+  if (tls) {
+    // The name is verified (an IP literal against the certificate's addresses) and sent as SNI
+    // unless it is an address; sessions resume per origin and address.
+    const bool ip = host.find_first_not_of("0123456789.") == std::string::npos ||
+                    host.find(':') != std::string::npos;
+    SSL* ssl = options_.tls->new_ssl(host, ip ? std::string_view() : std::string_view(host), key);
+    if (ssl == nullptr) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    c = http::http1::connect_tls(addr, len, ssl, loop_, blocks_, *this);
+  } else {
+    c = http::http1::connect_plain(addr, len, loop_, blocks_, *this);
+  }
   if (c == nullptr) return nullptr;
   auto& o = origins_[key];
   if (o == nullptr) {

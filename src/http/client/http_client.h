@@ -11,7 +11,8 @@
 // loop itself must outlive it). Callbacks run on the loop, once per request, never from inside
 // send() nor from inside another callback of the client: each is delivered from a loop task, so
 // the caller's state is consistent and it may send again or cancel others from there.
-// TLS comes later (issue 7): https URLs fail with kUnsupportedScheme.
+// https URLs go over TLS with the options' context (the server's chain and name verified, SNI,
+// sessions resumed); without a context they fail with kUnsupportedScheme.
 #pragma once
 
 #include <cstddef>
@@ -29,16 +30,17 @@
 #include "http/client/resolver.h"
 #include "http/headers.h"
 #include "http/http1/client_connection.h"
+#include "http/transport/tls_context.h"
 
 namespace citadel::http::client {
 
 enum class ClientError : uint8_t {
   kNone,
   kInvalidUrl,         // the URL does not parse, or is not http(s)://host[:port]/...
-  kUnsupportedScheme,  // https: until TLS lands
+  kUnsupportedScheme,  // https without a TLS context in the client's options
   kInvalidRequest,     // a method or header field that cannot be written as it is
   kResolveFailed,      // the name did not resolve (NXDOMAIN, no server answered, ...)
-  kConnectFailed,      // no address of the host accepted a connection
+  kConnectFailed,      // no address of the host accepted a connection (or its TLS handshake)
   kTimeout,            // the whole exchange did not finish within the request's timeout
   kReset,              // the connection closed or failed before the response was complete
   kProtocolError,      // the response is not valid HTTP/1.1
@@ -109,6 +111,9 @@ struct ClientOptions {
   ResolverOptions resolver;
   uint32_t max_idle_per_origin = 8;   // idle keep-alive connections kept per (host, port, address)
   uint64_t idle_timeout_ms = 30'000;  // an idle pooled connection closes after this
+  // For https URLs (shared by every worker's client; the server builds one over the system's
+  // CA store); nullptr: https is refused.
+  std::shared_ptr<const TlsClientContext> tls;
 };
 
 class HttpClient final : public http::http1::ClientOwner {
@@ -144,10 +149,10 @@ class HttpClient final : public http::http1::ClientOwner {
   };
   // An idle connection of `key` (its idle timer stopped), or nullptr.
   http::http1::ClientConnection* take_idle(const std::string& key);
-  // A new connection to `addr` counted under `key`, still connecting; nullptr (errno set) when
-  // no socket could be made.
+  // A new connection to `addr` counted under `key`, still connecting (over TLS to `host` when
+  // `tls`); nullptr (errno set) when no socket could be made.
   http::http1::ClientConnection* connect(const std::string& key, const sockaddr* addr,
-                                         socklen_t len);
+                                         socklen_t len, bool tls, const std::string& host);
   void unlink(Exchange& e);
 
   core::EventLoop& loop_;

@@ -1,11 +1,13 @@
 #include "http/http1/client_connection.h"
 
+#include <openssl/ssl.h>
 #include <sys/epoll.h>
 
 #include <cerrno>
 #include <cstring>
 
 #include "http/http1/wire.h"
+#include "http/transport/tls_transport.h"
 
 namespace citadel::http::http1 {
 namespace {
@@ -34,6 +36,23 @@ ClientConnection* connect_plain(const sockaddr* addr, socklen_t len, core::Event
   int fd = connect_socket(addr, len);
   if (fd < 0) return nullptr;
   auto* c = new PlainClientConnection(SocketTransport(fd), loop, pool, owner);
+  if (!c->start()) {
+    delete c;
+    return nullptr;
+  }
+  return c;
+}
+
+ClientConnection* connect_tls(const sockaddr* addr, socklen_t len, SSL* ssl,
+                              core::EventLoop& loop, core::BlockPool& pool, ClientOwner& owner) {
+  int fd = connect_socket(addr, len);
+  if (fd < 0) {
+    int saved = errno;
+    SSL_free(ssl);
+    errno = saved;
+    return nullptr;
+  }
+  auto* c = new TlsClientConnection(TlsTransport::client(fd, ssl), loop, pool, owner);
   if (!c->start()) {
     delete c;
     return nullptr;
@@ -126,7 +145,9 @@ void ClientConnection::on_io(uint32_t events) {
     if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == 0) return;
     int err = transport_.connect_error();
     if (err != 0 || (events & EPOLLERR) != 0) {
-      fail(ClientFailure::kConnectFailure, err != 0 ? std::strerror(err) : "connect failed");
+      std::string_view detail = transport_.failure_detail();
+      if (detail.empty()) detail = err != 0 ? std::strerror(err) : "connect failed";
+      fail(ClientFailure::kConnectFailure, detail);
       return;
     }
     state_ = requests_ > 0 ? State::kActive : State::kIdle;
@@ -183,8 +204,9 @@ void ClientConnection::do_read() {
       break;
     }
     if (r == ReadResult::kError) {
-      fail(head_received_ ? ClientFailure::kResetAfterHead : ClientFailure::kReset,
-           std::strerror(errno));
+      std::string_view detail = transport_.failure_detail();
+      if (detail.empty()) detail = std::strerror(errno);
+      fail(head_received_ ? ClientFailure::kResetAfterHead : ClientFailure::kReset, detail);
       return;
     }
     // kMore (or a short read after the peer closed). Until the head is complete keep

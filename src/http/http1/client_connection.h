@@ -20,6 +20,7 @@
 #include "http/message.h"
 #include "http/upstream.h"
 #include "http/transport/socket_transport.h"
+#include "http/transport/tls_transport.h"
 #include "http/transport/transport.h"
 
 namespace citadel::http::http1 {
@@ -128,6 +129,15 @@ class ClientConnection : public core::Deferred,
 
 // The HTTP/1.1 client codec over a plain socket, in one allocation.
 using PlainClientConnection = WithTransport<ClientConnection, SocketTransport>;
+
+// The HTTP/1.1 client codec over TLS, in one allocation.
+using TlsClientConnection = WithTransport<ClientConnection, TlsTransport>;
+
+// Starts a TLS connection to `addr` with `ssl` (from a TlsClientContext; taken, freed on
+// failure): the handshake runs once TCP is up, and the codec reports the connection ready after
+// it (a failed verification is a connect failure whose detail says why).
+ClientConnection* connect_tls(const sockaddr* addr, socklen_t len, SSL* ssl, core::EventLoop& loop,
+                              core::BlockPool& pool, ClientOwner& owner);
 
 // Starts a plain connection to `addr` with its codec, registered with `loop`. nullptr when no
 // socket could be created or the connect failed at once (errno set); no callback is made then.

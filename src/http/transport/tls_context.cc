@@ -362,4 +362,173 @@ int TlsServerContext::on_status(SSL* ssl, void*) {
   return SSL_TLSEXT_ERR_OK;
 }
 
+// --- the client side ---------------------------------------------------------------------------
+
+namespace {
+
+// The ex_data slot where a client SSL keeps its session key (a heap string freed with the SSL).
+void free_session_key(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) {
+  delete static_cast<std::string*>(ptr);
+}
+
+int session_key_index() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, free_session_key);
+  return index;
+}
+
+}  // namespace
+
+core::Result<std::shared_ptr<TlsClientContext>> TlsClientContext::create(
+    const TlsClientOptions& options) {
+  std::shared_ptr<TlsClientContext> t(new TlsClientContext());
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  if (ctx == nullptr) return core::Status::error("tls: " + tls_error_string("SSL_CTX_new failed"));
+  t->ctx_ = ctx;
+  t->verify_ = options.verify;
+  t->cache_limit_ = options.session_cache;
+  SSL_CTX_set_min_proto_version(ctx, options.tls13_only ? TLS1_3_VERSION : TLS1_2_VERSION);
+  if (SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1 ||
+      SSL_CTX_set1_groups_list(ctx, kGroups) != 1) {
+    return core::Status::error("tls: " + tls_error_string("cannot set ciphers or groups"));
+  }
+  // A peer that closes without close_notify (many servers do) ends the stream like a TCP FIN:
+  // HTTP's own framing tells a complete message from a cut one.
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                               SSL_OP_IGNORE_UNEXPECTED_EOF);
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  if (options.verify) {
+    if (options.ca.empty()) {
+      if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        return core::Status::error("tls: " + tls_error_string("cannot load the system CA store"));
+      }
+    } else {
+      if (BioFile(options.ca).bio == nullptr) {
+        ERR_clear_error();
+        return core::Status::error("tls: cannot read ca " + options.ca);
+      }
+      if (SSL_CTX_load_verify_locations(ctx, options.ca.c_str(), nullptr) != 1) {
+        ERR_clear_error();
+        return core::Status::error("tls: ca " + options.ca + ": no PEM certificate in it");
+      }
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+    SSL_CTX_set_verify_depth(ctx, 8);
+  }
+  if (!options.cert.empty() || !options.key.empty()) {
+    TlsCertificateFiles files;
+    files.cert = options.cert;
+    files.key = options.key;
+    auto c = load_certificate(files);
+    if (!c.ok()) return c.error();
+    const auto& cert = *c.value();
+    if (SSL_CTX_use_certificate(ctx, cert.x509) != 1 ||
+        SSL_CTX_use_PrivateKey(ctx, cert.key) != 1) {
+      return core::Status::error("tls: " + tls_error_string("cannot use the client certificate"));
+    }
+    for (int i = 0; i < sk_X509_num(cert.chain); ++i) {
+      X509* extra = sk_X509_value(cert.chain, i);
+      if (SSL_CTX_add1_chain_cert(ctx, extra) != 1) {
+        return core::Status::error("tls: " + tls_error_string("cannot add the client chain"));
+      }
+    }
+  }
+  std::string wire;
+  for (const auto& p : options.alpn) {
+    wire.push_back(static_cast<char>(p.size()));
+    wire += p;
+  }
+  if (!wire.empty() &&
+      SSL_CTX_set_alpn_protos(ctx, reinterpret_cast<const unsigned char*>(wire.data()),
+                              static_cast<unsigned int>(wire.size())) != 0) {
+    return core::Status::error("tls: " + tls_error_string("cannot set ALPN"));
+  }
+  if (options.session_cache > 0) {
+    // OpenSSL's own client cache is keyed by nothing useful to us: keep sessions ourselves.
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_set_app_data(ctx, t.get());
+    SSL_CTX_sess_set_new_cb(ctx, on_new_session);
+  } else {
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  }
+  return t;
+}
+
+TlsClientContext::~TlsClientContext() {
+  for (auto& [key, session] : sessions_) SSL_SESSION_free(session);
+  SSL_CTX_free(ctx_);
+}
+
+SSL* TlsClientContext::new_ssl(std::string_view verify_name, std::string_view sni,
+                               std::string_view session_key) const {
+  SSL* ssl = SSL_new(ctx_);
+  if (ssl == nullptr) return nullptr;
+  if (!sni.empty()) {
+    std::string name(sni);
+    if (SSL_set_tlsext_host_name(ssl, name.c_str()) != 1) {
+      SSL_free(ssl);
+      return nullptr;
+    }
+  }
+  if (verify_ && !verify_name.empty()) {
+    std::string name(verify_name);
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+    // An IP literal is checked against the certificate's IP addresses, a name against its DNS
+    // names (wildcards only as the whole leftmost label).
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    int ok = X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str());
+    if (ok != 1) {
+      ERR_clear_error();
+      ok = SSL_set1_host(ssl, name.c_str());
+    }
+    if (ok != 1) {
+      SSL_free(ssl);
+      return nullptr;
+    }
+  }
+  if (cache_limit_ > 0 && !session_key.empty()) {
+    SSL_set_ex_data(ssl, session_key_index(), new std::string(session_key));
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
+      if (it->first != session_key) continue;
+      SSL_set_session(ssl, it->second);
+      // A TLS 1.3 ticket is offered once (RFC 8446, C.4): the server sends a fresh one.
+      if (SSL_SESSION_get_protocol_version(it->second) >= TLS1_3_VERSION) {
+        SSL_SESSION_free(it->second);
+        const_cast<TlsClientContext*>(this)->sessions_.erase(it);
+      }
+      break;
+    }
+  }
+  return ssl;
+}
+
+size_t TlsClientContext::cached_sessions() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return sessions_.size();
+}
+
+int TlsClientContext::on_new_session(SSL* ssl, SSL_SESSION* session) {
+  auto* self = static_cast<TlsClientContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+  auto* key = static_cast<std::string*>(SSL_get_ex_data(ssl, session_key_index()));
+  if (self == nullptr || key == nullptr || SSL_SESSION_is_resumable(session) != 1) return 0;
+  self->keep(*key, session);
+  return 1;  // the session's reference is ours now
+}
+
+void TlsClientContext::keep(const std::string& key, SSL_SESSION* session) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [k, s] : sessions_) {
+    if (k != key) continue;
+    SSL_SESSION_free(s);
+    s = session;
+    return;
+  }
+  if (sessions_.size() >= cache_limit_) {
+    SSL_SESSION_free(sessions_.front().second);
+    sessions_.erase(sessions_.begin());
+  }
+  sessions_.emplace_back(key, session);
+}
+
 }  // namespace citadel::http

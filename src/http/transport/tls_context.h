@@ -19,12 +19,15 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/status.h"
 
 using SSL_CTX = struct ssl_ctx_st;
 using SSL = struct ssl_st;
+using SSL_SESSION = struct ssl_session_st;
 
 namespace citadel::http {
 
@@ -114,6 +117,52 @@ class TlsServerContext {
   static int on_alpn(SSL* ssl, const unsigned char** out, unsigned char* outlen,
                      const unsigned char* in, unsigned int inlen, void* arg);
   static int on_status(SSL* ssl, void* arg);
+};
+
+// What a TLS client (an upstream connection, the HTTP client) verifies and presents.
+struct TlsClientOptions {
+  std::string ca;  // PEM bundle the server's chain must reach; empty: the system's store
+  bool verify = true;  // false: any certificate is accepted (tests, a known internal peer)
+  std::string cert;    // optional client certificate (PEM, with its chain) and its key
+  std::string key;
+  bool tls13_only = false;
+  std::vector<std::string> alpn;  // offered in this order; empty: no ALPN
+  size_t session_cache = 1024;    // sessions kept for resumption, by session key; 0: none
+};
+
+// The client side: one per upstream cluster with `tls:` (built with its Cluster on the control
+// thread) and one for the HTTP client's https URLs, each shared by all workers. It verifies the
+// server's chain and its name (RFC 6125: DNS names from subject alternative names, or an IP
+// address), sends SNI, and resumes sessions: the last session a server gave for a session key
+// (the endpoint) is offered by the next connection with that key, from any worker.
+class TlsClientContext {
+ public:
+  static core::Result<std::shared_ptr<TlsClientContext>> create(const TlsClientOptions& options);
+  ~TlsClientContext();
+  TlsClientContext(const TlsClientContext&) = delete;
+  TlsClientContext& operator=(const TlsClientContext&) = delete;
+
+  // A client SSL for one connection (nullptr when out of memory). `verify_name` is the name or
+  // IP literal the certificate must be valid for (ignored when verification is off); `sni` the
+  // server name to send (empty: none, as for an IP address); `session_key` names the peer whose
+  // sessions are shared (empty: no resumption).
+  SSL* new_ssl(std::string_view verify_name, std::string_view sni,
+               std::string_view session_key) const;
+  SSL_CTX* native() const { return ctx_; }
+  bool verifies() const { return verify_; }
+  // Sessions currently kept (tests).
+  size_t cached_sessions() const;
+
+ private:
+  TlsClientContext() = default;
+  static int on_new_session(SSL* ssl, SSL_SESSION* session);
+  void keep(const std::string& key, SSL_SESSION* session);
+
+  SSL_CTX* ctx_ = nullptr;
+  bool verify_ = true;
+  size_t cache_limit_ = 0;
+  mutable std::mutex mu_;
+  std::vector<std::pair<std::string, SSL_SESSION*>> sessions_;  // few peers: a flat list
 };
 
 // The OpenSSL error queue as one line ("error:0A000086:SSL routines::certificate verify

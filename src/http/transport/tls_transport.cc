@@ -25,6 +25,8 @@ struct TlsTransport::State {
   bool registered = false;
   bool shut = false;
   int error_code = 0;  // errno-style, for connect_error()
+  ReadResult held = ReadResult::kMore;  // kError: reported by the next read (bytes came first)
+  int held_errno = 0;
   std::string error;
   std::string sni, alpn, subject;
   TlsInfo info;
@@ -110,6 +112,11 @@ TlsTransport::Handshake TlsTransport::handshake() {
   } else {
     fail_protocol(err == SSL_ERROR_SYSCALL ? "peer closed during the handshake"
                                            : "handshake failed");
+    long verdict = SSL_get_verify_result(s_->ssl);
+    if (s_->client && verdict != X509_V_OK) {
+      // Say which check failed ("hostname mismatch", "unable to get local issuer certificate").
+      s_->error += std::string(" (") + X509_verify_cert_error_string(verdict) + ")";
+    }
   }
   return Handshake::kFailed;
 }
@@ -159,6 +166,10 @@ uint32_t TlsTransport::ready(uint32_t events) {
 ReadResult TlsTransport::read_into(char* dst, size_t room, size_t& n) {
   State& s = *s_;
   n = 0;
+  if (s.held != ReadResult::kMore) {  // an end found behind the last bytes
+    errno = s.held_errno;
+    return s.held;
+  }
   // Read until the socket is drained or the room is full: a TLS record decoded into OpenSSL's
   // buffer would otherwise wait for an edge that never comes.
   while (n < room) {
@@ -168,8 +179,8 @@ ReadResult TlsTransport::read_into(char* dst, size_t room, size_t& n) {
       n += got;
       continue;
     }
-    int err = SSL_get_error(s.ssl, 0);
-    switch (err) {
+    ReadResult end;
+    switch (SSL_get_error(s.ssl, 0)) {
       case SSL_ERROR_WANT_READ:
         return ReadResult::kDrained;
       case SSL_ERROR_WANT_WRITE:
@@ -179,12 +190,21 @@ ReadResult TlsTransport::read_into(char* dst, size_t room, size_t& n) {
         return ReadResult::kEof;  // close_notify, or (ignored) a close without one
       case SSL_ERROR_SYSCALL:
         if (errno == 0) errno = ECONNRESET;
+        if (s.error.empty()) s.error = std::strerror(errno);
         ERR_clear_error();
-        return ReadResult::kError;
+        end = ReadResult::kError;
+        break;
       default:
         fail_protocol("TLS read failed");
-        return ReadResult::kError;
+        end = ReadResult::kError;
+        break;
     }
+    if (n == 0) return end;
+    // Bytes decoded before the failure are valid: deliver them first (kMore makes the codec
+    // read again, and that read reports the failure).
+    s.held = end;
+    s.held_errno = errno;
+    return ReadResult::kMore;
   }
   return ReadResult::kMore;
 }
@@ -239,6 +259,11 @@ void TlsTransport::close(core::EventLoop& loop) {
   if (!s_ || s_->fd < 0) return;
   if (s_->registered) loop.remove(s_->fd);
   s_->registered = false;
+  // A connection closed without a TLS failure ended well, close_notify or not: OpenSSL would
+  // otherwise drop its session from the caches (ours and the server's) as a bad one.
+  if (s_->error_code != EPROTO && !s_->handshaking) {
+    SSL_set_shutdown(s_->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+  }
   SSL_free(s_->ssl);
   s_->ssl = nullptr;
   ::close(s_->fd);
@@ -246,6 +271,7 @@ void TlsTransport::close(core::EventLoop& loop) {
 }
 
 int TlsTransport::connect_error() { return s_->error_code; }
+std::string_view TlsTransport::failure_detail() const { return s_->error; }
 
 // --- the server handshake ----------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ class TlsTransport final : public Transport {
   void shutdown_write() override;
   void close(core::EventLoop& loop) override;
   int connect_error() override;
+  std::string_view failure_detail() const override;
 
  private:
   struct State;

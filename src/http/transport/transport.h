@@ -1,4 +1,4 @@
-// The byte stream under a codec: a plain socket today (socket_transport.h), TLS next.
+// The byte stream under a codec: a plain socket (socket_transport.h) or TLS (tls_transport.h).
 //
 // The HTTP/1 codecs (and the HTTP/2 one to come) read, write, half-close and close through a
 // Transport and own no file descriptor, so that TLS slides in under them without changing them
@@ -75,6 +75,9 @@ class Transport {
   // value). Asked when ready() first reports EPOLLOUT or an error; a TLS transport reports the
   // connection ready only after its handshake.
   virtual int connect_error() = 0;
+  // Why the connection failed, in words, where the transport knows more than errno says (a TLS
+  // transport: "certificate verify failed", ...); empty otherwise.
+  virtual std::string_view failure_detail() const { return {}; }
 };
 
 // A codec and the transport under it as one object: one allocation per connection, and no

@@ -21,6 +21,7 @@
 
 #include "../../core/loop_thread.h"
 #include "test_servers.h"
+#include "test_tls_server.h"
 
 namespace citadel::http::client {
 namespace {
@@ -31,6 +32,7 @@ using testing::response;
 using testing::SeenRequest;
 using testing::TestDnsServer;
 using testing::TestHttpServer;
+using testing::TestTlsServer;
 
 // Responses as they arrive, from the loop thread.
 class Collector {
@@ -573,6 +575,88 @@ TEST_F(HttpClientTest, ErrorsFoundInSendAreDeliveredLater) {
   EXPECT_EQ(c.at(1).error, ClientError::kInvalidUrl);
   EXPECT_EQ(c.at(2).error, ClientError::kInvalidUrl);
   EXPECT_EQ(c.at(3).error, ClientError::kInvalidRequest);
+}
+
+// --- https ---------------------------------------------------------------------------------------
+
+std::shared_ptr<const TlsClientContext> trusting(const std::string& ca) {
+  TlsClientOptions o;
+  o.ca = ca;
+  auto ctx = TlsClientContext::create(o);
+  EXPECT_TRUE(ctx.ok()) << ctx.error().message();
+  return ctx.ok() ? ctx.value() : nullptr;
+}
+
+TEST_F(HttpClientTest, HttpsVerifiesTheServerAndResumesItsSession) {
+  TestTlsServer server(::testing::TempDir());
+  ASSERT_TRUE(server.ok());
+  ClientOptions o;
+  o.tls = trusting(server.cert_path());
+  make_client(o);
+  ClientRequest req;
+  std::string u = "https://127.0.0.1:" + std::to_string(server.port()) + "/x";
+  req.url = u;
+  ClientResponse first = fetch(req);
+  ASSERT_TRUE(first.ok()) << error_name(first.error) << ": " << first.error_detail;
+  EXPECT_EQ(first.status, 200);
+  // An IP address is verified against the certificate's addresses and never sent as SNI.
+  EXPECT_EQ(first.body, "sni=- resumed=0 client_cert=0");
+  EXPECT_EQ(o.tls->cached_sessions(), 1u);
+  // The server closed: the next request makes a new connection, which resumes the session.
+  ClientResponse second = fetch(req);
+  ASSERT_TRUE(second.ok()) << error_name(second.error) << ": " << second.error_detail;
+  EXPECT_EQ(second.body, "sni=- resumed=1 client_cert=0");
+  EXPECT_EQ(server.handshakes(), 2);
+}
+
+TEST_F(HttpClientTest, HttpsSendsTheNameAsSniAndChecksIt) {
+  TestTlsServer server(::testing::TempDir());
+  TestDnsServer dns(std::map<std::string, std::vector<std::string>>{
+      {"localhost.citadel.test", {"127.0.0.1"}}});
+  std::string path = ::testing::TempDir() + "citadel_tls_hosts." + std::to_string(::getpid());
+  {
+    std::ofstream f(path);
+    f << "127.0.0.1 localhost\n";
+  }
+  ::setenv("CARES_HOSTS", path.c_str(), 1);
+  ClientOptions o;
+  o.resolver.servers = {dns.address()};
+  o.tls = trusting(server.cert_path());
+  make_client(o);
+  ClientRequest req;
+  std::string good = "https://localhost:" + std::to_string(server.port()) + "/";
+  req.url = good;
+  ClientResponse r = fetch(req);
+  ASSERT_TRUE(r.ok()) << error_name(r.error) << ": " << r.error_detail;
+  EXPECT_EQ(r.body, "sni=localhost resumed=0 client_cert=0");
+  // The same server under a name its certificate does not carry: refused before any request.
+  std::string wrong = "https://localhost.citadel.test:" + std::to_string(server.port()) + "/";
+  req.url = wrong;
+  r = fetch(req);
+  ::unsetenv("CARES_HOSTS");
+  std::remove(path.c_str());
+  EXPECT_EQ(r.error, ClientError::kConnectFailed) << error_name(r.error);
+  EXPECT_NE(r.error_detail.find("hostname mismatch"), std::string::npos) << r.error_detail;
+}
+
+TEST_F(HttpClientTest, HttpsRefusesAnUntrustedServer) {
+  TestTlsServer server(::testing::TempDir());
+  ClientOptions o;
+  o.tls = trusting("");  // the system's store, which does not hold the test's certificate
+  make_client(o);
+  ClientRequest req;
+  std::string u = "https://127.0.0.1:" + std::to_string(server.port()) + "/";
+  req.url = u;
+  ClientResponse r = fetch(req);
+  EXPECT_EQ(r.error, ClientError::kConnectFailed) << error_name(r.error);
+  EXPECT_NE(r.error_detail.find("certificate verify failed"), std::string::npos)
+      << r.error_detail;
+  // Plain HTTP to a TLS port is an answer nobody can read: a protocol error or a reset.
+  std::string plain = "http://127.0.0.1:" + std::to_string(server.port()) + "/";
+  req.url = plain;
+  req.timeout_ms = 3000;
+  r = fetch(req);
+  EXPECT_FALSE(r.ok());
 }
 
 }  // namespace
