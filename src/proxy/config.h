@@ -14,6 +14,7 @@
 
 #include "core/config_reader.h"
 #include "http/path.h"
+#include "http/http1/server_connection.h"
 #include "http/transport/tls_context.h"
 
 namespace citadel::proxy {
@@ -83,6 +84,10 @@ struct ListenerConfig {
   // redirect_to_https: every request on this (plain) listener is redirected to https on this
   // port (443: no port in the URL); 0: off.
   uint16_t redirect_to_https = 0;
+  // http2: HTTP/2 as well as HTTP/1.1 (ALPN h2 on a TLS listener, h2c with prior knowledge on
+  // a plain one), with these limits.
+  bool http2 = false;
+  http::http1::Http2Limits http2_limits;
   int line = 0;
 };
 

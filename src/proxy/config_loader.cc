@@ -211,7 +211,7 @@ void read_tls(const ConfigNode& n, const std::string& file, ListenerTlsConfig& t
 
 void read_listener(const ConfigNode& n, ListenerConfig& l) {
   n.allow_keys({"name", "address", "timeouts", "limits", "merge_slashes", "escaped_slashes",
-                "forward_path", "filters", "tls", "redirect_to_https"});
+                "forward_path", "filters", "tls", "redirect_to_https", "http2"});
   l.line = n.line();
   l.name = n["name"].str();
   if (l.name.empty()) n.error("a listener needs a name");
@@ -256,6 +256,25 @@ void read_listener(const ConfigNode& n, ListenerConfig& l) {
   if (tls.defined() && tls.expect_map()) {
     l.tls.emplace();
     read_tls(tls, n.file(), *l.tls);
+  }
+  ConfigNode h2 = n["http2"];
+  if (h2.defined()) {
+    if (h2.is_scalar()) {
+      l.http2 = h2.boolean(false);
+    } else if (h2.expect_map()) {
+      l.http2 = true;
+      h2.allow_keys({"max_concurrent_streams", "stream_window", "connection_window"});
+      auto& x = l.http2_limits;
+      x.max_concurrent_streams = static_cast<uint32_t>(
+          h2["max_concurrent_streams"].integer(x.max_concurrent_streams, 1, 10'000));
+      // RFC 9113 6.9.2: a window is at most 2^31-1; at least the 64 KiB minus one it starts at.
+      uint64_t sw = h2["stream_window"].size_bytes(x.stream_window);
+      uint64_t cw = h2["connection_window"].size_bytes(x.connection_window);
+      if (sw < 65535 || sw > 0x7fffffff) h2["stream_window"].error("expected 64KiB..2GiB");
+      if (cw < 65535 || cw > 0x7fffffff) h2["connection_window"].error("expected 64KiB..2GiB");
+      x.stream_window = static_cast<uint32_t>(sw);
+      x.connection_window = static_cast<uint32_t>(cw);
+    }
   }
   ConfigNode rd = n["redirect_to_https"];
   if (rd.defined()) {

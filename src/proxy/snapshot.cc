@@ -91,6 +91,8 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
     lr.settings.body_idle_timeout_ms = l.timeouts.body_idle_ms;
     lr.settings.keepalive_timeout_ms = l.timeouts.keepalive_ms;
     lr.settings.request_timeout_ms = l.timeouts.request_ms;
+    lr.settings.http2 = l.http2_limits;
+    lr.http2 = l.http2;
     lr.path_options.merge_slashes = l.merge_slashes;
     lr.path_options.escaped_slashes = l.escaped_slashes;
     lr.path_options.forward_normalized = l.forward_normalized;
@@ -107,7 +109,9 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
       http::TlsServerOptions o;
       o.certificates = t.certificates;
       o.tls13_only = t.tls13_only;
-      o.alpn = {"http/1.1"};
+      // HTTP/2 first where the listener speaks it (RFC 9113, 3.2), else HTTP/1.1 only.
+      o.alpn = l.http2 ? std::vector<std::string>{"h2", "http/1.1"}
+                       : std::vector<std::string>{"http/1.1"};
       o.client_auth = t.client_auth;
       o.client_ca = t.client_ca;
       o.session_tickets = t.session_tickets;

@@ -32,6 +32,7 @@ struct ListenerRuntime {
   std::vector<const pipeline::FilterFactory*> filters;
   // A TLS listener's context (nullptr: plain).
   std::shared_ptr<const http::TlsServerContext> tls;
+  bool http2 = false;  // ALPN h2 (TLS) or h2c with prior knowledge (plain)
 };
 
 struct Snapshot {

@@ -11,6 +11,7 @@
 #include <ctime>
 
 #include "http/transport/socket_transport.h"
+#include "http/http2/server_connection.h"
 #include "http/transport/tls_transport.h"
 #include "proxy/active_stream.h"
 #include "proxy/upstream_pool.h"
@@ -39,6 +40,7 @@ class Worker::Listener final : public core::IoHandler {
   std::shared_ptr<const http::http1::ServerSettings> settings =
       std::make_shared<http::http1::ServerSettings>();
   std::shared_ptr<const http::TlsServerContext> tls;  // nullptr: a plain listener
+  bool http2 = false;
   uint64_t active = 0;           // open connections accepted here
   uint64_t max = 0;              // this worker's share of limits.connections; 0: none
   bool paused_limit = false;     // at `max`: resumes when a connection closes
@@ -183,6 +185,7 @@ void Worker::configure_listener(Listener& l) {
     l.settings = std::make_shared<http::http1::ServerSettings>(lr.settings);
     l.path_options = lr.path_options;
     l.tls = lr.tls;
+    l.http2 = lr.http2;
     l.max = lr.max_connections_per_worker;
     l.id = lr.id;
   }
@@ -279,6 +282,11 @@ void Worker::accept_from(Listener& l) {
 http::DownstreamConnection* Worker::new_connection(int fd, const http::ConnectionInfo& info,
                                                    Listener& l) {
   if (l.tls == nullptr) {
+    if (l.http2) {
+      // The first bytes choose the codec: the HTTP/2 preface, or an HTTP/1 request line.
+      return new http::http2::PrefaceSniffer(http::SocketTransport(fd), info, loop_, *this,
+                                             *this, l.settings->header_timeout_ms);
+    }
     return new http::http1::PlainServerConnection(http::SocketTransport(fd), info, l.settings,
                                                   loop_, blocks_, *this, *this);
   }
@@ -294,29 +302,55 @@ http::DownstreamConnection* Worker::new_connection(int fd, const http::Connectio
                                 l.settings->header_timeout_ms);
 }
 
-void Worker::on_handshake_done(http::TlsHandshake& h) {
-  auto* l = static_cast<Listener*>(h.owner_tag);
-  // Only HTTP/1.1 speaks over TLS yet (ALPN offers nothing else).
-  // (owner_tag is the accepting listener, kept alive while it has connections.)
-  auto* conn = new TlsServerConnection(h.take_transport(), h.info(), l->settings, loop_, blocks_,
-                                       *this, *this);
-  // In the handshake's place in the list: the same listener, the same count.
-  conn->prev = h.prev;
-  conn->next = h.next;
-  conn->owner_tag = h.owner_tag;
-  if (h.prev != nullptr) h.prev->next = conn;
+// Puts `conn` in `old`'s place in the connection list (the same listener, the same count),
+// hands `old` to defer_delete and starts `conn` (aborted when it cannot run). False: aborted.
+bool Worker::take_place(http::DownstreamConnection& old, http::DownstreamConnection* conn) {
+  conn->prev = old.prev;
+  conn->next = old.next;
+  conn->owner_tag = old.owner_tag;
+  if (old.prev != nullptr) old.prev->next = conn;
   else connections_ = conn;
-  if (h.next != nullptr) h.next->prev = conn;
-  h.prev = h.next = nullptr;
-  h.owner_tag = nullptr;
-  loop_.defer_delete(std::unique_ptr<core::Deferred>(&h));
+  if (old.next != nullptr) old.next->prev = conn;
+  old.prev = old.next = nullptr;
+  old.owner_tag = nullptr;
+  loop_.defer_delete(std::unique_ptr<core::Deferred>(&old));
   if (!conn->start()) {
     conn->abort();
+    return false;
+  }
+  return true;
+}
+
+void Worker::on_handshake_done(http::TlsHandshake& h) {
+  // (owner_tag is the accepting listener, kept alive while it has connections.)
+  auto* l = static_cast<Listener*>(h.owner_tag);
+  if (h.info().alpn() == "h2") {
+    auto* conn = new http::http2::TlsServerConnection(h.take_transport(), h.info(), l->settings,
+                                                      loop_, blocks_, *this, *this);
+    // Its start() reads what OpenSSL may already hold decrypted.
+    take_place(h, conn);
     return;
   }
+  auto* conn = new TlsServerConnection(h.take_transport(), h.info(), l->settings, loop_, blocks_,
+                                       *this, *this);
+  if (!take_place(h, conn)) return;
   // The client's first request may already sit decrypted in OpenSSL's buffer, and no edge
   // would announce it.
   conn->on_io(EPOLLIN);
+}
+
+void Worker::on_sniffed(http::http2::PrefaceSniffer& s, bool h2) {
+  auto* l = static_cast<Listener*>(s.owner_tag);
+  if (h2) {
+    take_place(s, new http::http2::PlainServerConnection(s.take_transport(), s.info(),
+                                                         l->settings, loop_, blocks_, *this,
+                                                         *this, s.bytes()));
+    return;
+  }
+  auto* conn = new http::http1::PlainServerConnection(s.take_transport(), s.info(), l->settings,
+                                                      loop_, blocks_, *this, *this);
+  conn->preload(s.bytes());
+  take_place(s, conn);
 }
 
 void Worker::on_handshake_failed(std::string_view why) {

@@ -14,6 +14,7 @@
 #include "core/event_loop.h"
 #include "http/date.h"
 #include "http/client/http_client.h"
+#include "http/http2/preface_sniffer.h"
 #include "http/downstream_connection.h"
 #include "http/http1/server_connection.h"
 #include "http/pipeline/stream_info.h"
@@ -54,6 +55,7 @@ struct WorkerSnapshot {
 
 class Worker final : public http::ConnectionOwner,
                      public http::TlsHandshakeOwner,
+                     public http::http2::SniffOwner,
                      public http::StreamFactory,
                      public pipeline::WorkerContext {
  public:
@@ -112,10 +114,14 @@ class Worker final : public http::ConnectionOwner,
   // TlsHandshakeOwner
   void on_handshake_done(http::TlsHandshake& h) override;
   void on_handshake_failed(std::string_view why) override;
+  // SniffOwner (h2c with prior knowledge on a plain listener with http2)
+  void on_sniffed(http::http2::PrefaceSniffer& s, bool h2) override;
   // StreamFactory
   http::StreamHandler* new_stream(http::ServerStream& downstream) override;
 
  private:
+  // Puts `conn` in `old`'s place in the connection list and starts it (see worker.cc).
+  bool take_place(http::DownstreamConnection& old, http::DownstreamConnection* conn);
   class Listener;
   void accept_from(Listener& l);
   // The connection for a client just accepted on `l`: the codec is chosen here.

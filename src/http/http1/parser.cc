@@ -464,4 +464,7 @@ ParseOutcome parse_response(std::string_view data, const ParseLimits& limits,
   return {ParseOutcome::kComplete, head_end, 0, {}};
 }
 
+bool valid_request_target(std::string_view s) { return !s.empty() && valid_target_chars(s); }
+bool valid_host_value(std::string_view s) { return valid_host(s); }
+
 }  // namespace citadel::http::http1

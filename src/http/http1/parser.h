@@ -45,4 +45,9 @@ ParseOutcome parse_response(std::string_view data, const ParseLimits& limits,
 
 bool is_token(std::string_view s);
 
+// The character rules the HTTP/1 parser applies to a request-target and to a Host value, for
+// the HTTP/2 codec's :path and :authority (one set of rules whatever the protocol).
+bool valid_request_target(std::string_view s);
+bool valid_host_value(std::string_view s);
+
 }  // namespace citadel::http::http1

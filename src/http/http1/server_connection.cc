@@ -53,6 +53,10 @@ ServerConnection::ServerConnection(Transport& transport, const ConnectionInfo& i
 bool ServerConnection::start() {
   if (!transport_.register_with(loop_, *this).ok()) return false;
   arm_idle_timer(settings_->header_timeout_ms);
+  if (!in_.empty()) {  // preloaded: parse it, and read on from the socket
+    read_pending_ = true;
+    loop_.schedule(this);
+  }
   return true;
 }
 

@@ -15,7 +15,9 @@ SocketTransport::~SocketTransport() {
 }
 
 core::Status SocketTransport::register_with(core::EventLoop& loop, core::IoHandler& handler) {
-  return loop.add(fd_, &handler);
+  core::Status st = registered_ ? loop.rebind(fd_, &handler) : loop.add(fd_, &handler);
+  registered_ = st.ok();
+  return st;
 }
 
 ReadResult SocketTransport::read_into(char* dst, size_t room, size_t& n) {

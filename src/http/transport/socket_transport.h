@@ -16,7 +16,8 @@ namespace citadel::http {
 class SocketTransport final : public Transport {
  public:
   explicit SocketTransport(int fd) : fd_(fd) {}
-  SocketTransport(SocketTransport&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  SocketTransport(SocketTransport&& other) noexcept
+      : fd_(std::exchange(other.fd_, -1)), registered_(std::exchange(other.registered_, false)) {}
   SocketTransport& operator=(SocketTransport&&) = delete;
   ~SocketTransport() override;
 
@@ -38,6 +39,7 @@ class SocketTransport final : public Transport {
 
  private:
   int fd_;
+  bool registered_ = false;  // a codec taking over (h2c sniffing) rebinds instead of adding
 };
 
 enum class AcceptResult {
