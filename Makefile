@@ -27,6 +27,7 @@ bench:
 	@$(MAKE) --no-print-directory build PRESET=release
 	@taskset -c 0 build/release/citadel_micro_bench --benchmark_min_time=0.5
 	@bench/proxy_bench.sh
+	@bench/h2_bench.sh
 	@/usr/bin/python3 bench/per_request.py
 
 asan:

@@ -36,7 +36,8 @@ class ConnectionOwner {
   virtual void on_connection_closed(DownstreamConnection& conn) = 0;
   // True while the owner drains: responses carry Connection: close, idle connections close.
   virtual bool draining() const = 0;
-  // A request was refused as malformed or over a limit (answered with `status`); `reason` is
+  // A request was refused as malformed or over a limit (answered with `status`; 0 when the
+  // connection ended without an answer, as an HTTP/2 flood's GOAWAY); `reason` is
   // short static text ("invalid request line"). `info` is the connection when the request never
   // reached a stream (a malformed head: the owner logs it), nullptr when its stream did (a
   // malformed body: the stream logs it).

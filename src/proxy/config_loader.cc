@@ -290,6 +290,29 @@ void read_listener(const ConfigNode& n, ListenerConfig& l) {
   }
 }
 
+// A DNS name as SNI carries it (RFC 6066 3): labels of letters, digits and hyphens, at most
+// 63 bytes each and 253 in all, the last not all digits (that would be an IP address).
+bool sni_name(const std::string& n) {
+  if (n.empty() || n.size() > 253) return false;
+  size_t start = 0;
+  bool last_numeric = true;
+  while (start <= n.size()) {
+    size_t dot = n.find('.', start);
+    if (dot == std::string::npos) dot = n.size();
+    size_t len = dot - start;
+    if (len == 0 || len > 63) return false;
+    last_numeric = true;
+    for (size_t i = start; i < dot; ++i) {
+      char c = n[i];
+      bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+      if (!alnum && c != '-') return false;
+      if (!(c >= '0' && c <= '9')) last_numeric = false;
+    }
+    start = dot + 1;
+  }
+  return !last_numeric;
+}
+
 // A cluster's `tls:` (true, or a map). The files are loaded now, so that an error names its line;
 // their contents join the cluster's fingerprint, so a reload after a file changed builds the
 // cluster (and its TLS context) anew.
@@ -303,7 +326,9 @@ void read_upstream_tls(const ConfigNode& n, const std::string& file, ClusterConf
     t.ca = config_relative(file, n["ca"].str());
     t.verify = n["verify"].boolean(true);
     t.sni = n["sni"].str();
-    if (n["sni"].defined() && !host_text(t.sni)) n["sni"].error("expected a host name");
+    if (n["sni"].defined() && !sni_name(t.sni)) {
+      n["sni"].error("expected a DNS host name (an IP address is never sent as SNI)");
+    }
     t.cert = config_relative(file, n["cert"].str());
     t.key = config_relative(file, n["key"].str());
     if (t.cert.empty() != t.key.empty()) n.error("a client certificate needs both `cert` and `key`");

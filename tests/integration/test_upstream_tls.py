@@ -149,7 +149,10 @@ def test_a_reload_after_the_ca_file_changed_uses_the_new_bundle(pki, citadel, up
 @pytest.mark.parametrize("tls,error", [
     ("{ ca: /nonexistent/ca.pem }", "cannot read ca /nonexistent/ca.pem"),
     ("{ cert: /nonexistent/c.pem }", "both `cert` and `key`"),
-    ("{ sni: 'bad name' }", "expected a host name"),
+    ("{ sni: 'bad name' }", "expected a DNS host name"),
+    ("{ sni: '[::1]' }", "expected a DNS host name"),
+    ("{ sni: '127.1' }", "expected a DNS host name"),
+    ("{ sni: '%s.example' }" % ("a" * 64), "expected a DNS host name"),
     ("{ verify: maybe }", "verify"),
     ("{ colour: blue }", "colour"),
 ])

@@ -310,7 +310,7 @@ class Exchange final : public http::UpstreamCallbacks,
       reused_ = c != nullptr;
       if (c == nullptr) {
         c = client_.connect(key_, reinterpret_cast<const sockaddr*>(&a.addr), a.len, url_.https,
-                            url_.host);
+                            url_.host, url_.host_is_ip);
         if (c == nullptr) {
           last_error_ = std::strerror(errno);
           continue;
@@ -492,14 +492,13 @@ http::http1::ClientConnection* HttpClient::take_idle(const std::string& key) {
 
 http::http1::ClientConnection* HttpClient::connect(const std::string& key, const sockaddr* addr,
                                                    socklen_t len, bool tls,
-                                                   const std::string& host) {
+                                                   const std::string& host, bool host_is_ip) {
   http::http1::ClientConnection* c = nullptr;
   if (tls) {
     // The name is verified (an IP literal against the certificate's addresses) and sent as SNI
     // unless it is an address; sessions resume per origin and address.
-    const bool ip = host.find_first_not_of("0123456789.") == std::string::npos ||
-                    host.find(':') != std::string::npos;
-    SSL* ssl = options_.tls->new_ssl(host, ip ? std::string_view() : std::string_view(host), key);
+    SSL* ssl = options_.tls->new_ssl(host, host_is_ip ? std::string_view() : std::string_view(host),
+                                     key);
     if (ssl == nullptr) {
       errno = ENOMEM;
       return nullptr;

@@ -150,9 +150,11 @@ class HttpClient final : public http::http1::ClientOwner {
   // An idle connection of `key` (its idle timer stopped), or nullptr.
   http::http1::ClientConnection* take_idle(const std::string& key);
   // A new connection to `addr` counted under `key`, still connecting (over TLS to `host` when
-  // `tls`); nullptr (errno set) when no socket could be made.
+  // `tls`: verified, and sent as SNI unless `host_is_ip`); nullptr (errno set) when no socket
+  // could be made.
   http::http1::ClientConnection* connect(const std::string& key, const sockaddr* addr,
-                                         socklen_t len, bool tls, const std::string& host);
+                                         socklen_t len, bool tls, const std::string& host,
+                                         bool host_is_ip);
   void unlink(Exchange& e);
 
   core::EventLoop& loop_;

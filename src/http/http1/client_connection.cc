@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
 
 #include "http/http1/wire.h"
 #include "http/transport/tls_transport.h"
@@ -204,8 +205,16 @@ void ClientConnection::do_read() {
       break;
     }
     if (r == ReadResult::kError) {
-      std::string_view detail = transport_.failure_detail();
+      std::string detail(transport_.failure_detail());
       if (detail.empty()) detail = std::strerror(errno);
+      // What arrived before the failure may be the whole response (a server that answers and
+      // resets): deliver it first, and fail only what it left unfinished.
+      if (!in_.empty()) process();
+      if (state_ == State::kClosed) return;
+      if (state_ == State::kIdle) {
+        close();  // the response was complete, but the connection cannot be reused
+        return;
+      }
       fail(head_received_ ? ClientFailure::kResetAfterHead : ClientFailure::kReset, detail);
       return;
     }

@@ -17,7 +17,7 @@ constexpr size_t kDeliverPiece = 64 * 1024;  // held request body handed over pe
 constexpr uint64_t kGoawayGraceMs = 1000;    // between the GOAWAY notice and the final GOAWAY
 constexpr uint64_t kTerminateLingerMs = 1000;
 
-bool lower_ascii(char c) { return !(c >= 'A' && c <= 'Z'); }
+char to_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
 
 // Fields HTTP/2 forbids (RFC 9113, 8.2.2), or that the codec writes itself.
 bool connection_specific(std::string_view n) {
@@ -32,14 +32,27 @@ bool connection_specific(std::string_view n) {
 
 class Stream final : public ServerStream {
  public:
-  Stream(ServerConnection& c, int32_t id) : conn_(c), id_(id), out_(&c.pool_), held_(&c.pool_) {}
+  Stream(ServerConnection& c, int32_t id)
+      : conn_(c), id_(id), out_(&c.pool_), held_(&c.pool_),
+        body_timer_(&Stream::on_body_timer, this), request_timer_(&Stream::on_body_timer, this) {}
+  ~Stream() {
+    conn_.buffered_ -= out_.size();
+    conn_.loop_.timers().cancel(body_timer_);
+    conn_.loop_.timers().cancel(request_timer_);
+  }
 
   // ServerStream
   void send_informational(const ResponseHead& head) override;
   void send_headers(ResponseHead& head, bool end_stream) override;
   void send_data(std::string_view data, bool end_stream) override;
   void send_trailers(const HeaderMap& trailers) override;
-  bool write_blocked() const override { return out_.size() > conn_.settings_->high_watermark; }
+  // Above the stream's own watermark, or while all streams together hold more than the
+  // connection's budget (a client that opens many streams and reads none must not make the
+  // server buffer a watermark per stream).
+  bool write_blocked() const override {
+    return out_.size() > conn_.settings_->high_watermark ||
+           conn_.buffered_ > conn_.buffer_budget();
+  }
   void pause_request_body() override { paused_ = true; }
   void resume_request_body() override;
   void reset() override;
@@ -58,6 +71,11 @@ class Stream final : public ServerStream {
   // From the connection's task: held request body, once resumed.
   void deliver_held();
   void answer_locally(int status, std::string_view reason);
+  // The handler is gone: request body it will never take gives its window back (the connection
+  // window is shared, so a held piece left behind would stall every later upload).
+  void drop_held();
+  static void on_body_timer(void* self);
+  void arm_body_timer();
 
   ServerConnection& conn_;
   const int32_t id_;
@@ -68,6 +86,8 @@ class Stream final : public ServerStream {
   core::Buffer held_;  // request body received while paused (its window not yet given back)
   std::vector<std::pair<std::string, std::string>> trailers_out_;
   HeaderMap trailers_in_;  // strings in the handler's arena
+  core::Timer body_timer_;     // body_idle while the request body comes
+  core::Timer request_timer_;  // the listener's whole-request timeout
   size_t header_bytes_ = 0;
   uint32_t header_count_ = 0;
   int local_error_ = 0;  // the head broke a limit: answered with this status
@@ -102,10 +122,12 @@ int Stream::on_header(const nghttp2_frame* frame, std::string_view name, std::st
   if (handler_ == nullptr) return 0;
   const auto& limits = conn_.settings_->limits;
   header_bytes_ += name.size() + value.size() + 32;  // RFC 9113 6.5.2's accounting
-  ++header_count_;
+  if (name.empty() || name.front() != ':') ++header_count_;  // fields, as HTTP/1.1 counts them
   if (header_bytes_ > 8 * limits.max_head_bytes + 65536) {
-    // Far past the limit in one block: decompression without end (an HPACK bomb).
-    return NGHTTP2_ERR_CALLBACK_FAILURE;
+    // Far past the limit in one block: decompression without end (an HPACK bomb). The stream
+    // is refused (nghttp2 resets it) and the connection ends.
+    conn_.terminate(NGHTTP2_ENHANCE_YOUR_CALM, "header list flood (HPACK bomb)");
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   }
   if (header_bytes_ > limits.max_head_bytes || header_count_ > limits.max_header_count) {
     local_error_ = 431;
@@ -146,6 +168,7 @@ void Stream::answer_locally(int status, std::string_view reason) {
     h->on_reset(reason, status);
     h->on_complete();
   }
+  drop_held();
   ResponseHead head;
   head.status = status;
   head.headers.add("content-type", "text/plain");
@@ -210,10 +233,53 @@ void Stream::on_request_head(bool end_stream) {
   } else {
     h.framing = BodyFraming::kChunked;  // a body of unknown length
   }
+  if (!end_stream) {
+    // A client waiting for 100 (RFC 9110 10.1.1) gets it here, as from the HTTP/1 codec: the
+    // upstream's own 100 is not passed on.
+    if (const HeaderField* e = h.headers.find("expect")) {
+      if (iequals(e->value, "100-continue")) {
+        ResponseHead cont;
+        cont.status = 100;
+        send_informational(cont);
+      }
+    }
+    arm_body_timer();
+  }
+  if (conn_.settings_->request_timeout_ms != 0) {
+    conn_.loop_.arm(request_timer_, conn_.settings_->request_timeout_ms);
+  }
   handler_->on_request_headers(end_stream);
 }
 
+void Stream::arm_body_timer() {
+  if (conn_.settings_->body_idle_timeout_ms != 0 && !request_ended_) {
+    conn_.loop_.arm(body_timer_, conn_.settings_->body_idle_timeout_ms);
+  }
+}
+
+// A request body that stalls (no DATA for body_idle) or a request over its whole time: 408
+// before a response started (504 when waiting for it), else the stream is reset. The HTTP/1
+// codec answers the same way.
+void Stream::on_body_timer(void* self) {
+  auto* s = static_cast<Stream*>(self);
+  if (s->closed_ || s->reset_ || s->conn_.closed_) return;
+  const bool waiting = s->request_ended_ && s->end_held_ == false && s->held_.empty();
+  if (s->response_started_) {
+    if (StreamHandler* h = s->handler_) {
+      s->handler_ = nullptr;
+      h->on_reset("request timeout", 0);
+      h->on_complete();
+    }
+    s->reset();
+    s->conn_.loop_.schedule(&s->conn_);
+    return;
+  }
+  s->answer_locally(waiting ? 504 : 408, waiting ? "request timeout" : "request body timeout");
+  s->conn_.loop_.schedule(&s->conn_);
+}
+
 void Stream::on_request_data(std::string_view data) {
+  arm_body_timer();
   if (handler_ != nullptr && !paused_ && held_.empty()) {
     handler_->on_request_data(data, false);
     nghttp2_session_consume(conn_.session_, id_, data.size());
@@ -229,6 +295,7 @@ void Stream::on_request_data(std::string_view data) {
 
 void Stream::on_request_end(bool trailers) {
   request_ended_ = true;
+  conn_.loop_.timers().cancel(body_timer_);
   if (handler_ == nullptr) return;
   if (paused_ || !held_.empty()) {
     end_held_ = true;
@@ -237,6 +304,16 @@ void Stream::on_request_end(bool trailers) {
   }
   if (trailers) handler_->on_request_trailers(trailers_in_);
   else handler_->on_request_data({}, true);
+}
+
+void Stream::drop_held() {
+  if (!held_.empty()) {
+    if (!closed_) nghttp2_session_consume(conn_.session_, id_, held_.size());
+    else nghttp2_session_consume_connection(conn_.session_, held_.size());
+  }
+  held_.release();
+  end_held_ = false;
+  conn_.loop_.timers().cancel(body_timer_);
 }
 
 void Stream::deliver_held() {
@@ -291,7 +368,8 @@ void Stream::send_headers(ResponseHead& head, bool end_stream) {
 void Stream::send_data(std::string_view data, bool end_stream) {
   if (closed_ || reset_ || !response_started_ || response_ended_ || conn_.closed_) return;
   out_.append(data);
-  if (out_.size() > conn_.settings_->high_watermark) was_blocked_ = true;
+  conn_.buffered_ += data.size();
+  if (write_blocked()) was_blocked_ = true;
   if (end_stream) response_ended_ = true;
   if (deferred_ && (!data.empty() || end_stream)) {
     deferred_ = false;
@@ -305,7 +383,7 @@ void Stream::send_trailers(const HeaderMap& trailers) {
   for (const auto& f : trailers.fields()) {
     if (connection_specific(f.name) || f.name.empty() || f.name.front() == ':') continue;
     std::string name(f.name);
-    for (char& c : name) c = lower_ascii(c) ? c : static_cast<char>(c + 32);
+    for (char& c : name) c = to_lower(c);
     trailers_out_.emplace_back(std::move(name), std::string(f.value));
   }
   send_data({}, true);
@@ -316,7 +394,9 @@ void Stream::reset() {
     handler_ = nullptr;
     h->on_complete();
   }
-  if (closed_ || reset_ || conn_.closed_) return;
+  if (conn_.closed_) return;
+  drop_held();
+  if (closed_ || reset_) return;
   reset_ = true;
   nghttp2_submit_rst_stream(conn_.session_, NGHTTP2_FLAG_NONE, id_, NGHTTP2_INTERNAL_ERROR);
   conn_.loop_.schedule(&conn_);
@@ -327,6 +407,7 @@ ssize_t Stream::read_body(uint8_t* buf, size_t length, uint32_t* flags) {
   if (n > 0) {
     std::memcpy(buf, out_.data(), n);
     out_.consume(n);
+    conn_.buffered_ -= n;
   }
   if (out_.empty()) {
     if (response_ended_) {
@@ -342,7 +423,8 @@ ssize_t Stream::read_body(uint8_t* buf, size_t length, uint32_t* flags) {
       return NGHTTP2_ERR_DEFERRED;
     }
   }
-  if (was_blocked_ && out_.size() <= conn_.settings_->low_watermark) {
+  if (was_blocked_ && out_.size() <= conn_.settings_->low_watermark &&
+      conn_.buffered_ <= conn_.buffer_budget() / 2) {
     was_blocked_ = false;
     wants_write_ready_ = true;  // told from the connection, outside nghttp2
   }
@@ -364,10 +446,11 @@ void Stream::on_closed(uint32_t error_code) {
   if (StreamHandler* h = handler_) {
     handler_ = nullptr;
     if (!response_sent_) {
-      h->on_reset(error_code == NGHTTP2_NO_ERROR ? "stream closed" : "stream reset by client", 0);
+      h->on_reset(error_code == NGHTTP2_NO_ERROR ? "stream closed" : "stream reset", 0);
     }
     h->on_complete();
   }
+  drop_held();
 }
 
 // --- nghttp2's callbacks -----------------------------------------------------------------------
@@ -477,7 +560,9 @@ struct Callbacks {
     const auto& lim = c.settings_->http2;
     if (frame->hd.type == NGHTTP2_DATA && frame->hd.length > 0 &&
         c.control_tokens_ < lim.control_burst) {
-      c.control_tokens_ += 1;  // the client's WINDOW_UPDATE for it is not a flood
+      // The client's WINDOW_UPDATEs for it (one for the stream, one for the connection) are
+      // not a flood.
+      c.control_tokens_ = std::min<double>(lim.control_burst, c.control_tokens_ + 2);
     }
     if ((frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) &&
         (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
@@ -680,6 +765,11 @@ void ServerConnection::send() {
     bool woke = false;
     for (Stream* s = head_; s != nullptr;) {
       Stream* next = s->next;
+      if (s->was_blocked_ && s->out_.size() <= settings_->low_watermark &&
+          buffered_ <= buffer_budget() / 2) {
+        s->was_blocked_ = false;  // blocked by the others' bytes, which have drained
+        s->wants_write_ready_ = true;
+      }
       if (s->wants_write_ready_ && s->handler_ != nullptr) {
         s->wants_write_ready_ = false;
         s->handler_->on_write_ready();
@@ -719,7 +809,7 @@ void ServerConnection::flush() {
 void ServerConnection::terminate(uint32_t code, std::string_view why) {
   if (terminating_ || closed_) return;
   terminating_ = true;
-  owner_.on_protocol_error(&info_, 400, why);
+  owner_.on_protocol_error(&info_, 0, why);  // 0: no HTTP answer, the connection ends
   nghttp2_session_terminate_session(session_, code);
   loop_.arm(idle_timer_, kTerminateLingerMs);  // a client that does not read gets closed anyway
   loop_.schedule(this);
@@ -819,7 +909,8 @@ void ServerConnection::build_nv(const ResponseHead& head, bool informational) {
   }
   if (!informational) {
     if (!has_date) add("date", owner_.http_date(), false);
-    if (head.framing == BodyFraming::kContentLength) {
+    if (head.framing == BodyFraming::kContentLength && head.status != 204 &&
+        head.status != 304) {
       add("content-length", std::to_string(head.content_length), false);
     }
   }

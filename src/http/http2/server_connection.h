@@ -69,6 +69,9 @@ class ServerConnection : public DownstreamConnection,
   void run_task() final;
 
   const ConnectionInfo& info() const { return info_; }
+  // Response bytes all streams may hold before their handlers are told to wait: four stream
+  // watermarks (1 MiB by default), whatever the number of streams.
+  size_t buffer_budget() const { return 4 * settings_->high_watermark; }
   size_t open_streams() const { return streams_; }
 
  private:
@@ -110,6 +113,7 @@ class ServerConnection : public DownstreamConnection,
   core::Timer idle_timer_;
   core::Timer goaway_timer_;
   Stream* head_ = nullptr;  // every live stream, for drains and closes
+  size_t buffered_ = 0;     // response bytes in all streams' buffers
   size_t streams_ = 0;
   // Token buckets (Http2Limits) and the flood counters.
   double control_tokens_ = 0;

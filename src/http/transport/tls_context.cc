@@ -470,12 +470,19 @@ SSL* TlsClientContext::new_ssl(std::string_view verify_name, std::string_view sn
       return nullptr;
     }
   }
-  if (verify_ && !verify_name.empty()) {
+  if (verify_ && verify_name.empty()) {  // never a chain without a name: fail closed
+    SSL_free(ssl);
+    return nullptr;
+  }
+  if (verify_) {
     std::string name(verify_name);
     X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
     // An IP literal is checked against the certificate's IP addresses, a name against its DNS
     // names (wildcards only as the whole leftmost label).
-    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    // The subject's common name is never taken for a name (RFC 6125 6.4.4: only subject
+    // alternative names, which every public certificate carries).
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS |
+                                               X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
     int ok = X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str());
     if (ok != 1) {
       ERR_clear_error();

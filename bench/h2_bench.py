@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""HTTP/2 and TLS side by side: Citadel against nginx in front of one shared upstream (nginx,
+100-byte body, HTTP/1.1 keep-alive), in interleaved rounds.
+
+Scenarios (each contender with the same certificate, a P-256 key, TLS 1.3):
+  h2-tls     h2load over TLS (ALPN h2): 16 connections x 10 concurrent streams, proxied
+  h2c        h2load with prior knowledge, same load, proxied (nginx: `listen ... http2` plain)
+  h1-tls     wrk over TLS keep-alive (HTTP/1.1): 64 connections, proxied
+  handshake  h2load: one request per new TLS connection (full handshakes, no resumption)
+
+For each it prints requests/s, the proxy's CPU time per request (user+sys from /proc) and the
+ratios citadel/nginx (medians over the rounds). With 2+ cores the proxy runs on core 0, the load
+generator and the upstream on core 1, for both contenders alike. Loopback only, OS-picked ports.
+Usage: bench/h2_bench.sh [--duration 8] [--rounds 3] [--scenarios "h2-tls h2c h1-tls handshake"]
+"""
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from proxy_bench import (CITADEL, TICK, Proc, cpu_ticks, free_port, nginx_conf,  # noqa: E402
+                         start_upstream, wait_port, parse_wrk)
+
+
+def make_cert(tmp):
+    cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days",
+                    "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def start_citadel(tmp, port, up_port, cpus, tls, cert, key):
+    conf = os.path.join(tmp, "citadel-%d.yaml" % port)
+    tls_block = (f"    tls: {{ certificates: [ {{ cert: {cert}, key: {key} }} ], "
+                 f"min_version: \"1.3\", session_tickets: false, session_cache: 0 }}\n"
+                 if tls else "")
+    with open(conf, "w") as f:
+        f.write(f"""
+workers: 1
+listeners:
+  - name: bench
+    address: 127.0.0.1:{port}
+    http2: true
+    timeouts: {{ keepalive: 300s }}
+{tls_block}access_log: off
+error_log: {{ level: warn }}
+clusters:
+  - name: up
+    endpoints: [127.0.0.1:{up_port}]
+    pool: {{ max_idle: 1024 }}
+routes:
+  - to: {{ cluster: up }}
+""")
+    p = Proc([CITADEL, "-c", conf], cpus=cpus)
+    wait_port(port)
+    return p
+
+
+def start_nginx(tmp, port, up_port, cpus, tls, cert, key):
+    listen = (f"listen 127.0.0.1:{port} ssl http2 reuseport backlog=4096;\n"
+              f"    ssl_certificate {cert}; ssl_certificate_key {key};\n"
+              f"    ssl_protocols TLSv1.3; ssl_session_tickets off; ssl_session_cache off;"
+              if tls else f"listen 127.0.0.1:{port} http2 reuseport backlog=4096;")
+    conf = nginx_conf(tmp, "proxy-%d" % port, f"""
+worker_processes 1;
+worker_rlimit_nofile 40000;
+daemon off;
+pid {tmp}/proxy-{port}.pid;
+error_log {tmp}/proxy.err warn;
+events {{ worker_connections 20000; }}
+http {{
+  access_log off;
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
+  http2_max_requests 10000000;
+  upstream up {{ server 127.0.0.1:{up_port}; keepalive 1024; }}
+  server {{
+    {listen}
+    location / {{
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Host $http_host;
+      proxy_set_header Via "1.1 nginx";
+      proxy_set_header X-Request-Id $request_id;
+      proxy_set_header traceparent "00-$request_id-00f067aa0ba902b7-01";
+    }}
+  }}
+}}
+""")
+    p = Proc(["nginx", "-c", conf, "-p", tmp, "-e", tmp + "/proxy.err"], cpus=cpus)
+    wait_port(port)
+    return p
+
+
+STARTERS = {"citadel": start_citadel, "nginx": start_nginx}
+
+
+def parse_h2load(out):
+    done = int(re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded",
+                         out).group(2))
+    rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
+    return rps, done
+
+
+def run_one(name, scenario, tmp, up_port, duration, proxy_cpus, load_cpus, cert, key):
+    port = free_port()
+    tls = scenario != "h2c"
+    proc = STARTERS[name](tmp, port, up_port, proxy_cpus, tls, cert, key)
+    pin = ["taskset", "-c", load_cpus] if load_cpus is not None else []
+    scheme = "https" if tls else "http"
+    url = "%s://127.0.0.1:%d/" % (scheme, port)
+    try:
+        if scenario in ("h2-tls", "h2c"):
+            def load(d):
+                return pin + ["h2load", "-c", "16", "-m", "10", "-t", "1", "-D", str(d), url]
+        elif scenario == "handshake":
+            def load(d):
+                # h2load has no duration mode for one request per connection: a count sized to
+                # the duration at roughly the rate a core handshakes at.
+                n = 400 * d
+                return pin + ["h2load", "-n", str(n), "-c", str(n), "-m", "1", "-t", "1", url]
+        else:
+            def load(d):
+                return pin + ["wrk", "-t", "1", "-c", "64", "-d", "%ds" % d, "--latency", url]
+        subprocess.run(load(1), capture_output=True, text=True, timeout=120)  # warm-up
+        pids = proc.pids()
+        t0 = cpu_ticks(pids)
+        out = subprocess.run(load(duration), capture_output=True, text=True,
+                             timeout=duration + 120).stdout
+        t1 = cpu_ticks(pids)
+        if scenario == "h1-tls":
+            rps, reqs, _, _, bad, _ = parse_wrk(out)
+        else:
+            rps, reqs = parse_h2load(out)
+        cpu_us = (t1 - t0) / TICK * 1e6 / max(reqs, 1)
+        return {"rps": rps, "cpu_us": cpu_us, "reqs": reqs}
+    finally:
+        proc.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--scenarios", default="h2-tls h2c h1-tls handshake")
+    args = ap.parse_args()
+    for tool in ("nginx", "h2load", "wrk", "openssl"):
+        if not shutil.which(tool):
+            sys.exit("bench: %s is missing; run scripts/install-deps --bench" % tool)
+    tmp = tempfile.mkdtemp(prefix="citadel-h2bench-")
+    cert, key = make_cert(tmp)
+    pin = (os.cpu_count() or 1) >= 2
+    proxy_cpus, load_cpus = ("0", "1") if pin else (None, None)
+    up_port = free_port()
+    upstream = start_upstream(tmp, up_port, load_cpus)
+    names = ["citadel", "nginx"]
+    print("Citadel vs nginx, HTTP/2 and TLS: %ds x %d rounds, interleaved%s" % (
+        args.duration, args.rounds, "; proxy on core 0, load and upstream on core 1" if pin else ""))
+    try:
+        for scenario in args.scenarios.split():
+            results = {n: [] for n in names}
+            for r in range(args.rounds):
+                for n in (names if r % 2 == 0 else names[::-1]):
+                    results[n].append(run_one(n, scenario, tmp, up_port, args.duration,
+                                              proxy_cpus, load_cpus, cert, key))
+            med = {n: {k: statistics.median(x[k] for x in results[n]) for k in ("rps", "cpu_us")}
+                   for n in names}
+            print()
+            print("%s:" % scenario)
+            for n in names:
+                print("  %-8s %12.0f req/s %10.2f CPU us/req" % (n, med[n]["rps"],
+                                                                 med[n]["cpu_us"]))
+            print("  ratio citadel/nginx   throughput %.2fx   CPU/req %.2fx" % (
+                med["citadel"]["rps"] / med["nginx"]["rps"],
+                med["citadel"]["cpu_us"] / med["nginx"]["cpu_us"]))
+    finally:
+        upstream.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
