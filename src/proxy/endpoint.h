@@ -20,7 +20,6 @@ struct Endpoint {
   size_t index = 0;         // position in the cluster's endpoint list
   std::string label;        // "host:port" as configured, for logs and metrics
   std::string host_header;  // default Host for health checks
-  std::string host;         // the configured host (a name or an IP literal), for TLS
   sockaddr_storage addr{};
   socklen_t addr_len = 0;
   uint32_t weight = 1;
@@ -32,6 +31,10 @@ struct Endpoint {
   std::atomic<uint32_t> consecutive_failures{0};
   std::atomic<uint64_t> ejected_until_ms{0};
   std::atomic<uint32_t> ejection_count{0};
+
+  // The configured host (a name or an IP literal): the name TLS verifies and sends. Last: the
+  // fields above are read on every request.
+  std::string host;
 
   bool usable(uint64_t now_ms) const {
     return hc_healthy.load(std::memory_order_relaxed) &&
