@@ -38,6 +38,24 @@ http::http1::ClientConnection* Cluster::connect(const Endpoint& e, core::EventLo
   return http::http1::connect_tls(addr, e.addr_len, ssl, loop, blocks, owner);
 }
 
+http::http2::ClientConnection* Cluster::connect_h2(const Endpoint& e, core::EventLoop& loop,
+                                                   core::BlockPool& blocks,
+                                                   http::http2::ClientOwner& owner) const {
+  const auto* addr = reinterpret_cast<const sockaddr*>(&e.addr);
+  SSL* ssl = nullptr;
+  if (tls_ != nullptr) {
+    const UpstreamTlsConfig& t = *config_.tls;
+    const std::string& name = t.sni.empty() ? e.host : t.sni;
+    std::string_view sni = is_ip_literal(name) ? std::string_view() : std::string_view(name);
+    ssl = tls_->new_ssl(name, sni, e.label);
+    if (ssl == nullptr) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+  }
+  return http::http2::connect(addr, e.addr_len, ssl, loop, blocks, owner);
+}
+
 core::Result<std::shared_ptr<Cluster>> Cluster::create(const ClusterConfig& config, size_t workers,
                                                        observe::Registry& metrics,
                                                        const LookupFn& lookup,
@@ -80,7 +98,7 @@ core::Result<std::shared_ptr<Cluster>> Cluster::create(const ClusterConfig& conf
     c->resolved_.push_back(std::move(resolved.value()));
   }
   if (config.tls) {
-    auto ctx = http::TlsClientContext::create(upstream_tls_options(*config.tls));
+    auto ctx = http::TlsClientContext::create(upstream_tls_options(*config.tls, config.h2));
     if (!ctx.ok()) {
       return core::Status::error("cluster " + config.name + ": " + ctx.error().message());
     }

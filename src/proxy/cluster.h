@@ -13,6 +13,7 @@
 
 #include "core/status.h"
 #include "http/http1/client_connection.h"
+#include "http/http2/client_connection.h"
 #include "http/transport/tls_context.h"
 #include "http/upstream.h"
 #include "observe/log.h"
@@ -69,6 +70,11 @@ class Cluster {
   http::http1::ClientConnection* connect(const Endpoint& e, core::EventLoop& loop,
                                          core::BlockPool& blocks,
                                          http::http1::ClientOwner& owner) const;
+  // An HTTP/2 connection to `e` (protocol: h2), over TLS with ALPN h2 when the cluster has
+  // `tls:`, else h2c with prior knowledge. nullptr (errno set) when no socket could be made.
+  http::http2::ClientConnection* connect_h2(const Endpoint& e, core::EventLoop& loop,
+                                            core::BlockPool& blocks,
+                                            http::http2::ClientOwner& owner) const;
   // The cluster's TLS client context; nullptr: plain.
   const http::TlsClientContext* tls() const { return tls_.get(); }
 

@@ -100,6 +100,10 @@ struct HealthCheckConfig {
   uint32_t healthy = 2;
   uint32_t unhealthy = 2;
   std::vector<std::pair<int, int>> expected = {{200, 399}};
+  // grpc: the gRPC health protocol (grpc.health.v1.Health/Check for grpc_service) instead of
+  // a GET of `path`; needs protocol: h2.
+  bool grpc = false;
+  std::string grpc_service;
 };
 
 struct OutlierConfig {
@@ -169,14 +173,14 @@ struct UpstreamTlsConfig {
 };
 
 // What a TLS client context for such a cluster is built from.
-inline http::TlsClientOptions upstream_tls_options(const UpstreamTlsConfig& t) {
+inline http::TlsClientOptions upstream_tls_options(const UpstreamTlsConfig& t, bool h2 = false) {
   http::TlsClientOptions o;
   o.ca = t.ca;
   o.verify = t.verify;
   o.cert = t.cert;
   o.key = t.key;
   o.tls13_only = t.tls13_only;
-  o.alpn = {"http/1.1"};
+  o.alpn = {h2 ? "h2" : "http/1.1"};
   return o;
 }
 
@@ -195,6 +199,9 @@ struct ClusterConfig {
   ClusterLimits limits;
   uint32_t panic_threshold_percent = 50;
   std::optional<UpstreamTlsConfig> tls;
+  // protocol: h2 speaks HTTP/2 to the endpoints (ALPN h2 over TLS, else h2c with prior
+  // knowledge), many requests per connection.
+  bool h2 = false;
   int line = 0;
 
   // Identity for reuse across reloads: a cluster whose text is unchanged keeps its health state.

@@ -349,7 +349,8 @@ void read_upstream_tls(const ConfigNode& n, const std::string& file, ClusterConf
 
 void read_cluster(const ConfigNode& n, ClusterConfig& c) {
   n.allow_keys({"name", "lb", "hash", "endpoints", "dns_refresh", "dns_family", "health_check",
-                "outlier", "retry", "timeouts", "pool", "limits", "panic_threshold", "tls"});
+                "outlier", "retry", "timeouts", "pool", "limits", "panic_threshold", "tls",
+                "protocol"});
   c.line = n.line();
   c.name = n["name"].str();
   if (c.name.empty()) n.error("a cluster needs a name");
@@ -403,8 +404,25 @@ void read_cluster(const ConfigNode& n, ClusterConfig& c) {
   ConfigNode hc = n["health_check"];
   if (hc.defined() && hc.expect_map()) {
     hc.allow_keys({"path", "host", "interval", "timeout", "healthy", "unhealthy",
-                   "expected_statuses"});
+                   "expected_statuses", "grpc"});
     c.health.enabled = true;
+    ConfigNode g = hc["grpc"];
+    if (g.defined()) {
+      // true, or { service: NAME } (the empty name asks about the server as a whole).
+      if (g.is_scalar()) {
+        c.health.grpc = g.boolean(false);
+      } else if (g.expect_map()) {
+        g.allow_keys({"service"});
+        c.health.grpc = true;
+        c.health.grpc_service = g["service"].str();
+        if (c.health.grpc_service.size() > 127 || !path_text(c.health.grpc_service)) {
+          g["service"].error("expected a service name (at most 127 printable characters)");
+        }
+      }
+      if (c.health.grpc && n["protocol"].str() != "h2") {
+        g.error("gRPC health checks need the cluster's protocol: h2");
+      }
+    }
     c.health.path = hc["path"].str("/healthz");
     if (c.health.path.empty() || c.health.path[0] != '/') {
       hc["path"].error("expected a path starting with /");
@@ -499,6 +517,7 @@ void read_cluster(const ConfigNode& n, ClusterConfig& c) {
   }
   c.panic_threshold_percent = static_cast<uint32_t>(n["panic_threshold"].integer(50, 0, 100));
   c.fingerprint = YAML::Dump(n.yaml());
+  c.h2 = n["protocol"].choice("http1", {"http1", "h2"}) == "h2";
   if (n["tls"].defined()) read_upstream_tls(n["tls"], n.file(), c);
 }
 

@@ -7,8 +7,12 @@
 
 namespace citadel::proxy {
 
+// One endpoint's probe: a fresh connection per check (HTTP/1.1, or HTTP/2 for clusters with
+// protocol: h2), a GET of the configured path or, with `grpc`, the gRPC health protocol's Check
+// call (grpc.health.v1.Health/Check), whose answer must be SERVING with grpc-status 0.
 class HealthChecker::Probe final : public http::http1::ClientCallbacks,
-                                   public http::http1::ClientOwner {
+                                   public http::http1::ClientOwner,
+                                   public http::http2::ClientOwner {
  public:
   Probe(core::EventLoop& loop, core::BlockPool& blocks, observe::ErrorLog& log, Cluster& cluster,
         Endpoint& ep)
@@ -34,9 +38,20 @@ class HealthChecker::Probe final : public http::http1::ClientCallbacks,
   void on_informational(const http::ResponseHead&) override {}
   void on_response_headers(bool end_stream) override {
     int status = head_.status;
+    if (grpc()) {
+      // Trailers-only (an error before any message) or the message and trailers to come.
+      if (end_stream) {
+        stream_ = nullptr;
+        const http::HeaderField* gs = head_.headers.find("grpc-status");
+        verdict(false, "grpc-status " + std::string(gs ? gs->value : "missing"));
+        return;
+      }
+      if (status != 200) verdict(false, "status " + std::to_string(status));
+      return;
+    }
     bool ok = false;
     for (auto [lo, hi] : cluster_.config().health.expected) ok = ok || (status >= lo && status <= hi);
-    if (end_stream) conn_ = nullptr;
+    if (end_stream) stream_ = nullptr;
     if (!ok) {
       verdict(false, "status " + std::to_string(status));
       return;
@@ -44,21 +59,45 @@ class HealthChecker::Probe final : public http::http1::ClientCallbacks,
     if (end_stream) verdict(true, "");
     else passed_ = true;  // wait for the end of the body, then close
   }
-  void on_response_data(std::string_view, bool end_stream) override {
+  void on_response_data(std::string_view data, bool end_stream) override {
+    if (grpc() && body_.size() < 1024) body_.append(data.substr(0, 1024 - body_.size()));
     if (end_stream) {
-      conn_ = nullptr;
-      verdict(passed_, "");
+      stream_ = nullptr;
+      if (grpc()) verdict(false, "no grpc-status");
+      else verdict(passed_, "");
     }
+  }
+  void on_response_trailers(const http::HeaderMap& trailers) override {
+    stream_ = nullptr;
+    if (!grpc()) {
+      verdict(passed_, "");
+      return;
+    }
+    const http::HeaderField* gs = trailers.find("grpc-status");
+    if (gs == nullptr || gs->value != "0") {
+      verdict(false, "grpc-status " + std::string(gs ? gs->value : "missing"));
+      return;
+    }
+    // HealthCheckResponse { status = 1 (SERVING) }: after the 5-byte message prefix, field 1
+    // as a varint. Anything else (NOT_SERVING, SERVICE_UNKNOWN, no message) is unhealthy.
+    const bool serving = body_.size() >= 7 && body_[5] == '\x08' && body_[6] == '\x01';
+    verdict(serving, serving ? "" : "not SERVING");
   }
   void on_upstream_write_ready() override {}
   void on_failure(http::http1::ClientFailure, std::string_view detail) override {
-    conn_ = nullptr;
+    stream_ = nullptr;
     verdict(false, std::string(detail));
+  }
+  // http2::ClientOwner: one connection per probe, closed with it.
+  void on_h2_capacity(http::http2::ClientConnection&) override {}
+  void on_h2_closed(http::http2::ClientConnection& c) override {
+    if (h2_ == &c) h2_ = nullptr;
+    loop_.defer_delete(std::unique_ptr<core::Deferred>(&c));
   }
   // ClientOwner: probe connections are never reused.
   void on_client_idle(http::http1::ClientConnection& c) override { c.close(); }
   void on_client_closed(http::http1::ClientConnection& c) override {
-    if (conn_ == &c) conn_ = nullptr;
+    if (stream_ == &c) stream_ = nullptr;
     loop_.defer_delete(std::unique_ptr<core::Deferred>(&c));
   }
 
@@ -77,30 +116,55 @@ class HealthChecker::Probe final : public http::http1::ClientCallbacks,
     passed_ = false;
     arena_.reset();
     head_.reset();
-    conn_ = cluster_.connect(ep_, loop_, blocks_, *this);
-    if (conn_ == nullptr) {
+    body_.clear();
+    if (cluster_.config().h2) {
+      h2_ = cluster_.connect_h2(ep_, loop_, blocks_, *this);
+      stream_ = h2_ != nullptr ? h2_->open_stream() : nullptr;
+    } else {
+      stream_ = cluster_.connect(ep_, loop_, blocks_, *this);
+    }
+    if (stream_ == nullptr) {
       verdict(false, "socket");
       return;
     }
-    conn_->attach(this);
+    stream_->attach(this);
     req_.reset();
-    req_.method = "GET";
     req_.is_head = false;
     req_.headers.add("Host", hc.host.empty() ? std::string_view(ep_.host_header)
                                              : std::string_view(hc.host));
     req_.headers.add("User-Agent", "citadel-health-check");
-    req_.headers.add("Connection", "close");
-    conn_->send_head(req_, hc.path);
+    if (!cluster_.config().h2) req_.headers.add("Connection", "close");
+    if (grpc()) {
+      // HealthCheckRequest { service = hc.grpc_service }, as one length-prefixed message.
+      grpc_body_.assign("\0\0\0\0\0", 5);
+      if (!hc.grpc_service.empty()) {
+        grpc_body_.push_back('\x0a');
+        grpc_body_.push_back(static_cast<char>(hc.grpc_service.size()));
+        grpc_body_ += hc.grpc_service;
+      }
+      grpc_body_[4] = static_cast<char>(grpc_body_.size() - 5);
+      req_.method = "POST";
+      req_.headers.add("Content-Type", "application/grpc");
+      req_.headers.add("TE", "trailers");
+      req_.framing = http::BodyFraming::kContentLength;
+      req_.content_length = grpc_body_.size();
+      stream_->send_head(req_, "/grpc.health.v1.Health/Check");
+      if (stream_ != nullptr) stream_->send_data(grpc_body_, true);
+    } else {
+      req_.method = "GET";
+      stream_->send_head(req_, hc.path);
+    }
     loop_.arm(timeout_timer_, hc.timeout_ms);
   }
 
   void abandon() {
     loop_.timers().cancel(timeout_timer_);
-    if (conn_ != nullptr) {
-      conn_->detach();
-      conn_->close();
-      conn_ = nullptr;
+    if (stream_ != nullptr) {
+      stream_->detach();
+      stream_->close();
+      stream_ = nullptr;
     }
+    if (h2_ != nullptr) h2_->close();  // on_h2_closed forgets it
   }
 
   void verdict(bool ok, const std::string& why) {
@@ -136,7 +200,12 @@ class HealthChecker::Probe final : public http::http1::ClientCallbacks,
   core::Arena arena_{1024};
   http::ResponseHead head_;
   http::RequestHead req_;
-  http::http1::ClientConnection* conn_ = nullptr;
+  bool grpc() const { return cluster_.config().health.grpc; }
+
+  http::UpstreamStream* stream_ = nullptr;   // the check in flight
+  http::http2::ClientConnection* h2_ = nullptr;  // its connection, for protocol: h2
+  std::string body_;       // the gRPC answer (bounded)
+  std::string grpc_body_;  // the gRPC request
   bool in_flight_ = false;
   bool passed_ = false;
 };

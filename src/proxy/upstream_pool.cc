@@ -8,9 +8,19 @@ EndpointPool::~EndpointPool() {
   // Closing calls back into on_client_closed, which edits idle_: work on a copy.
   auto idle = idle_;
   for (auto* c : idle) c->close();
+  auto h2 = h2_;
+  for (auto* c : h2) c->close();
 }
 
-http::http1::ClientConnection* EndpointPool::take_idle() {
+http::UpstreamStream* EndpointPool::take_idle() {
+  if (owner_.cluster().config().h2) {
+    // The newest connection with room first: streams gather on few connections, and the older
+    // ones empty out and close when the load drops.
+    for (auto it = h2_.rbegin(); it != h2_.rend(); ++it) {
+      if ((*it)->can_open()) return (*it)->open_stream();
+    }
+    return nullptr;
+  }
   while (!idle_.empty()) {
     auto* c = idle_.back();
     idle_.pop_back();
@@ -20,7 +30,15 @@ http::http1::ClientConnection* EndpointPool::take_idle() {
   return nullptr;
 }
 
-http::http1::ClientConnection* EndpointPool::connect_new() {
+http::UpstreamStream* EndpointPool::connect_new() {
+  if (owner_.cluster().config().h2) {
+    auto* c = owner_.cluster().connect_h2(ep_, loop_, blocks_, *this);
+    if (c == nullptr) return nullptr;
+    h2_.push_back(c);
+    owner_.on_connection_opened();
+    stats_.cx_total->add(worker_);
+    return c->open_stream();
+  }
   auto* c = owner_.cluster().connect(ep_, loop_, blocks_, *this);
   if (c == nullptr) return nullptr;
   owner_.on_connection_opened();
@@ -29,6 +47,12 @@ http::http1::ClientConnection* EndpointPool::connect_new() {
 }
 
 bool EndpointPool::close_oldest_idle() {
+  for (auto* c : h2_) {
+    if (c->streams() == 0) {
+      c->close();  // on_h2_closed takes it out of h2_
+      return true;
+    }
+  }
   if (idle_.empty()) return false;
   idle_.front()->close();  // on_client_closed takes it out of idle_
   return true;
@@ -42,6 +66,18 @@ void EndpointPool::on_client_idle(http::http1::ClientConnection& c) {
   idle_.push_back(&c);
   loop_.arm(c.idle_timer, config_.idle_timeout_ms);
   owner_.on_connection_idle();
+}
+
+void EndpointPool::on_h2_capacity(http::http2::ClientConnection& c) {
+  if (c.streams() == 0) loop_.arm(c.idle_timer, config_.idle_timeout_ms);
+  owner_.on_connection_idle();  // waiters may take a stream on it
+}
+
+void EndpointPool::on_h2_closed(http::http2::ClientConnection& c) {
+  auto it = std::find(h2_.begin(), h2_.end(), &c);
+  if (it != h2_.end()) h2_.erase(it);
+  loop_.defer_delete(std::unique_ptr<core::Deferred>(&c));
+  owner_.on_connection_closed();
 }
 
 void EndpointPool::on_client_closed(http::http1::ClientConnection& c) {
@@ -94,7 +130,7 @@ WorkerCluster::Acquire WorkerCluster::acquire(Endpoint& e, PoolWaiter& waiter,
   for (PoolWaiter* w = head_; w != nullptr && !waiting_here; w = w->next_) {
     waiting_here = w->endpoint_ == &e;
   }
-  http::http1::ClientConnection* conn = waiting_here ? nullptr : p.take_idle();
+  http::UpstreamStream* conn = waiting_here ? nullptr : p.take_idle();
   stream = conn;
   if (conn != nullptr) return Acquire::kReady;
   // At the limit, an idle connection of another endpoint makes room for this one.
@@ -155,7 +191,7 @@ void WorkerCluster::serve_waiters() {
   while (head_ != nullptr) {
     PoolWaiter& w = *head_;
     EndpointPool& p = pool(*w.endpoint_);
-    http::http1::ClientConnection* c = p.take_idle();
+    http::UpstreamStream* c = p.take_idle();
     if (c == nullptr) {
       if (connections_ >= max_connections_) close_some_idle();
       if (connections_ >= max_connections_) return;

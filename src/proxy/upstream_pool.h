@@ -10,6 +10,7 @@
 #include "core/event_loop.h"
 #include "core/timer_wheel.h"
 #include "http/http1/client_connection.h"
+#include "http/http2/client_connection.h"
 #include "proxy/cluster.h"
 #include "proxy/lb/load_balancer.h"
 
@@ -37,7 +38,12 @@ class PoolWaiter {
   bool queued_ = false;
 };
 
-class EndpointPool final : public http::http1::ClientOwner {
+// HTTP/1.1 endpoints: one exchange per connection, idle keep-alive connections reused (most
+// recently used first). HTTP/2 endpoints (protocol: h2): streams opened on a connection while it
+// has room under the server's stream limit; a connection counts once toward max_connections
+// however many streams it carries, and closes after idle_timeout without streams. Either way
+// the pool hands out http::UpstreamStream, the seam ClusterHandler drives.
+class EndpointPool final : public http::http1::ClientOwner, public http::http2::ClientOwner {
  public:
   EndpointPool(WorkerCluster& owner, core::EventLoop& loop, core::BlockPool& blocks, Endpoint& ep,
                const PoolConfig& config, ClusterStats& stats, size_t worker)
@@ -45,15 +51,19 @@ class EndpointPool final : public http::http1::ClientOwner {
         worker_(worker) {}
   ~EndpointPool();
 
-  // The most recently used idle keep-alive connection, or nullptr.
-  http::http1::ClientConnection* take_idle();
-  // A new connection (still connecting), or nullptr when the socket could not be created.
-  http::http1::ClientConnection* connect_new();
+  // A stream on an existing connection: the most recently used idle keep-alive connection, or
+  // a stream on an HTTP/2 connection with room; nullptr when there is none.
+  http::UpstreamStream* take_idle();
+  // A stream on a new connection (still connecting), or nullptr when the socket could not be
+  // created.
+  http::UpstreamStream* connect_new();
   // Closes the least recently used idle connection; false when there is none.
   bool close_oldest_idle();
 
   void on_client_idle(http::http1::ClientConnection& c) override;
   void on_client_closed(http::http1::ClientConnection& c) override;
+  void on_h2_capacity(http::http2::ClientConnection& c) override;
+  void on_h2_closed(http::http2::ClientConnection& c) override;
 
  private:
   WorkerCluster& owner_;
@@ -64,6 +74,7 @@ class EndpointPool final : public http::http1::ClientOwner {
   ClusterStats& stats_;
   size_t worker_;
   std::vector<http::http1::ClientConnection*> idle_;  // most recently used last
+  std::vector<http::http2::ClientConnection*> h2_;    // open HTTP/2 connections, oldest first
 };
 
 class WorkerCluster {

@@ -538,10 +538,64 @@ void FilterChain::response_trailers(const http::HeaderMap& trailers) {
   feed_trailers(resp_, trailers);
 }
 
+namespace {
+
+// The gRPC status for an HTTP status a gRPC client would otherwise get from the proxy
+// (gRPC's "HTTP to gRPC status code mapping": 503 is UNAVAILABLE, 404 UNIMPLEMENTED, ...).
+std::string_view grpc_status_for(int status) {
+  switch (status) {
+    case 400: return "13";  // INTERNAL
+    case 401: return "16";  // UNAUTHENTICATED
+    case 403: return "7";   // PERMISSION_DENIED
+    case 404: return "12";  // UNIMPLEMENTED
+    case 429:
+    case 502:
+    case 503:
+    case 504: return "14";  // UNAVAILABLE
+    default: return "2";    // UNKNOWN
+  }
+}
+
+bool is_grpc(const http::RequestHead& req) {
+  const http::HeaderField* ct = req.headers.find("content-type");
+  return ct != nullptr && ct->value.size() >= 16 &&
+         http::iequals(ct->value.substr(0, 16), "application/grpc");
+}
+
+}  // namespace
+
 void FilterChain::local_reply(int status, std::string_view body, std::string_view content_type,
                               const http::HeaderField* extra) {
   http::ResponseHead& head = owner_.local_head();
   head.reset();
+  if (status >= 300 && is_grpc(owner_.request_head())) {
+    // A gRPC client reads the outcome from grpc-status, not from the HTTP status: answer as a
+    // gRPC server does when a call fails before any message ("trailers-only": one HEADERS frame
+    // with the status), so that a 503 here is UNAVAILABLE there, with the reason in
+    // grpc-message (percent-encoded, RFC 3986 unreserved characters and spaces kept).
+    head.status = 200;
+    head.headers.add("Content-Type", "application/grpc");
+    head.headers.add("grpc-status", grpc_status_for(status));
+    std::string msg;
+    for (char c : body) {
+      if (c == '\n' || c == '\r') continue;
+      const bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                         (c >= '0' && c <= '9') || c == ' ' || c == '-' || c == '.' || c == '_' ||
+                         c == '~';
+      if (plain) {
+        msg.push_back(c);
+      } else {
+        static const char kHex[] = "0123456789ABCDEF";
+        msg.push_back('%');
+        msg.push_back(kHex[static_cast<unsigned char>(c) >> 4]);
+        msg.push_back(kHex[static_cast<unsigned char>(c) & 15]);
+      }
+    }
+    head.headers.add("grpc-message", owner_.arena().copy(msg));
+    head.framing = http::BodyFraming::kNone;
+    answer_from(n_, head, true);
+    return;
+  }
   head.status = status;
   if (!body.empty()) head.headers.add("Content-Type", content_type);
   if (extra != nullptr) {
