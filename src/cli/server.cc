@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -198,6 +199,7 @@ Server::Server(std::string config_path, const proxy::ExtensionRegistry& filters)
       drain_timer_(&Server::on_drain_tick, this),
       dns_timer_(&Server::on_dns_refresh, this),
       ticket_timer_(&Server::on_ticket_rotation, this),
+      cert_timer_(&Server::on_cert_watch, this),
       dns_mailbox_(std::make_shared<DnsMailbox>()) {
   dns_mailbox_->server = this;
 }
@@ -385,6 +387,14 @@ int Server::run() {
   }
   current_ = snap.value();
   loop_.arm(ticket_timer_, kTicketRotationMs);
+  {
+    http::client::ClientOptions o = services.http_client;
+    control_client_ = std::make_unique<http::client::HttpClient>(loop_, admin_blocks_, o);
+    stapler_ = std::make_unique<OcspStapler>(
+        loop_, *control_client_, log_,
+        [this](std::shared_ptr<const OcspStaples> staples) { publish_staples(std::move(staples)); });
+  }
+  watch_certificate_files();
   for (size_t i = 0; i < nworkers_; ++i) {
     workers_.push_back(std::make_unique<proxy::Worker>(i, services));
     workers_.back()->publish(current_);
@@ -453,6 +463,8 @@ int Server::run() {
   log_.log(LogLevel::kInfo, "citadel %s started: %zu workers, config %s", kVersion, nworkers_,
            config_path_.c_str());
   loop_.run();
+  stapler_.reset();  // its requests go with the client, on the loop's thread
+  control_client_.reset();
   log_.log(LogLevel::kInfo, "stopped");
   return 0;
 }
@@ -498,6 +510,106 @@ void Server::publish(std::shared_ptr<const proxy::Snapshot> snap) {
   current_ = std::move(snap);
   for (auto& w : workers_) w->publish(current_);
   follow_snapshot();
+  watch_certificate_files();
+}
+
+void Server::publish_staples(std::shared_ptr<const OcspStaples> staples) {
+  if (draining_ || !current_) return;
+  auto snap = proxy::build_snapshot(current_->config, current_.get(), filters_, *metrics_,
+                                    nworkers_, version_ + 1, proxy::lookup_blocking,
+                                    std::move(staples));
+  if (!snap.ok()) {
+    log_.log(LogLevel::kWarn, "OCSP: cannot publish the new responses: %s",
+             snap.error().message().c_str());
+    return;
+  }
+  ++version_;
+  publish(snap.value());
+}
+
+namespace {
+
+constexpr uint64_t kCertWatchMs = 2000;
+
+std::vector<std::string> tls_files(const proxy::Config& cfg) {
+  std::vector<std::string> files;
+  for (const auto& l : cfg.listeners) {
+    if (!l.tls) continue;
+    for (const auto& c : l.tls->certificates) {
+      for (const std::string* f : {&c.cert, &c.key, &c.ocsp}) {
+        if (!f->empty()) files.push_back(*f);
+      }
+    }
+    if (!l.tls->client_ca.empty()) files.push_back(l.tls->client_ca);
+  }
+  for (const auto& c : cfg.clusters) {
+    if (!c.tls) continue;
+    for (const std::string* f : {&c.tls->ca, &c.tls->cert, &c.tls->key}) {
+      if (!f->empty()) files.push_back(*f);
+    }
+  }
+  return files;
+}
+
+}  // namespace
+
+void Server::watch_certificate_files() {
+  if (stapler_) {
+    // Listener certificates without an `ocsp` file get fetched responses.
+    std::vector<std::string> staple;
+    for (const auto& l : current_->config->listeners) {
+      if (!l.tls) continue;
+      for (const auto& c : l.tls->certificates) {
+        if (c.ocsp.empty()) staple.push_back(c.cert);
+      }
+    }
+    stapler_->set_certificates(staple);
+  }
+  cert_stamps_.clear();
+  cert_pending_.clear();
+  for (const auto& path : tls_files(*current_->config)) {
+    FileStamp st;
+    st.path = path;
+    struct stat sb;
+    if (::stat(path.c_str(), &sb) == 0) {
+      st.mtime_ns = static_cast<int64_t>(sb.st_mtim.tv_sec) * 1'000'000'000 + sb.st_mtim.tv_nsec;
+      st.size = sb.st_size;
+      st.inode = sb.st_ino;
+    }
+    cert_stamps_.push_back(std::move(st));
+  }
+  if (cert_stamps_.empty()) loop_.timers().cancel(cert_timer_);
+  else loop_.arm(cert_timer_, kCertWatchMs);
+}
+
+void Server::on_cert_watch(void* arg) {
+  auto* s = static_cast<Server*>(arg);
+  if (s->draining_) return;
+  std::vector<FileStamp> now;
+  for (const auto& old : s->cert_stamps_) {
+    FileStamp st;
+    st.path = old.path;
+    struct stat sb;
+    if (::stat(st.path.c_str(), &sb) == 0) {
+      st.mtime_ns = static_cast<int64_t>(sb.st_mtim.tv_sec) * 1'000'000'000 + sb.st_mtim.tv_nsec;
+      st.size = sb.st_size;
+      st.inode = sb.st_ino;
+    }
+    now.push_back(std::move(st));
+  }
+  if (now == s->cert_stamps_) {
+    s->cert_pending_.clear();
+  } else if (now == s->cert_pending_) {
+    // Changed, and the same as a look ago: the writer is done (a renewal writes the
+    // certificate and the key one after the other).
+    s->log_.log(LogLevel::kInfo, "certificate files changed: reloading");
+    s->cert_stamps_ = now;  // a refused reload is not retried until the files change again
+    s->cert_pending_.clear();
+    s->reload();            // publishes and re-arms on success
+  } else {
+    s->cert_pending_ = std::move(now);
+  }
+  s->loop_.arm(s->cert_timer_, kCertWatchMs);
 }
 
 void Server::follow_snapshot() {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cli/admin.h"
+#include "cli/ocsp_stapler.h"
 #include "core/event_loop.h"
 #include "http/http1/server_connection.h"
 #include "observe/log.h"
@@ -67,6 +68,11 @@ class Server final : public AdminBackend, public http::ConnectionOwner {
   // two before still open (for as long again each), so no client loses its session at once.
   static constexpr uint64_t kTicketRotationMs = 12ull * 3600 * 1000;
   static void on_ticket_rotation(void* self);
+  // Certificate files (listeners' and clusters' TLS files) are watched: a change, once the file
+  // has stayed the same for one more look, reloads the config, so that a renewed certificate
+  // is served without a signal. A half-written pair is refused like any reload and retried.
+  static void on_cert_watch(void* self);
+  void watch_certificate_files();
   void raise_fd_limit();
   // Makes `snap` current: posts it to every worker, then follow_snapshot().
   void publish(std::shared_ptr<const proxy::Snapshot> snap);
@@ -94,6 +100,22 @@ class Server final : public AdminBackend, public http::ConnectionOwner {
   core::Timer drain_timer_;
   core::Timer dns_timer_;
   core::Timer ticket_timer_;
+  core::Timer cert_timer_;
+  // The control thread's HTTP client (OCSP fetches) and the stapler using it.
+  std::unique_ptr<http::client::HttpClient> control_client_;
+  std::unique_ptr<OcspStapler> stapler_;
+  void publish_staples(std::shared_ptr<const OcspStaples> staples);
+  struct FileStamp {
+    std::string path;
+    int64_t mtime_ns = -1;  // -1: missing
+    int64_t size = -1;
+    uint64_t inode = 0;
+    bool operator==(const FileStamp& o) const {
+      return path == o.path && mtime_ns == o.mtime_ns && size == o.size && inode == o.inode;
+    }
+  };
+  std::vector<FileStamp> cert_stamps_;    // as the current config was loaded
+  std::vector<FileStamp> cert_pending_;   // a change seen once, acted on when it stays
   // Shared with the lookup thread, which posts its answers only while `server` is set.
   struct DnsMailbox {
     std::mutex mu;

@@ -30,9 +30,13 @@ std::unique_ptr<re2::RE2> route_regex(const std::string& pattern, const Config& 
 
 core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
     std::shared_ptr<const Config> config, const Snapshot* previous, const ExtensionRegistry& filters,
-    observe::Registry& metrics, size_t workers, uint64_t version, const LookupFn& lookup) {
+    observe::Registry& metrics, size_t workers, uint64_t version, const LookupFn& lookup,
+    std::shared_ptr<const std::map<std::string, std::string>> ocsp_staples) {
   auto snap = std::make_shared<Snapshot>();
   snap->version = version;
+  snap->ocsp_staples = ocsp_staples ? std::move(ocsp_staples)
+                       : previous != nullptr ? previous->ocsp_staples
+                                             : nullptr;
   snap->listener_ids = previous != nullptr && previous->listener_ids
                            ? previous->listener_ids
                            : std::make_shared<std::map<std::string, uint32_t>>();
@@ -108,6 +112,12 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
       const ListenerTlsConfig& t = *l.tls;
       http::TlsServerOptions o;
       o.certificates = t.certificates;
+      if (snap->ocsp_staples) {
+        for (auto& f : o.certificates) {
+          auto it = snap->ocsp_staples->find(f.cert);
+          if (f.ocsp.empty() && it != snap->ocsp_staples->end()) f.ocsp_der = it->second;
+        }
+      }
       o.tls13_only = t.tls13_only;
       // HTTP/2 first where the listener speaks it (RFC 9113, 3.2), else HTTP/1.1 only.
       o.alpn = l.http2 ? std::vector<std::string>{"h2", "http/1.1"}

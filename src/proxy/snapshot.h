@@ -50,6 +50,9 @@ struct Snapshot {
   // Session ticket keys for every TLS listener: made with the first snapshot and handed on to
   // each next one, so tickets open across reloads; the control thread rotates them.
   std::shared_ptr<http::TicketKeys> ticket_keys;
+  // OCSP responses fetched for listener certificates without an `ocsp` file, by certificate
+  // file (DER), stapled by the TLS contexts of this snapshot. Carried to the next snapshot.
+  std::shared_ptr<const std::map<std::string, std::string>> ocsp_staples;
 };
 
 // Compiles `config`. Clusters whose configuration and resolved addresses are unchanged from
@@ -59,6 +62,7 @@ struct Snapshot {
 core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
     std::shared_ptr<const Config> config, const Snapshot* previous, const ExtensionRegistry& filters,
     observe::Registry& metrics, size_t workers, uint64_t version,
-    const LookupFn& lookup = lookup_blocking);
+    const LookupFn& lookup = lookup_blocking,
+    std::shared_ptr<const std::map<std::string, std::string>> ocsp_staples = nullptr);
 
 }  // namespace citadel::proxy

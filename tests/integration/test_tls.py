@@ -33,10 +33,12 @@ class Pki:
     def path(self, name):
         return os.path.join(self.d, name)
 
-    def issue(self, name, cn, dns=(), client=False, days=30, ips=()):
+    def issue(self, name, cn, dns=(), client=False, days=30, ips=(), ocsp_url=None):
         """name.pem (the certificate, then the CA as its chain) and name.key."""
         ext = os.path.join(self.d, name + ".ext")
         with open(ext, "w") as f:
+            if ocsp_url:
+                f.write("authorityInfoAccess=OCSP;URI:%s\n" % ocsp_url)
             if dns or ips:
                 f.write("subjectAltName=" + ",".join(["DNS:" + n for n in dns] +
                                                      ["IP:" + a for a in ips]) + "\n")
@@ -313,6 +315,27 @@ def test_a_reload_serves_new_certificates_and_keeps_open_connections(pki, citade
     assert https_get(c.port, ctx, host="renewed.test")[0] == 200
 
 
+def test_certificate_files_that_change_on_disk_are_served_without_a_signal(pki, citadel):
+    cert = pki.issue("s", "localhost", dns=["localhost"])
+    c = citadel(tls_config(pki, [cert]))
+    ctx = client_ctx(pki)
+    raw = socket.create_connection(("127.0.0.1", c.port), timeout=5)
+    kept = ctx.wrap_socket(raw, server_hostname="localhost")
+    # A renewal writes new files under the same names (certbot, cert-manager, ACME clients).
+    pki.issue("s", "localhost", dns=["localhost", "renewed.test"])
+
+    def renewed_served():
+        try:
+            return https_get(c.port, ctx, host="renewed.test")[0] == 200
+        except (ssl.SSLCertVerificationError, ssl.SSLError):
+            return False
+    wait_until(renewed_served, timeout=15, what="the renewed certificate, without a reload")
+    c.wait_for("certificate files changed: reloading")
+    kept.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert kept.recv(4096).startswith(b"HTTP/1.1 200 ")
+    kept.close()
+
+
 def test_what_is_not_tls_is_closed_and_counted(pki, citadel):
     cert = pki.issue("s", "localhost", dns=["localhost"])
     c = citadel(tls_config(pki, [cert], listener_extra="        timeouts: { header: 1s }\n"))
@@ -475,3 +498,65 @@ def test_a_malformed_host_is_refused_before_the_https_redirect(pki, citadel):
         assert status == 400, host
     status, headers, _ = c.request("GET", "/a", headers={"Host": "ok.test"})
     assert status == 301 and headers["Location"] == "https://ok.test:8443/a"
+
+
+def test_testssl_finds_no_weakness(pki, citadel, tmp_path):
+    """Debian's testssl.sh against a TLS listener with HTTP/2: protocols, ciphers, forward
+    secrecy and the known vulnerabilities (Heartbleed to LUCKY13). Only the test certificate's
+    own findings are expected (a CA testssl does not know, a short validity, no OCSP URI)."""
+    cert = pki.issue("s", "localhost", dns=["localhost"])
+    c = citadel(tls_config(pki, [cert], listener_extra="        http2: true\n"))
+    out = tmp_path / "testssl.json"
+    subprocess.run(["testssl", "--quiet", "--color", "0", "--warnings", "off",
+                    "--jsonfile-pretty", str(out), "-p", "-s", "-f", "-U",
+                    "--ip", "127.0.0.1", "localhost:%d" % c.port],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+    res = json.loads(out.read_text())["scanResult"][0]
+    found = {f["id"]: f for k in ("protocols", "vulnerabilities", "pfs", "ciphers")
+             for f in res.get(k, [])}
+    for old in ("SSLv2", "SSLv3", "TLS1", "TLS1_1"):
+        assert found[old]["finding"] == "not offered", found[old]
+    assert found["TLS1_2"]["finding"] == "offered"
+    assert found["TLS1_3"]["finding"].startswith("offered")
+    assert found["ALPN_HTTP2"]["finding"] == "h2"
+    bad = [(i, f["severity"], f["finding"]) for i, f in found.items()
+           if f["severity"] in ("MEDIUM", "HIGH", "CRITICAL")]
+    assert not bad, bad
+    vulns = [f for f in res["vulnerabilities"] if f["severity"] not in ("OK", "INFO")]
+    assert not vulns, vulns
+
+
+def test_ocsp_responses_are_fetched_and_stapled(pki, citadel):
+    """A certificate naming an OCSP responder (tests/integration/ocsp_responder.py, a real one
+    over HTTP) gets its response fetched by Citadel and stapled: openssl s_client -status sees a
+    good one. A revoked certificate's response is not stapled."""
+    from conftest import PYTHON, HERE
+    import re
+    responder = subprocess.Popen([PYTHON, os.path.join(HERE, "ocsp_responder.py"),
+                                  pki.path("ca.pem"), pki.path("ca.key")],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        port = int(re.match(r"PORT (\d+)", responder.stdout.readline()).group(1))
+        url = "http://127.0.0.1:%d/" % port
+        cert = pki.issue("s", "localhost", dns=["localhost"], ocsp_url=url)
+        bad = pki.issue("bad", "revoked.test", dns=["revoked.test"], ocsp_url=url)
+        serial = subprocess.run(["openssl", "x509", "-in", bad[0], "-noout", "-serial"],
+                                capture_output=True, text=True, check=True).stdout
+        with open(pki.path("revoked.txt"), "w") as f:
+            f.write(serial.strip().split("=", 1)[1] + "\n")
+        c = citadel(tls_config(pki, [cert, bad]))
+        c.wait_for("OCSP response for .*s.pem stapled", timeout=15)
+        c.wait_for("OCSP fetch for .*bad.pem failed .*revoked", timeout=15)
+
+        def status(name):
+            r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % c.port,
+                                "-servername", name, "-status", "-CAfile", pki.path("ca.pem")],
+                               input="", capture_output=True, text=True, timeout=10)
+            return r.stdout
+        wait_until(lambda: "Cert Status: good" in status("localhost"), timeout=10,
+                   what="a stapled good OCSP response")
+        assert "OCSP Response Status: successful" in status("localhost")
+        assert "no response sent" in status("revoked.test")
+    finally:
+        responder.kill()
+        responder.wait(timeout=5)

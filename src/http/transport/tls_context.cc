@@ -172,6 +172,7 @@ core::Result<std::unique_ptr<TlsServerContext::Certificate>> load_certificate(
     return core::Status::error("tls: " + files.key + " does not match the certificate " +
                                files.cert);
   }
+  if (files.ocsp.empty()) c->ocsp = files.ocsp_der;
   if (!files.ocsp.empty()) {
     std::ifstream in(files.ocsp, std::ios::binary);
     if (!in) return core::Status::error("tls: cannot read OCSP response " + files.ocsp);

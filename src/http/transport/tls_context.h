@@ -67,6 +67,7 @@ struct TlsCertificateFiles {
   std::string cert;  // PEM: the certificate, then its chain
   std::string key;   // PEM private key
   std::string ocsp;  // optional: a DER OCSP response to staple
+  std::string ocsp_der;  // or the response itself (fetched; used when `ocsp` is empty)
 };
 
 struct TlsServerOptions {

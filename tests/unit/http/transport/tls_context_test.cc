@@ -38,7 +38,7 @@ TEST(TlsServerContext, RefusesWhatItCannotServe) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message().find("no certificate"), std::string::npos);
   TlsServerOptions missing;
-  missing.certificates.push_back({"/nonexistent/cert.pem", "/nonexistent/key.pem", ""});
+  missing.certificates.push_back({"/nonexistent/cert.pem", "/nonexistent/key.pem", "", ""});
   missing.session_tickets = false;
   r = TlsServerContext::create(missing);
   ASSERT_FALSE(r.ok());
