@@ -141,7 +141,7 @@ class Server::SignalHandler final : public core::IoHandler {
 class Server::AdminListener final : public core::IoHandler {
  public:
   AdminListener(Server& s, int fd) : server_(s), fd_(fd), retry_(&AdminListener::retry, this) {
-    auto settings = std::make_shared<http::http1::ServerSettings>();
+    auto settings = std::make_shared<http::ServerSettings>();
     settings->header_timeout_ms = 5000;
     settings->keepalive_timeout_ms = 15'000;
     settings_ = settings;
@@ -189,7 +189,7 @@ class Server::AdminListener final : public core::IoHandler {
   Server& server_;
   int fd_;
   core::Timer retry_;
-  std::shared_ptr<const http::http1::ServerSettings> settings_;
+  std::shared_ptr<const http::ServerSettings> settings_;
   http::DownstreamConnection* conns_ = nullptr;
 };
 

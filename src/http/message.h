@@ -26,6 +26,7 @@ struct RequestHead {
   std::string_view authority;  // Host header, or the authority of an absolute-form target
   std::string_view scheme;     // "http" or "https" as seen by Citadel's listener
   uint8_t version_minor = 1;   // HTTP/1.x minor; 1 for HTTP/2 streams
+  uint8_t version_major = 1;   // 2 for an HTTP/2 stream (the protocol the client spoke)
   HeaderMap headers;
 
   BodyFraming framing = BodyFraming::kNone;

@@ -26,6 +26,10 @@ enum class UpstreamFailure : uint8_t {
 };
 inline constexpr size_t kUpstreamFailureKinds = 5;
 
+// Interim (1xx) responses an upstream may send before its final one; more is a protocol error
+// (each is passed on to the client, so an endless series would be buffered without end).
+inline constexpr int kMaxInformational = 16;
+
 // A short name for each kind, for metrics labels and logs ("connect_failure", ...).
 std::string_view failure_name(UpstreamFailure kind);
 

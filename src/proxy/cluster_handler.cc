@@ -157,7 +157,10 @@ bool ClusterHandler::prepare_head() {
     req.headers.add("X-Forwarded-Host", req.authority);
   }
   const HeaderField* via = req.headers.find("via");
-  std::string_view hop = req.version_minor == 0 ? "1.0 citadel" : "1.1 citadel";
+  // The protocol the request came in with (RFC 9110 7.6.3): "2" for an HTTP/2 client.
+  std::string_view hop = req.version_major == 2   ? "2 citadel"
+                         : req.version_minor == 0 ? "1.0 citadel"
+                                                  : "1.1 citadel";
   req.headers.set("Via", via != nullptr ? arena.concat({via->value, ", ", hop}) : hop);
   if (route_.rewrite.host) {
     req.headers.set("Host", *route_.rewrite.host);

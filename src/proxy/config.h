@@ -14,7 +14,7 @@
 
 #include "core/config_reader.h"
 #include "http/path.h"
-#include "http/http1/server_connection.h"
+#include "http/server_settings.h"
 #include "http/transport/tls_context.h"
 
 namespace citadel::proxy {
@@ -87,7 +87,7 @@ struct ListenerConfig {
   // http2: HTTP/2 as well as HTTP/1.1 (ALPN h2 on a TLS listener, h2c with prior knowledge on
   // a plain one), with these limits.
   bool http2 = false;
-  http::http1::Http2Limits http2_limits;
+  http::Http2Limits http2_limits;
   int line = 0;
 };
 

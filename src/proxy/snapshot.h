@@ -23,7 +23,7 @@ struct ListenerRuntime {
   std::string name;
   uint32_t id = 0;  // the name's id for the process's life (Snapshot::listener_ids)
   HostPort address;
-  http::http1::ServerSettings settings;
+  http::ServerSettings settings;
   http::PathNormalizeOptions path_options;
   uint64_t default_max_body = 0;
   // limits.connections shared out over the workers (rounded up); 0: no limit.

@@ -37,8 +37,8 @@ class Worker::Listener final : public core::IoHandler {
   int fd;  // -1 once retired
   http::PathNormalizeOptions path_options;
   uint32_t id = 0;  // the name's id (Snapshot::listener_ids)
-  std::shared_ptr<const http::http1::ServerSettings> settings =
-      std::make_shared<http::http1::ServerSettings>();
+  std::shared_ptr<const http::ServerSettings> settings =
+      std::make_shared<http::ServerSettings>();
   std::shared_ptr<const http::TlsServerContext> tls;  // nullptr: a plain listener
   bool http2 = false;
   uint64_t active = 0;           // open connections accepted here
@@ -182,7 +182,7 @@ void Worker::configure_listener(Listener& l) {
   if (current_ == nullptr) return;
   for (const auto& lr : current_->snap->listeners) {
     if (lr.name != l.name) continue;
-    l.settings = std::make_shared<http::http1::ServerSettings>(lr.settings);
+    l.settings = std::make_shared<http::ServerSettings>(lr.settings);
     l.path_options = lr.path_options;
     l.tls = lr.tls;
     l.http2 = lr.http2;

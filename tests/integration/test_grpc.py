@@ -203,3 +203,137 @@ def test_grpc_health_checks_need_protocol_h2(tmp_path):
     r = subprocess.run([CITADEL, "validate", "-c", str(p)], capture_output=True, text=True,
                        timeout=30)
     assert r.returncode != 0 and "protocol: h2" in r.stderr, r.stderr
+
+
+def h2_upstream(respond):
+    """An HTTP/2 upstream (python3-h2) answering each request with respond(path) ->
+    (headers, body); one connection at a time is enough for these tests."""
+    import socket as sk
+    import h2.config
+    import h2.connection
+    import h2.events
+    srv = sk.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    srv.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            conn.settimeout(5)
+            h2c = h2.connection.H2Connection(h2.config.H2Configuration(
+                client_side=False, validate_outbound_headers=False,
+                normalize_outbound_headers=False))
+            h2c.initiate_connection()
+            conn.sendall(h2c.data_to_send())
+            pending = {}  # stream -> body not yet sent (flow control)
+
+            def pump():
+                for sid in list(pending):
+                    body = pending[sid]
+                    while body:
+                        n = min(len(body), h2c.local_flow_control_window(sid),
+                                h2c.max_outbound_frame_size)
+                        if n <= 0:
+                            break
+                        h2c.send_data(sid, body[:n])
+                        body = body[n:]
+                    if body:
+                        pending[sid] = body
+                    else:
+                        h2c.end_stream(sid)
+                        del pending[sid]
+            try:
+                while not stop.is_set():
+                    data = conn.recv(65536)
+                    if not data:
+                        break
+                    for ev in h2c.receive_data(data):
+                        if isinstance(ev, h2.events.RequestReceived):
+                            path = dict(ev.headers)[b":path"].decode()
+                            headers, body = respond(path)
+                            h2c.send_headers(ev.stream_id, headers)
+                            pending[ev.stream_id] = body
+                    pump()
+                    conn.sendall(h2c.data_to_send())
+            except Exception:
+                pass
+            finally:
+                conn.close()
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return srv, stop
+
+
+def test_an_h2_upstream_head_over_32k_is_a_502(citadel):
+    # From an outside attack: a 70 KB response head from an HTTP/2 upstream left HTTP/2
+    # clients waiting on a stream that never answered.
+    def respond(path):
+        n = 40 if path == "/big" else 1
+        return [(":status", "200")] + [("x-h%d" % i, "v" * 1000) for i in range(n)], b"ok"
+    srv, stop = h2_upstream(respond)
+    try:
+        c = citadel(config_head(listener="        http2: true\n") + f"""
+    clusters:
+      - name: up
+        protocol: h2
+        endpoints: [127.0.0.1:{srv.getsockname()[1]}]
+        retry: {{ attempts: 0 }}
+    routes:
+      - to: {{ cluster: up }}
+    """)
+        assert c.request("GET", "/small")[0] == 200
+        status, _, _ = c.request("GET", "/big")
+        assert status == 502
+        r = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "--max-time", "5", "-o",
+                            "/dev/null", "-w", "%{http_code}",
+                            "http://127.0.0.1:%d/big" % c.port], capture_output=True, text=True)
+        assert r.stdout == "502", r
+    finally:
+        stop.set()
+        srv.close()
+
+
+def test_a_slow_client_gets_the_whole_response_of_an_h2_upstream(citadel):
+    # The upstream finishes (END_STREAM) while the slow client's request has reading paused:
+    # the rest must still reach the client, and the other streams on that upstream connection
+    # must not stall behind it.
+    body = bytes(range(256)) * 8192  # 2 MiB
+    srv, stop = h2_upstream(lambda path: ([(":status", "200"),
+                                           ("content-length", str(len(body)))], body))
+    try:
+        c = citadel(config_head() + f"""
+    clusters:
+      - name: up
+        protocol: h2
+        endpoints: [127.0.0.1:{srv.getsockname()[1]}]
+        retry: {{ attempts: 0 }}
+    routes:
+      - to: {{ cluster: up }}
+    """)
+        import socket as sk
+        slow = sk.socket()
+        slow.setsockopt(sk.SOL_SOCKET, sk.SO_RCVBUF, 4096)
+        slow.connect(("127.0.0.1", c.port))
+        slow.sendall(b"GET /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        time.sleep(1.0)  # the upstream has sent everything; Citadel holds what the client lacks
+        # Meanwhile another request on the same upstream connection goes through.
+        status, _, other = c.request("GET", "/other")
+        assert status == 200 and len(other) == len(body)
+        got = b""
+        slow.settimeout(10)
+        while True:
+            chunk = slow.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        slow.close()
+        head, _, rest = got.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ") and rest == body, (head, len(rest))
+    finally:
+        stop.set()
+        srv.close()

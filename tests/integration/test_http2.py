@@ -180,6 +180,7 @@ def test_h2_over_tls_with_alpn_reaches_the_upstream(pki, citadel, upstreams):
     hdrs = {k.lower(): v for k, v in seen["headers"]}
     assert hdrs["host"] == f"localhost:{c.port}"
     assert hdrs["cookie"] == "a=1; b=2"  # split cookies joined for HTTP/1.1 (RFC 9113 8.2.3)
+    assert hdrs["via"] == "2 citadel"  # the protocol the client spoke (RFC 9110 7.6.3)
     # A body of unknown length goes on chunked; one with a length goes on with it.
     rc, out = curl("--http2", "--cacert", pki.path("ca.pem"), "--resolve",
                    f"localhost:{c.port}:127.0.0.1", "--data-binary", "x" * 100000, url + "/sink")

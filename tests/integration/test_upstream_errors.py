@@ -260,3 +260,17 @@ def test_a_switch_to_a_protocol_the_client_did_not_name_gets_502(raw_upstream, c
                                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 502 "), out[:120]
     assert b"PRI *" not in out
+
+
+def test_an_endless_series_of_interim_responses_is_a_protocol_error(raw_upstream, citadel):
+    # From an outside attack: every 1xx was passed on, so an upstream sending 103s without end
+    # made Citadel buffer them for a client that did not read (1.2 GB in 8 s).
+    hint = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    up = raw_upstream(lambda p: hint * (3 if p == "/few" else 1000) + ok)
+    c = citadel(config(up))
+    out = get(c.port, "/few")
+    assert out.count(b"HTTP/1.1 103 ") == 3 and b"HTTP/1.1 200 " in out, out[:300]
+    out = get(c.port, "/many")
+    assert b"HTTP/1.1 502 " in out and out.count(b"HTTP/1.1 103 ") <= 16, out[:200]
+    assert c.metric('citadel_upstream_errors_total{cluster="app",cause="protocol_error"}') == 1

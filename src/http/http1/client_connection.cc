@@ -65,6 +65,7 @@ void ClientConnection::send_head(const RequestHead& head, std::string_view targe
   if (state_ != State::kConnecting) state_ = State::kActive;
   ++requests_;
   head_request_ = head.is_head;
+  informational_ = 0;
   request_done_ = false;
   head_received_ = false;
   keep_alive_ = true;
@@ -298,6 +299,11 @@ void ClientConnection::process() {
       head.reason = rebase(head.reason, data.data(), r.consumed, nb);
       in_.consume(r.consumed);
       if (head.status >= 100 && head.status < 200 && head.status != 101) {
+        if (++informational_ > kMaxInformational) {
+          in_process_ = false;
+          fail(ClientFailure::kProtocolError, "too many interim (1xx) responses");
+          return;
+        }
         cb_->on_informational(head);
         continue;
       }

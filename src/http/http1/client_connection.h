@@ -110,6 +110,7 @@ class ClientConnection : public core::Deferred,
   BodyFraming resp_framing_ = BodyFraming::kNone;
   uint64_t resp_remaining_ = 0;
   uint64_t requests_ = 0;
+  int informational_ = 0;  // 1xx responses to the current request
   bool head_request_ = false;
   bool chunked_out_ = false;
   bool counted_out_ = false;   // the request body is Content-Length framed: body_left_ counts

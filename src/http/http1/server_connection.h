@@ -19,41 +19,15 @@
 #include "http/http1/chunked.h"
 #include "http/downstream_connection.h"
 #include "http/http1/parser.h"
+#include "http/server_settings.h"
 #include "http/stream.h"
 #include "http/transport/socket_transport.h"
 #include "http/transport/transport.h"
 
 namespace citadel::http::http1 {
 
-// What a listener with `http2: true` allows an HTTP/2 client (http2/server_connection.h). The
-// head limits (limits.max_head_bytes, max_header_count) bound a stream's header list too.
-struct Http2Limits {
-  uint32_t max_concurrent_streams = 128;
-  uint32_t stream_window = 256 * 1024;     // request body bytes a stream may send unread
-  uint32_t connection_window = 1 << 20;    // and all streams together
-  uint32_t max_frame_size = 16384;
-  // Streams a client may reset (token bucket: burst, then per second) before the connection
-  // gets GOAWAY (rapid reset, CVE-2023-44487).
-  uint32_t reset_burst = 200;
-  uint32_t reset_rate = 50;
-  // PING, SETTINGS, PRIORITY and WINDOW_UPDATE frames the same way (a DATA frame sent gives
-  // one more WINDOW_UPDATE), and empty DATA frames in a row: floods end with GOAWAY.
-  uint32_t control_burst = 1000;
-  uint32_t control_rate = 200;
-  uint32_t max_empty_frames = 16;
-  uint32_t max_continuations = 8;  // CONTINUATION frames after one HEADERS (CVE-2024-27316)
-};
-
-struct ServerSettings {
-  Http2Limits http2;
-  ParseLimits limits;
-  uint64_t header_timeout_ms = 10'000;
-  uint64_t body_idle_timeout_ms = 30'000;
-  uint64_t keepalive_timeout_ms = 60'000;
-  uint64_t request_timeout_ms = 0;  // 0: none
-  size_t high_watermark = 256 * 1024;
-  size_t low_watermark = 64 * 1024;
-};
+// The listener's settings, shared by the HTTP/1.1 and HTTP/2 codecs (http/server_settings.h).
+using ServerSettings = http::ServerSettings;
 
 // The codec over any transport. Its overrides are final, so its own calls stay direct; the
 // only derived classes are WithTransport<ServerConnection, T>, which add the transport's storage.

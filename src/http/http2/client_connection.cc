@@ -18,8 +18,13 @@ namespace {
 
 constexpr size_t kReadChunk = 16 * 1024;
 constexpr int kReadsPerTurn = 16;
-constexpr uint32_t kStreamWindow = 256 * 1024;  // response body a stream may hold unread
-constexpr int32_t kConnectionWindow = 1 << 20;
+// Response body a stream may hold unread (its request paused it: a slow client), and the
+// connection's window, given back as soon as data arrives: a paused stream holds only its own
+// window, never the connection's, so one slow client cannot stall the other streams sharing
+// the upstream connection (nor get a healthy endpoint blamed for their idle timeouts).
+constexpr uint32_t kStreamWindow = 64 * 1024;
+constexpr int32_t kConnectionWindow = 16 << 20;
+constexpr size_t kMaxHeadBytes = 32 * 1024;  // as for an HTTP/1.1 upstream's response head
 
 // Fields HTTP/2 forbids in a request (RFC 9113 8.2.2), or that become pseudo-headers.
 bool not_forwarded(std::string_view n) {
@@ -124,6 +129,9 @@ class ClientStream final : public UpstreamStream {
   bool needs_delivery_ = false;  // held response data (or its end) to hand over
   bool write_ready_ = false;     // the request body drained: on_upstream_write_ready
   bool pending_failure_ = false;  // the request could not be submitted
+  bool head_too_big_ = false;
+  int informational_ = 0;
+  size_t head_bytes_ = 0;  // of the head (or trailers) being received, RFC 9113 6.5.2's way
 };
 
 namespace {
@@ -232,6 +240,11 @@ ssize_t ClientStream::read_body(uint8_t* buf, size_t length, uint32_t* flags) {
 
 void ClientStream::on_header(std::string_view name, std::string_view value, bool trailer) {
   if (cb_ == nullptr || finished_) return;
+  head_bytes_ += name.size() + value.size() + 32;
+  if (head_bytes_ > kMaxHeadBytes) {
+    head_too_big_ = true;  // failed at the block's end: nghttp2 is in the middle of it
+    return;
+  }
   core::Arena& a = cb_->arena();
   if (trailer) {
     trailers_in_.add(a.copy(name), a.copy(value));
@@ -250,6 +263,11 @@ void ClientStream::on_header(std::string_view name, std::string_view value, bool
 
 void ClientStream::on_headers_done(bool end_stream, bool trailer) {
   if (cb_ == nullptr || finished_) return;
+  if (head_too_big_) {
+    fail(UpstreamFailure::kProtocolError,
+         trailer ? "response trailers over 32 KiB" : "response head over 32 KiB");
+    return;
+  }
   if (trailer) {
     on_end();
     return;
@@ -258,11 +276,17 @@ void ClientStream::on_headers_done(bool end_stream, bool trailer) {
   h.version_minor = 1;
   h.keep_alive = true;
   if (h.status >= 100 && h.status < 200) {
+    if (++informational_ > kMaxInformational) {
+      fail(UpstreamFailure::kProtocolError, "too many interim (1xx) responses");
+      return;
+    }
     if (h.status != 101) cb_->on_informational(h);
     h.headers.clear();
+    head_bytes_ = 0;
     return;
   }
   head_received_ = true;
+  head_bytes_ = 0;  // the trailers get their own 32 KiB
   const bool bodiless = end_stream || head_is_head_ || h.status == 204 || h.status == 304;
   if (const HeaderField* cl = h.headers.find("content-length"); cl != nullptr && !bodiless) {
     uint64_t n = 0;
@@ -291,6 +315,7 @@ void ClientStream::on_data(std::string_view data) {
   }
   if (paused_ || !held_.empty()) {
     held_.append(data);  // at most the stream's window
+    nghttp2_session_consume_connection(conn_.session_, data.size());
     return;
   }
   cb_->on_response_data(data, false);
@@ -329,8 +354,7 @@ void ClientStream::deliver_held() {
     size_t n = std::min<size_t>(held_.size(), 64 * 1024);
     cb_->on_response_data(std::string_view(held_.data(), n), false);
     held_.consume(n);
-    if (!closed_) nghttp2_session_consume(conn_.session_, id_, n);
-    else nghttp2_session_consume_connection(conn_.session_, n);
+    if (!closed_) nghttp2_session_consume_stream(conn_.session_, id_, n);
   }
   if (held_.empty()) {
     held_.release();
@@ -356,6 +380,15 @@ void ClientStream::fail(UpstreamFailure kind, std::string_view detail) {
 void ClientStream::close() {
   // The request abandons the exchange: no callback follows.
   cb_ = nullptr;
+  if (closed_ && id_ > 0) {
+    // nghttp2 is done with it; only its held response kept it: nothing touches it after this.
+    finished_ = true;
+    conn_.unlink(this);
+    conn_.capacity_changed_ = true;
+    conn_.loop_.schedule(&conn_);
+    delete this;
+    return;
+  }
   if (!finished_) {
     finished_ = true;
     if (id_ > 0 && !closed_ && !conn_.closed_) {
@@ -376,18 +409,23 @@ void ClientStream::close() {
 
 void ClientStream::on_closed(uint32_t error_code) {
   closed_ = true;
-  if (!held_.empty()) nghttp2_session_consume_connection(conn_.session_, held_.size());
-  held_.release();
+  if (!end_held_) held_.release();  // (its connection window went back when it arrived)
   if (finished_) return;
   if (error_code == NGHTTP2_NO_ERROR && head_received_) {
     on_end();  // a close that ends the response (END_STREAM was on the last frame)
-    if (finished_) return;
+    // Delivered, or held for a paused request: it goes out when the request resumes (the
+    // stream outlives nghttp2's, see on_stream_close).
+    if (finished_ || end_held_) return;
   }
   const bool refused = error_code == NGHTTP2_REFUSED_STREAM;
   std::string why = refused ? "stream refused by the upstream (retryable)"
                             : std::string("stream reset by the upstream: ") +
                                   nghttp2_http2_strerror(error_code);
-  fail(head_received_ ? UpstreamFailure::kResetAfterHead : UpstreamFailure::kReset, why);
+  // A malformed response is refused by nghttp2 with PROTOCOL_ERROR: counted as what it is.
+  UpstreamFailure kind = error_code == NGHTTP2_PROTOCOL_ERROR ? UpstreamFailure::kProtocolError
+                         : head_received_                     ? UpstreamFailure::kResetAfterHead
+                                                              : UpstreamFailure::kReset;
+  fail(kind, why);
 }
 
 // --- nghttp2's callbacks -----------------------------------------------------------------------
@@ -453,8 +491,11 @@ struct ClientCallbacks {
     if (s == nullptr) return 0;
     nghttp2_session_set_stream_user_data(session, id, nullptr);
     s->on_closed(error_code);
-    c.unlink(s);
     c.capacity_changed_ = true;
+    // A complete response still held for a paused request stays until it is delivered (or the
+    // request lets go): the connection's task deletes it then.
+    if (!s->finished_ && s->end_held_) return 0;
+    c.unlink(s);
     delete s;
     return 0;
   }
@@ -630,6 +671,11 @@ void ClientConnection::run_task() {
         if (s->cb_ != nullptr && !s->finished_) s->cb_->on_upstream_write_ready();
       }
       if (s->needs_delivery_ && !closed_) s->deliver_held();
+      if (s->closed_ && s->finished_) {  // its held response went out after nghttp2 closed it
+        unlink(s);
+        capacity_changed_ = true;
+        delete s;
+      }
     }
     s = next;
   }

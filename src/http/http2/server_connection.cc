@@ -1,5 +1,6 @@
 #include "http/http2/server_connection.h"
 
+#include <nghttp2/nghttp2.h>
 #include <sys/epoll.h>
 
 #include <algorithm>
@@ -27,6 +28,11 @@ bool connection_specific(std::string_view n) {
 }
 
 }  // namespace
+
+struct ServerConnection::NvList {
+  std::vector<nghttp2_nv> nv;
+  std::string text;
+};
 
 // --- a stream ----------------------------------------------------------------------------------
 
@@ -191,6 +197,7 @@ void Stream::on_request_head(bool end_stream) {
   RequestHead& h = handler_->request_head();
   h.scheme = conn_.info_.tls ? "https" : "http";
   h.version_minor = 1;
+  h.version_major = 2;
   h.keep_alive = true;
   is_head_ = h.method == "HEAD";
   h.is_head = is_head_;
@@ -343,8 +350,8 @@ void Stream::resume_request_body() {
 void Stream::send_informational(const ResponseHead& head) {
   if (closed_ || reset_ || response_started_ || conn_.closed_) return;
   conn_.build_nv(head, true);
-  nghttp2_submit_headers(conn_.session_, NGHTTP2_FLAG_NONE, id_, nullptr, conn_.nv_.data(),
-                         conn_.nv_.size(), nullptr);
+  nghttp2_submit_headers(conn_.session_, NGHTTP2_FLAG_NONE, id_, nullptr, conn_.nv_->nv.data(),
+                         conn_.nv_->nv.size(), nullptr);
   conn_.loop_.schedule(&conn_);
 }
 
@@ -355,12 +362,12 @@ void Stream::send_headers(ResponseHead& head, bool end_stream) {
   conn_.build_nv(head, false);
   if (end_stream || no_body) {
     response_ended_ = true;
-    nghttp2_submit_response(conn_.session_, id_, conn_.nv_.data(), conn_.nv_.size(), nullptr);
+    nghttp2_submit_response(conn_.session_, id_, conn_.nv_->nv.data(), conn_.nv_->nv.size(), nullptr);
   } else {
     nghttp2_data_provider provider;
     provider.source.ptr = this;
     provider.read_callback = read_body_cb;
-    nghttp2_submit_response(conn_.session_, id_, conn_.nv_.data(), conn_.nv_.size(), &provider);
+    nghttp2_submit_response(conn_.session_, id_, conn_.nv_->nv.data(), conn_.nv_->nv.size(), &provider);
   }
   conn_.loop_.schedule(&conn_);
 }
@@ -415,7 +422,7 @@ ssize_t Stream::read_body(uint8_t* buf, size_t length, uint32_t* flags) {
       if (!trailers_out_.empty()) {
         *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
         conn_.build_trailer_nv(trailers_out_);
-        nghttp2_submit_trailer(conn_.session_, id_, conn_.nv_.data(), conn_.nv_.size());
+        nghttp2_submit_trailer(conn_.session_, id_, conn_.nv_->nv.data(), conn_.nv_->nv.size());
       }
       out_.release();
     } else if (n == 0) {
@@ -555,6 +562,24 @@ struct Callbacks {
     return 0;
   }
 
+  // A frame nghttp2 could not send: a response head too large to encode (past its 64 KiB
+  // limit) would otherwise leave the client waiting on a stream that never answers.
+  static int on_frame_not_send(nghttp2_session* session, const nghttp2_frame* frame, int,
+                               void*) {
+    if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+    Stream* s = stream(session, frame->hd.stream_id);
+    if (s == nullptr || s->closed_) return 0;
+    if (StreamHandler* h = s->handler_) {
+      s->handler_ = nullptr;
+      h->on_reset("response head could not be sent (too large)", 0);
+      h->on_complete();
+    }
+    s->reset_ = true;
+    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                              NGHTTP2_INTERNAL_ERROR);
+    return 0;
+  }
+
   static int on_frame_send(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
     ServerConnection& c = conn(user);
     const auto& lim = c.settings_->http2;
@@ -575,7 +600,7 @@ struct Callbacks {
 // --- the connection ----------------------------------------------------------------------------
 
 ServerConnection::ServerConnection(Transport& transport, const ConnectionInfo& info,
-                                   std::shared_ptr<const http1::ServerSettings> settings,
+                                   std::shared_ptr<const ServerSettings> settings,
                                    core::EventLoop& loop, core::BlockPool& pool,
                                    StreamFactory& factory, ConnectionOwner& owner,
                                    std::string_view initial)
@@ -590,7 +615,8 @@ ServerConnection::ServerConnection(Transport& transport, const ConnectionInfo& i
       out_(&pool),
       initial_(initial),
       idle_timer_(&ServerConnection::on_idle_timer, this),
-      goaway_timer_(&ServerConnection::on_goaway_timer, this) {}
+      goaway_timer_(&ServerConnection::on_goaway_timer, this),
+      nv_(std::make_unique<NvList>()) {}
 
 ServerConnection::~ServerConnection() {
   loop_.timers().cancel(idle_timer_);
@@ -611,6 +637,7 @@ bool ServerConnection::start() {
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, Callbacks::on_data_chunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(cb, Callbacks::on_stream_close);
   nghttp2_session_callbacks_set_on_frame_send_callback(cb, Callbacks::on_frame_send);
+  nghttp2_session_callbacks_set_on_frame_not_send_callback(cb, Callbacks::on_frame_not_send);
   if (nghttp2_option_new(&opt) != 0) {
     nghttp2_session_callbacks_del(cb);
     return false;
@@ -881,20 +908,20 @@ void ServerConnection::refill(uint64_t now_ms) {
 }
 
 void ServerConnection::build_nv(const ResponseHead& head, bool informational) {
-  // Every string first, then the pointers: scratch_ must not move once they are taken.
-  scratch_.clear();
-  std::vector<std::pair<size_t, size_t>> spans;  // name, value offsets into scratch_
+  // Every string first, then the pointers: nv_->text must not move once they are taken.
+  nv_->text.clear();
+  std::vector<std::pair<size_t, size_t>> spans;  // name, value offsets into nv_->text
   auto add = [&](std::string_view n, std::string_view v, bool lower) {
-    size_t no = scratch_.size();
-    scratch_.append(n);
+    size_t no = nv_->text.size();
+    nv_->text.append(n);
     if (lower) {
-      for (size_t i = no; i < scratch_.size(); ++i) {
-        char& c = scratch_[i];
+      for (size_t i = no; i < nv_->text.size(); ++i) {
+        char& c = nv_->text[i];
         if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
       }
     }
-    size_t vo = scratch_.size();
-    scratch_.append(v);
+    size_t vo = nv_->text.size();
+    nv_->text.append(v);
     spans.emplace_back(no, vo);
   };
   char status[4] = {static_cast<char>('0' + head.status / 100 % 10),
@@ -914,24 +941,24 @@ void ServerConnection::build_nv(const ResponseHead& head, bool informational) {
       add("content-length", std::to_string(head.content_length), false);
     }
   }
-  nv_.clear();
-  size_t end = scratch_.size();
+  nv_->nv.clear();
+  size_t end = nv_->text.size();
   for (size_t i = 0; i < spans.size(); ++i) {
     size_t no = spans[i].first, vo = spans[i].second;
     size_t next = i + 1 < spans.size() ? spans[i + 1].first : end;
     nghttp2_nv nv;
-    nv.name = reinterpret_cast<uint8_t*>(scratch_.data() + no);
+    nv.name = reinterpret_cast<uint8_t*>(nv_->text.data() + no);
     nv.namelen = vo - no;
-    nv.value = reinterpret_cast<uint8_t*>(scratch_.data() + vo);
+    nv.value = reinterpret_cast<uint8_t*>(nv_->text.data() + vo);
     nv.valuelen = next - vo;
     nv.flags = NGHTTP2_NV_FLAG_NONE;
-    nv_.push_back(nv);
+    nv_->nv.push_back(nv);
   }
 }
 
 void ServerConnection::build_trailer_nv(
     const std::vector<std::pair<std::string, std::string>>& fields) {
-  nv_.clear();
+  nv_->nv.clear();
   for (const auto& [n, v] : fields) {
     nghttp2_nv nv;
     nv.name = reinterpret_cast<uint8_t*>(const_cast<char*>(n.data()));
@@ -939,7 +966,7 @@ void ServerConnection::build_trailer_nv(
     nv.value = reinterpret_cast<uint8_t*>(const_cast<char*>(v.data()));
     nv.valuelen = v.size();
     nv.flags = NGHTTP2_NV_FLAG_NONE;
-    nv_.push_back(nv);
+    nv_->nv.push_back(nv);
   }
 }
 

@@ -21,8 +21,6 @@
 // Owned by its worker like an HTTP/1 connection (DownstreamConnection); worker thread only.
 #pragma once
 
-#include <nghttp2/nghttp2.h>
-
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -34,12 +32,14 @@
 #include "core/event_loop.h"
 #include "core/timer_wheel.h"
 #include "http/downstream_connection.h"
-#include "http/http1/server_connection.h"
+#include "http/server_settings.h"
 #include "http/stream.h"
 #include "http/transport/socket_transport.h"
 #include "http/transport/tls_transport.h"
 #include "http/transport/transport.h"
 
+
+struct nghttp2_session;
 
 namespace citadel::http::http2 {
 
@@ -55,7 +55,7 @@ class ServerConnection : public DownstreamConnection,
   // Runs over `transport` (connected; registered or not), which must outlive the codec.
   // `initial`: bytes already read from the connection (a sniffed preface), processed first.
   ServerConnection(Transport& transport, const ConnectionInfo& info,
-                   std::shared_ptr<const http1::ServerSettings> settings, core::EventLoop& loop,
+                   std::shared_ptr<const ServerSettings> settings, core::EventLoop& loop,
                    core::BlockPool& pool, StreamFactory& factory, ConnectionOwner& owner,
                    std::string_view initial = {});
   ~ServerConnection() override;
@@ -95,13 +95,13 @@ class ServerConnection : public DownstreamConnection,
   void link(Stream* s);
   void unlink(Stream* s);
   // The response head as nghttp2 name/value pairs (lower-case names, no connection-specific
-  // fields, Date added): in nv_ and scratch_, valid until the next call.
+  // fields, Date added): in nv_, valid until the next call.
   void build_nv(const ResponseHead& head, bool informational);
   void build_trailer_nv(const std::vector<std::pair<std::string, std::string>>& fields);
 
   Transport& transport_;
   ConnectionInfo info_;
-  std::shared_ptr<const http1::ServerSettings> settings_;
+  std::shared_ptr<const ServerSettings> settings_;
   core::EventLoop& loop_;
   core::BlockPool& pool_;
   StreamFactory& factory_;
@@ -120,8 +120,8 @@ class ServerConnection : public DownstreamConnection,
   uint64_t refilled_ms_ = 0;
   uint32_t empty_frames_ = 0;
   // The response head being submitted (nghttp2 copies it during the call).
-  std::vector<nghttp2_nv> nv_;
-  std::string scratch_;
+  struct NvList;  // nghttp2's name/value array and the strings it points into (the .cc's)
+  std::unique_ptr<NvList> nv_;
   bool closed_ = false;
   bool draining_ = false;
   bool terminating_ = false;

@@ -84,7 +84,23 @@ TEST(EventLoop, PostFromAnotherThreadAndTimers) {
   std::thread other([&] {
     loop.post([&] { posted = true; });
   });
-  Timer stop_timer([](void* l) { static_cast<EventLoop*>(l)->stop(); }, &loop);
+  // Stops once the post has run (a loaded machine may start the thread late: a fixed stop
+  // time made this flaky under TSan), or after 5 s.
+  struct Stopper {
+    EventLoop* loop;
+    bool* posted;
+    Timer* self = nullptr;
+    int ticks = 0;
+  };
+  Stopper st{&loop, &posted};
+  Timer stop_timer(
+      [](void* p) {
+        auto* s = static_cast<Stopper*>(p);
+        if (*s->posted || ++s->ticks >= 500) s->loop->stop();
+        else s->loop->arm(*s->self, 10);
+      },
+      &st);
+  st.self = &stop_timer;
   loop.arm(stop_timer, 60);
   loop.run();
   other.join();
