@@ -106,9 +106,10 @@ void OcspStapler::fetch(Entry& e) {
       return;
     }
     entry->backoff_ms = 0;
-    entry->expires_ms = loop_.now_ms() + static_cast<uint64_t>(std::max<int64_t>(ttl.value(), 0)) * 1000;
+    const uint64_t ttl_ms = static_cast<uint64_t>(std::max<int64_t>(ttl.value(), 0)) * 1000;
+    entry->expires_ms = loop_.now_ms() + ttl_ms;
     store(entry->file, &r.body);
-    uint64_t refresh = static_cast<uint64_t>(std::max<int64_t>(ttl.value(), 0)) * 1000 / 2;
+    uint64_t refresh = ttl_ms / 2;
     refresh = std::clamp<uint64_t>(refresh, kMinRefreshMs, kMaxRefreshMs);
     log_.log(observe::LogLevel::kInfo, "OCSP response for %s stapled (next refresh in %llus)",
              entry->file.c_str(), static_cast<unsigned long long>(refresh / 1000));

@@ -456,7 +456,9 @@ void ClientConnection::close() {
   state_ = State::kClosed;
   loop_.timers().cancel(idle_timer);
   transport_.close(loop_);
-  in_.release();
+  // Inside process(), the body piece being delivered may be a view into in_ (a response whose
+  // completion closes the connection): the buffer then goes with the object (defer_delete).
+  if (!in_process_) in_.release();
   out_.release();
   owner_.on_client_closed(*this);
 }

@@ -1,6 +1,5 @@
 #include "http/http2/client_connection.h"
 
-#include <nghttp2/nghttp2.h>
 #include <openssl/ssl.h>
 #include <sys/epoll.h>
 
@@ -12,6 +11,7 @@
 #include <vector>
 
 #include "http/headers.h"
+#include "http/http2/nv_list.h"
 
 namespace citadel::http::http2 {
 namespace {
@@ -25,52 +25,6 @@ constexpr int kReadsPerTurn = 16;
 constexpr uint32_t kStreamWindow = 64 * 1024;
 constexpr int32_t kConnectionWindow = 16 << 20;
 constexpr size_t kMaxHeadBytes = 32 * 1024;  // as for an HTTP/1.1 upstream's response head
-
-// Fields HTTP/2 forbids in a request (RFC 9113 8.2.2), or that become pseudo-headers.
-bool not_forwarded(std::string_view n) {
-  return iequals(n, "connection") || iequals(n, "keep-alive") || iequals(n, "proxy-connection") ||
-         iequals(n, "transfer-encoding") || iequals(n, "upgrade") || iequals(n, "host") ||
-         iequals(n, "content-length") || iequals(n, "http2-settings") ||
-         (iequals(n, "te"));  // te: trailers is added back below when it was there
-}
-
-char to_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
-
-// Name/value pairs for nghttp2, built in one string (nghttp2 copies them during the call).
-class NvList {
- public:
-  void add(std::string_view n, std::string_view v, bool lower = true) {
-    size_t no = text_.size();
-    text_.append(n);
-    if (lower) {
-      for (size_t i = no; i < text_.size(); ++i) text_[i] = to_lower(text_[i]);
-    }
-    size_t vo = text_.size();
-    text_.append(v);
-    spans_.push_back({no, vo, text_.size()});
-  }
-  std::vector<nghttp2_nv>& build() {
-    nv_.clear();
-    for (const auto& s : spans_) {
-      nghttp2_nv nv;
-      nv.name = reinterpret_cast<uint8_t*>(text_.data() + s.name);
-      nv.namelen = s.value - s.name;
-      nv.value = reinterpret_cast<uint8_t*>(text_.data() + s.value);
-      nv.valuelen = s.end - s.value;
-      nv.flags = NGHTTP2_NV_FLAG_NONE;
-      nv_.push_back(nv);
-    }
-    return nv_;
-  }
-
- private:
-  struct Span {
-    size_t name, value, end;
-  };
-  std::string text_;
-  std::vector<Span> spans_;
-  std::vector<nghttp2_nv> nv_;
-};
 
 }  // namespace
 
@@ -159,7 +113,7 @@ void ClientStream::send_head(const RequestHead& head, std::string_view target) {
       te_trailers = te_trailers || iequals(f.value, "trailers");
       continue;
     }
-    if (not_forwarded(f.name) || f.name.empty()) continue;
+    if (connection_specific(f.name) || iequals(f.name, "host") || f.name.empty()) continue;
     nv.add(f.name, f.value);
   }
   if (te_trailers) nv.add("te", "trailers", false);
@@ -194,7 +148,10 @@ void ClientStream::send_data(std::string_view data, bool end_stream, const Heade
     body_ended_ = true;
     if (trailers != nullptr) {
       for (const auto& f : trailers->fields()) {
-        if (not_forwarded(f.name) || f.name.empty() || f.name.front() == ':') continue;
+        if (connection_specific(f.name) || iequals(f.name, "host") || f.name.empty() ||
+            f.name.front() == ':') {
+          continue;
+        }
         std::string n(f.name);
         for (char& c : n) c = to_lower(c);
         trailers_out_.emplace_back(std::move(n), std::string(f.value));

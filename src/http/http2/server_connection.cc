@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "http/headers.h"
+#include "http/http2/nv_list.h"
 #include "http/http1/parser.h"
 
 namespace citadel::http::http2 {
@@ -18,21 +19,10 @@ constexpr size_t kDeliverPiece = 64 * 1024;  // held request body handed over pe
 constexpr uint64_t kGoawayGraceMs = 1000;    // between the GOAWAY notice and the final GOAWAY
 constexpr uint64_t kTerminateLingerMs = 1000;
 
-char to_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
-
-// Fields HTTP/2 forbids (RFC 9113, 8.2.2), or that the codec writes itself.
-bool connection_specific(std::string_view n) {
-  return iequals(n, "connection") || iequals(n, "keep-alive") || iequals(n, "proxy-connection") ||
-         iequals(n, "transfer-encoding") || iequals(n, "upgrade") || iequals(n, "te") ||
-         iequals(n, "content-length") || iequals(n, "http2-settings");
-}
 
 }  // namespace
 
-struct ServerConnection::NvList {
-  std::vector<nghttp2_nv> nv;
-  std::string text;
-};
+struct ServerConnection::NvList : http2::NvList {};
 
 // --- a stream ----------------------------------------------------------------------------------
 
@@ -350,8 +340,9 @@ void Stream::resume_request_body() {
 void Stream::send_informational(const ResponseHead& head) {
   if (closed_ || reset_ || response_started_ || conn_.closed_) return;
   conn_.build_nv(head, true);
-  nghttp2_submit_headers(conn_.session_, NGHTTP2_FLAG_NONE, id_, nullptr, conn_.nv_->nv.data(),
-                         conn_.nv_->nv.size(), nullptr);
+  auto& list = conn_.nv_->build();
+  nghttp2_submit_headers(conn_.session_, NGHTTP2_FLAG_NONE, id_, nullptr, list.data(), list.size(),
+                         nullptr);
   conn_.loop_.schedule(&conn_);
 }
 
@@ -362,12 +353,14 @@ void Stream::send_headers(ResponseHead& head, bool end_stream) {
   conn_.build_nv(head, false);
   if (end_stream || no_body) {
     response_ended_ = true;
-    nghttp2_submit_response(conn_.session_, id_, conn_.nv_->nv.data(), conn_.nv_->nv.size(), nullptr);
+    auto& list = conn_.nv_->build();
+    nghttp2_submit_response(conn_.session_, id_, list.data(), list.size(), nullptr);
   } else {
     nghttp2_data_provider provider;
     provider.source.ptr = this;
     provider.read_callback = read_body_cb;
-    nghttp2_submit_response(conn_.session_, id_, conn_.nv_->nv.data(), conn_.nv_->nv.size(), &provider);
+    auto& list = conn_.nv_->build();
+    nghttp2_submit_response(conn_.session_, id_, list.data(), list.size(), &provider);
   }
   conn_.loop_.schedule(&conn_);
 }
@@ -422,7 +415,8 @@ ssize_t Stream::read_body(uint8_t* buf, size_t length, uint32_t* flags) {
       if (!trailers_out_.empty()) {
         *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
         conn_.build_trailer_nv(trailers_out_);
-        nghttp2_submit_trailer(conn_.session_, id_, conn_.nv_->nv.data(), conn_.nv_->nv.size());
+        auto& list = conn_.nv_->build();
+        nghttp2_submit_trailer(conn_.session_, id_, list.data(), list.size());
       }
       out_.release();
     } else if (n == 0) {
@@ -908,66 +902,31 @@ void ServerConnection::refill(uint64_t now_ms) {
 }
 
 void ServerConnection::build_nv(const ResponseHead& head, bool informational) {
-  // Every string first, then the pointers: nv_->text must not move once they are taken.
-  nv_->text.clear();
-  std::vector<std::pair<size_t, size_t>> spans;  // name, value offsets into nv_->text
-  auto add = [&](std::string_view n, std::string_view v, bool lower) {
-    size_t no = nv_->text.size();
-    nv_->text.append(n);
-    if (lower) {
-      for (size_t i = no; i < nv_->text.size(); ++i) {
-        char& c = nv_->text[i];
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
-      }
-    }
-    size_t vo = nv_->text.size();
-    nv_->text.append(v);
-    spans.emplace_back(no, vo);
-  };
-  char status[4] = {static_cast<char>('0' + head.status / 100 % 10),
+  NvList& nv = *nv_;
+  nv.clear();
+  char status[3] = {static_cast<char>('0' + head.status / 100 % 10),
                     static_cast<char>('0' + head.status / 10 % 10),
-                    static_cast<char>('0' + head.status % 10), 0};
-  add(":status", std::string_view(status, 3), false);
+                    static_cast<char>('0' + head.status % 10)};
+  nv.add(":status", std::string_view(status, 3), false);
   bool has_date = false;
   for (const auto& f : head.headers.fields()) {
     if (connection_specific(f.name) || f.name.empty() || f.name.front() == ':') continue;
     has_date = has_date || iequals(f.name, "date");
-    add(f.name, f.value, true);
+    nv.add(f.name, f.value);
   }
   if (!informational) {
-    if (!has_date) add("date", owner_.http_date(), false);
+    if (!has_date) nv.add("date", owner_.http_date(), false);
     if (head.framing == BodyFraming::kContentLength && head.status != 204 &&
         head.status != 304) {
-      add("content-length", std::to_string(head.content_length), false);
+      nv.add("content-length", std::to_string(head.content_length), false);
     }
-  }
-  nv_->nv.clear();
-  size_t end = nv_->text.size();
-  for (size_t i = 0; i < spans.size(); ++i) {
-    size_t no = spans[i].first, vo = spans[i].second;
-    size_t next = i + 1 < spans.size() ? spans[i + 1].first : end;
-    nghttp2_nv nv;
-    nv.name = reinterpret_cast<uint8_t*>(nv_->text.data() + no);
-    nv.namelen = vo - no;
-    nv.value = reinterpret_cast<uint8_t*>(nv_->text.data() + vo);
-    nv.valuelen = next - vo;
-    nv.flags = NGHTTP2_NV_FLAG_NONE;
-    nv_->nv.push_back(nv);
   }
 }
 
 void ServerConnection::build_trailer_nv(
     const std::vector<std::pair<std::string, std::string>>& fields) {
-  nv_->nv.clear();
-  for (const auto& [n, v] : fields) {
-    nghttp2_nv nv;
-    nv.name = reinterpret_cast<uint8_t*>(const_cast<char*>(n.data()));
-    nv.namelen = n.size();
-    nv.value = reinterpret_cast<uint8_t*>(const_cast<char*>(v.data()));
-    nv.valuelen = v.size();
-    nv.flags = NGHTTP2_NV_FLAG_NONE;
-    nv_->nv.push_back(nv);
-  }
+  nv_->clear();
+  for (const auto& [n, v] : fields) nv_->add(n, v, false);
 }
 
 void ServerConnection::close(std::string_view reason) {

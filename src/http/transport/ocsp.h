@@ -13,7 +13,7 @@ namespace citadel::http {
 
 struct OcspQuery {
   std::string url;          // the responder, from the certificate's Authority Information Access
-  std::string request_der;  // an OCSPRequest for the certificate, POSTed as application/ocsp-request
+  std::string request_der;  // an OCSPRequest for the certificate (POSTed, application/ocsp-request)
 };
 
 // The query for the certificate in `cert_file` (PEM: the certificate, then its chain, which must
