@@ -302,6 +302,12 @@ core::Result<std::shared_ptr<TlsServerContext>> TlsServerContext::create(
     t->alpn_wire_ += p;
   }
   if (!t->alpn_wire_.empty()) SSL_CTX_set_alpn_select_cb(ctx, on_alpn, t.get());
+  {
+    const Certificate& first = *t->certs_.front();
+    if (SSL_CTX_use_cert_and_key(ctx, first.x509, first.key, first.chain, 1) != 1) {
+      return core::Status::error("tls: " + tls_error_string("cannot use the certificate"));
+    }
+  }
   SSL_CTX_set_cert_cb(ctx, on_cert, t.get());
   SSL_CTX_set_tlsext_status_cb(ctx, on_status);
   SSL_CTX_set_tlsext_status_arg(ctx, t.get());
@@ -335,6 +341,9 @@ int TlsServerContext::on_cert(SSL* ssl, void* arg) {
   const auto* self = static_cast<const TlsServerContext*>(arg);
   const Certificate* c = self->select(SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name));
   SSL_set_ex_data(ssl, cert_index(), const_cast<Certificate*>(c));
+  // The default certificate is the context's own (set once at build): only another one is
+  // installed on the connection, which copies OpenSSL's certificate state per handshake.
+  if (c == self->certs_.front().get()) return 1;
   return SSL_use_cert_and_key(ssl, c->x509, c->key, c->chain, 1) == 1 ? 1 : 0;
 }
 
