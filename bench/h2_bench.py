@@ -23,8 +23,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proxy_bench import (CITADEL, TICK, Proc, cpu_ticks, free_port, nginx_conf,  # noqa: E402
-                         start_upstream, wait_port, parse_wrk)
+from proxy_bench import (CITADEL, NGINX_PROXYING, TICK, Proc, cpu_ticks,  # noqa: E402
+                         free_port, nginx_conf, parse_wrk, start_upstream, wait_port)
 
 
 def make_cert(tmp):
@@ -84,17 +84,7 @@ http {{
   server {{
     {listen}
     location / {{
-      proxy_pass http://up;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $http_host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto $scheme;
-      proxy_set_header X-Forwarded-Host $http_host;
-      proxy_set_header Via "1.1 nginx";
-      proxy_set_header X-Request-Id $request_id;
-      proxy_set_header traceparent "00-$request_id-00f067aa0ba902b7-01";
-    }}
+{NGINX_PROXYING}    }}
   }}
 }}
 """)

@@ -113,6 +113,22 @@ class Proc:
                 self.p.wait()
 
 
+# nginx's location body for proxying to the `up` upstream with the forwarding headers Citadel
+# always adds, so that the upstream parses the same request from every contender (nginx has no
+# W3C trace context: a fixed span id stands in). Shared by the HTTP/2 benchmark.
+NGINX_PROXYING = """      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Host $http_host;
+      proxy_set_header Via "1.1 nginx";
+      proxy_set_header X-Request-Id $request_id;
+      proxy_set_header traceparent "00-$request_id-00f067aa0ba902b7-01";
+"""
+
+
 def nginx_conf(tmp, name, body):
     path = os.path.join(tmp, name + ".conf")
     with open(path, "w") as f:
@@ -181,19 +197,7 @@ http {{
   server {{
     listen 127.0.0.1:{port} reuseport backlog=4096;
     location / {{
-      proxy_pass http://up;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      # The forwarding headers Citadel always adds, so that the upstream parses the same request
-      # from every contender (nginx has no W3C trace context: a fixed span id stands in).
-      proxy_set_header Host $http_host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto $scheme;
-      proxy_set_header X-Forwarded-Host $http_host;
-      proxy_set_header Via "1.1 nginx";
-      proxy_set_header X-Request-Id $request_id;
-      proxy_set_header traceparent "00-$request_id-00f067aa0ba902b7-01";
-    }}
+{NGINX_PROXYING}    }}
   }}
 }}
 """)

@@ -1,7 +1,5 @@
 #include "cli/ocsp_stapler.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <utility>
 
@@ -13,13 +11,6 @@ namespace {
 constexpr uint64_t kMinRefreshMs = 60'000;
 constexpr uint64_t kMaxRefreshMs = 12 * 3600'000ull;
 constexpr uint64_t kMaxBackoffMs = 3600'000;
-
-std::string stamp_of(const std::string& file) {
-  struct stat sb;
-  if (::stat(file.c_str(), &sb) != 0) return "missing";
-  return std::to_string(sb.st_size) + ":" + std::to_string(sb.st_mtim.tv_sec) + "." +
-         std::to_string(sb.st_mtim.tv_nsec) + ":" + std::to_string(sb.st_ino);
-}
 
 }  // namespace
 
@@ -50,12 +41,12 @@ void OcspStapler::set_certificates(const std::vector<std::string>& files) {
       e = std::make_unique<Entry>();
       e->owner = this;
       e->file = f;
-    } else if (e->stamp == stamp_of(f)) {
+    } else if (e->stamp == FileStamp::of(f)) {
       continue;  // the same certificate: its schedule stands
     } else {
       next->erase(f);  // a renewed certificate: the old response is not about it
     }
-    e->stamp = stamp_of(f);
+    e->stamp = FileStamp::of(f);
     e->unsupported = false;
     e->backoff_ms = 0;
     e->request.cancel();

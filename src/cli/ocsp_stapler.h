@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/file_stamp.h"
 #include "core/event_loop.h"
 #include "core/timer_wheel.h"
 #include "http/client/http_client.h"
@@ -38,7 +39,7 @@ class OcspStapler {
   struct Entry {
     OcspStapler* owner = nullptr;
     std::string file;
-    std::string stamp;  // size, mtime and inode when fetched
+    FileStamp stamp;  // the certificate file when fetched
     core::Timer timer;
     http::client::RequestHandle request;
     uint64_t backoff_ms = 0;

@@ -9,7 +9,6 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -567,17 +566,7 @@ void Server::watch_certificate_files() {
   }
   cert_stamps_.clear();
   cert_pending_.clear();
-  for (const auto& path : tls_files(*current_->config)) {
-    FileStamp st;
-    st.path = path;
-    struct stat sb;
-    if (::stat(path.c_str(), &sb) == 0) {
-      st.mtime_ns = static_cast<int64_t>(sb.st_mtim.tv_sec) * 1'000'000'000 + sb.st_mtim.tv_nsec;
-      st.size = sb.st_size;
-      st.inode = sb.st_ino;
-    }
-    cert_stamps_.push_back(std::move(st));
-  }
+  for (const auto& path : tls_files(*current_->config)) cert_stamps_.push_back(FileStamp::of(path));
   if (cert_stamps_.empty()) loop_.timers().cancel(cert_timer_);
   else loop_.arm(cert_timer_, kCertWatchMs);
 }
@@ -586,17 +575,7 @@ void Server::on_cert_watch(void* arg) {
   auto* s = static_cast<Server*>(arg);
   if (s->draining_) return;
   std::vector<FileStamp> now;
-  for (const auto& old : s->cert_stamps_) {
-    FileStamp st;
-    st.path = old.path;
-    struct stat sb;
-    if (::stat(st.path.c_str(), &sb) == 0) {
-      st.mtime_ns = static_cast<int64_t>(sb.st_mtim.tv_sec) * 1'000'000'000 + sb.st_mtim.tv_nsec;
-      st.size = sb.st_size;
-      st.inode = sb.st_ino;
-    }
-    now.push_back(std::move(st));
-  }
+  for (const auto& old : s->cert_stamps_) now.push_back(FileStamp::of(old.path));
   if (now == s->cert_stamps_) {
     s->cert_pending_.clear();
   } else if (now == s->cert_pending_) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cli/admin.h"
+#include "cli/file_stamp.h"
 #include "cli/ocsp_stapler.h"
 #include "core/event_loop.h"
 #include "http/http1/server_connection.h"
@@ -105,15 +106,6 @@ class Server final : public AdminBackend, public http::ConnectionOwner {
   std::unique_ptr<http::client::HttpClient> control_client_;
   std::unique_ptr<OcspStapler> stapler_;
   void publish_staples(std::shared_ptr<const OcspStaples> staples);
-  struct FileStamp {
-    std::string path;
-    int64_t mtime_ns = -1;  // -1: missing
-    int64_t size = -1;
-    uint64_t inode = 0;
-    bool operator==(const FileStamp& o) const {
-      return path == o.path && mtime_ns == o.mtime_ns && size == o.size && inode == o.inode;
-    }
-  };
   std::vector<FileStamp> cert_stamps_;    // as the current config was loaded
   std::vector<FileStamp> cert_pending_;   // a change seen once, acted on when it stays
   // Shared with the lookup thread, which posts its answers only while `server` is set.

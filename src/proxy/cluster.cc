@@ -20,40 +20,34 @@ Cluster::Cluster(const ClusterConfig& config, size_t workers)
 
 Cluster::~Cluster() = default;
 
-http::http1::ClientConnection* Cluster::connect(const Endpoint& e, core::EventLoop& loop,
-                                                core::BlockPool& blocks,
-                                                http::http1::ClientOwner& owner) const {
-  const auto* addr = reinterpret_cast<const sockaddr*>(&e.addr);
-  if (tls_ == nullptr) return http::http1::connect_plain(addr, e.addr_len, loop, blocks, owner);
+SSL* Cluster::client_ssl(const Endpoint& e) const {
   const UpstreamTlsConfig& t = *config_.tls;
   // The name sent and verified: the configured sni, else the endpoint's host; an IP literal is
   // verified against the certificate's addresses and never sent as SNI (RFC 6066, 3).
   const std::string& name = t.sni.empty() ? e.host : t.sni;
   std::string_view sni = is_ip_literal(name) ? std::string_view() : std::string_view(name);
   SSL* ssl = tls_->new_ssl(name, sni, e.label);
-  if (ssl == nullptr) {
-    errno = ENOMEM;
-    return nullptr;
-  }
+  if (ssl == nullptr) errno = ENOMEM;
+  return ssl;
+}
+
+http::http1::ClientConnection* Cluster::connect(const Endpoint& e, core::EventLoop& loop,
+                                                core::BlockPool& blocks,
+                                                http::http1::ClientOwner& owner) const {
+  const auto* addr = reinterpret_cast<const sockaddr*>(&e.addr);
+  if (tls_ == nullptr) return http::http1::connect_plain(addr, e.addr_len, loop, blocks, owner);
+  SSL* ssl = client_ssl(e);
+  if (ssl == nullptr) return nullptr;
   return http::http1::connect_tls(addr, e.addr_len, ssl, loop, blocks, owner);
 }
 
 http::http2::ClientConnection* Cluster::connect_h2(const Endpoint& e, core::EventLoop& loop,
                                                    core::BlockPool& blocks,
                                                    http::http2::ClientOwner& owner) const {
-  const auto* addr = reinterpret_cast<const sockaddr*>(&e.addr);
   SSL* ssl = nullptr;
-  if (tls_ != nullptr) {
-    const UpstreamTlsConfig& t = *config_.tls;
-    const std::string& name = t.sni.empty() ? e.host : t.sni;
-    std::string_view sni = is_ip_literal(name) ? std::string_view() : std::string_view(name);
-    ssl = tls_->new_ssl(name, sni, e.label);
-    if (ssl == nullptr) {
-      errno = ENOMEM;
-      return nullptr;
-    }
-  }
-  return http::http2::connect(addr, e.addr_len, ssl, loop, blocks, owner);
+  if (tls_ != nullptr && (ssl = client_ssl(e)) == nullptr) return nullptr;
+  return http::http2::connect(reinterpret_cast<const sockaddr*>(&e.addr), e.addr_len, ssl, loop,
+                              blocks, owner);
 }
 
 core::Result<std::shared_ptr<Cluster>> Cluster::create(const ClusterConfig& config, size_t workers,

@@ -108,6 +108,9 @@ class Cluster {
 
  private:
   Cluster(const ClusterConfig& config, size_t workers);
+  // A client SSL for `e` (the cluster has `tls:`): its name verified and sent as SNI, its
+  // sessions resumed. nullptr (errno ENOMEM) when none could be made.
+  SSL* client_ssl(const Endpoint& e) const;
   ClusterConfig config_;
   std::vector<std::unique_ptr<Endpoint>> endpoints_;
   std::atomic<uint64_t> generation_{1};

@@ -10,6 +10,58 @@ namespace citadel::proxy {
 // One endpoint's probe: a fresh connection per check (HTTP/1.1, or HTTP/2 for clusters with
 // protocol: h2), a GET of the configured path or, with `grpc`, the gRPC health protocol's Check
 // call (grpc.health.v1.Health/Check), whose answer must be SERVING with grpc-status 0.
+namespace {
+
+// Whether `body`, a gRPC answer to Health/Check, is exactly one uncompressed message (a 5-byte
+// prefix: flag 0 and its length) holding HealthCheckResponse { status = 1 (SERVING) }. The
+// protobuf is read field by field, so fields in any order and unknown ones are understood; a
+// truncated or malformed message, or any other status, is not SERVING.
+bool grpc_serving(std::string_view body) {
+  if (body.size() < 5 || body[0] != 0) return false;
+  uint32_t len = 0;
+  for (int i = 1; i < 5; ++i) len = len << 8 | static_cast<uint8_t>(body[static_cast<size_t>(i)]);
+  std::string_view msg = body.substr(5);
+  if (msg.size() != len) return false;
+  auto varint = [&msg](uint64_t& v) {
+    v = 0;
+    for (int shift = 0; shift < 64 && !msg.empty(); shift += 7) {
+      uint8_t b = static_cast<uint8_t>(msg.front());
+      msg.remove_prefix(1);
+      v |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if ((b & 0x80) == 0) return true;
+    }
+    return false;
+  };
+  uint64_t status = 0;  // UNKNOWN when absent
+  while (!msg.empty()) {
+    uint64_t key = 0, v = 0;
+    if (!varint(key)) return false;
+    switch (key & 7) {
+      case 0:  // varint
+        if (!varint(v)) return false;
+        if ((key >> 3) == 1) status = v;
+        break;
+      case 1:  // 64-bit
+        if (msg.size() < 8) return false;
+        msg.remove_prefix(8);
+        break;
+      case 2:  // length-delimited
+        if (!varint(v) || v > msg.size()) return false;
+        msg.remove_prefix(static_cast<size_t>(v));
+        break;
+      case 5:  // 32-bit
+        if (msg.size() < 4) return false;
+        msg.remove_prefix(4);
+        break;
+      default:
+        return false;
+    }
+  }
+  return status == 1;
+}
+
+}  // namespace
+
 class HealthChecker::Probe final : public http::http1::ClientCallbacks,
                                    public http::http1::ClientOwner,
                                    public http::http2::ClientOwner {
@@ -78,9 +130,7 @@ class HealthChecker::Probe final : public http::http1::ClientCallbacks,
       verdict(false, "grpc-status " + std::string(gs ? gs->value : "missing"));
       return;
     }
-    // HealthCheckResponse { status = 1 (SERVING) }: after the 5-byte message prefix, field 1
-    // as a varint. Anything else (NOT_SERVING, SERVICE_UNKNOWN, no message) is unhealthy.
-    const bool serving = body_.size() >= 7 && body_[5] == '\x08' && body_[6] == '\x01';
+    const bool serving = grpc_serving(body_);
     verdict(serving, serving ? "" : "not SERVING");
   }
   void on_upstream_write_ready() override {}

@@ -9,6 +9,7 @@ generic handlers over raw bytes. Run as `grpc_upstream.py [PORT]`; prints `PORT 
   /test.Echo/Fail          fails with NOT_FOUND "nope"
   /test.Echo/Slow          the request is milliseconds to sleep before answering
   /test.Echo/Die           sends two messages of a stream, then the process exits
+  /test.Echo/HealthBytes   the request becomes the health answer's message, as sent
   /grpc.health.v1.Health/Check   SERVING (bytes 08 01), NOT_SERVING after /test.Echo/Sick
 
 With GRPC_TLS_CERT and GRPC_TLS_KEY (PEM files) in the environment it serves over TLS (ALPN h2).
@@ -20,7 +21,7 @@ from concurrent import futures
 
 import grpc
 
-STATE = {"serving": True}
+STATE = {"serving": True, "health": None}
 
 
 def unary(req, ctx):
@@ -67,7 +68,14 @@ def sick(req, ctx):
     return b""
 
 
+def health_bytes(req, ctx):
+    STATE["health"] = req
+    return b""
+
+
 def health(req, ctx):
+    if STATE["health"] is not None:
+        return STATE["health"]
     return b"\x08\x01" if STATE["serving"] else b"\x08\x02"
 
 
@@ -88,6 +96,7 @@ def main():
         "Slow": u(slow),
         "Die": grpc.unary_stream_rpc_method_handler(die, ident, ident),
         "Sick": u(sick),
+        "HealthBytes": u(health_bytes),
     }
     server.add_generic_rpc_handlers((
         grpc.method_handlers_generic_handler("test.Echo", handlers),

@@ -188,6 +188,17 @@ def test_grpc_health_checks(citadel, grpc_upstream):
     wait_until(lambda: healthy() is False, timeout=5)
     c.wait_for("not SERVING")
 
+    def answer(message):
+        with grpc.insecure_channel("127.0.0.1:%d" % up.port) as ch:
+            ch.unary_unary("/test.Echo/HealthBytes", request_serializer=ident,
+                           response_deserializer=ident)(message, timeout=5)
+    # The protobuf is read, not matched: an unknown field before status is still SERVING...
+    answer(b"\x10\x07\x08\x01")
+    wait_until(lambda: healthy() is True, timeout=5)
+    # ...and a malformed message (a field key without its value) is not.
+    answer(b"\x08\x01\x10")
+    wait_until(lambda: healthy() is False, timeout=5)
+
 
 def test_grpc_health_checks_need_protocol_h2(tmp_path):
     from conftest import CITADEL

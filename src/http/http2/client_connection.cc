@@ -100,7 +100,8 @@ ssize_t read_request_body(nghttp2_session*, int32_t, uint8_t* buf, size_t length
 void ClientStream::send_head(const RequestHead& head, std::string_view target) {
   if (conn_.closed_) return;
   head_is_head_ = head.is_head;
-  NvList nv;
+  NvList& nv = *conn_.nv_;  // the connection's: no allocation once it has grown
+  nv.clear();
   std::string_view authority = head.authority;
   if (const HeaderField* host = head.headers.find("host")) authority = host->value;
   nv.add(":method", head.method, false);
@@ -176,7 +177,8 @@ ssize_t ClientStream::read_body(uint8_t* buf, size_t length, uint32_t* flags) {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
       if (!trailers_out_.empty()) {
         *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-        NvList nv;
+        NvList& nv = *conn_.nv_;
+        nv.clear();
         for (const auto& [k, v] : trailers_out_) nv.add(k, v, false);
         auto& list = nv.build();
         nghttp2_submit_trailer(conn_.session_, id_, list.data(), list.size());
@@ -467,6 +469,7 @@ ClientConnection::ClientConnection(Transport& transport, core::EventLoop& loop,
       loop_(loop),
       pool_(pool),
       owner_(owner),
+      nv_(std::make_unique<NvList>()),
       in_(&pool),
       out_(&pool),
       tls_(tls) {

@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -35,6 +36,7 @@ namespace citadel::http::http2 {
 
 class ClientConnection;
 class ClientStream;
+class NvList;
 
 // The pool's side of an HTTP/2 upstream connection.
 class ClientOwner {
@@ -97,6 +99,7 @@ class ClientConnection : public core::Deferred, public core::IoHandler, public c
   core::BlockPool& pool_;
   ClientOwner& owner_;
   nghttp2_session* session_ = nullptr;
+  std::unique_ptr<NvList> nv_;  // reused for every request head (http2/nv_list.h)
   core::Buffer in_;
   core::Buffer out_;
   ClientStream* head_ = nullptr;

@@ -22,7 +22,6 @@ constexpr uint64_t kTerminateLingerMs = 1000;
 
 }  // namespace
 
-struct ServerConnection::NvList : http2::NvList {};
 
 // --- a stream ----------------------------------------------------------------------------------
 
@@ -466,6 +465,7 @@ struct Callbacks {
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
     ServerConnection& c = conn(user);
     auto* s = new Stream(c, frame->hd.stream_id);
+    c.seen_stream_ = true;
     c.link(s);
     nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, s);
     s->handler_ = c.factory_.new_stream(*s);
@@ -483,18 +483,10 @@ struct Callbacks {
                         {reinterpret_cast<const char*>(value), valuelen});
   }
 
-  static int on_frame_recv(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
-    ServerConnection& c = conn(user);
-    const auto& lim = c.settings_->http2;
+  static int on_frame_recv(nghttp2_session* session, const nghttp2_frame* frame, void*) {
     const bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
     switch (frame->hd.type) {
       case NGHTTP2_DATA: {
-        if (frame->hd.length == 0 && !end) {
-          if (++c.empty_frames_ > lim.max_empty_frames) c.terminate(NGHTTP2_ENHANCE_YOUR_CALM,
-                                                                    "empty frame flood");
-          return 0;
-        }
-        c.empty_frames_ = 0;
         if (end) {
           if (Stream* s = stream(session, frame->hd.stream_id)) s->on_request_end(false);
         }
@@ -519,6 +511,17 @@ struct Callbacks {
   // PRIORITY with RFC 7540 priorities off): the control-frame budget is charged here.
   static int on_begin_frame(nghttp2_session*, const nghttp2_frame_hd* hd, void* user) {
     ServerConnection& c = conn(user);
+    if (hd->type == NGHTTP2_DATA) {
+      // Empty DATA frames in a row, whatever the stream's state (nghttp2 drops those for a
+      // closed stream before any other callback): a flood that costs us work and the client
+      // nothing.
+      if (hd->length != 0 || (hd->flags & NGHTTP2_FLAG_END_STREAM) != 0) {
+        c.empty_frames_ = 0;
+      } else if (++c.empty_frames_ > c.settings_->http2.max_empty_frames) {
+        c.terminate(NGHTTP2_ENHANCE_YOUR_CALM, "empty frame flood");
+      }
+      return 0;
+    }
     switch (hd->type) {
       case NGHTTP2_PING:
       case NGHTTP2_SETTINGS:
@@ -660,7 +663,6 @@ bool ServerConnection::start() {
                                         static_cast<int32_t>(lim.connection_window));
   control_tokens_ = lim.control_burst;
   refilled_ms_ = loop_.now_ms();
-  started_ = true;
   arm_idle();
   if (!initial_.empty()) {
     in_.append(initial_);
@@ -839,7 +841,11 @@ void ServerConnection::terminate(uint32_t code, std::string_view why) {
 void ServerConnection::arm_idle() {
   if (closed_ || terminating_) return;
   if (streams_ == 0) {
-    loop_.arm(idle_timer_, draining_ ? kGoawayGraceMs : settings_->keepalive_timeout_ms);
+    // A new connection has the header timeout to send its preface and first request (as an
+    // HTTP/1.1 connection has for its first head); an idle one the keep-alive timeout.
+    loop_.arm(idle_timer_, draining_       ? kGoawayGraceMs
+                           : !seen_stream_ ? settings_->header_timeout_ms
+                                           : settings_->keepalive_timeout_ms);
     return;
   }
   for (Stream* s = head_; s != nullptr; s = s->next) {

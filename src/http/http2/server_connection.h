@@ -46,6 +46,7 @@ namespace citadel::http::http2 {
 // The client connection preface (RFC 9113, 3.4): how h2c with prior knowledge starts.
 inline constexpr std::string_view kClientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+class NvList;
 class Stream;
 
 class ServerConnection : public DownstreamConnection,
@@ -68,11 +69,9 @@ class ServerConnection : public DownstreamConnection,
   void on_io(uint32_t events) final;
   void run_task() final;
 
-  const ConnectionInfo& info() const { return info_; }
   // Response bytes all streams may hold before their handlers are told to wait: four stream
   // watermarks (1 MiB by default), whatever the number of streams.
   size_t buffer_budget() const { return 4 * settings_->high_watermark; }
-  size_t open_streams() const { return streams_; }
 
  private:
   friend class Stream;
@@ -120,15 +119,14 @@ class ServerConnection : public DownstreamConnection,
   uint64_t refilled_ms_ = 0;
   uint32_t empty_frames_ = 0;
   // The response head being submitted (nghttp2 copies it during the call).
-  struct NvList;  // nghttp2's name/value array and the strings it points into (the .cc's)
-  std::unique_ptr<NvList> nv_;
+  std::unique_ptr<NvList> nv_;  // reused for every head (http2/nv_list.h)
   bool closed_ = false;
   bool draining_ = false;
   bool terminating_ = false;
   bool in_callback_ = false;  // inside nghttp2 (mem_recv/mem_send): never send() from there
   bool read_paused_ = false;  // the client does not read: stop reading it
   bool read_pending_ = false;
-  bool started_ = false;
+  bool seen_stream_ = false;  // until the first request, the header timeout bounds the preface
 };
 
 using PlainServerConnection = WithTransport<ServerConnection, SocketTransport>;

@@ -149,8 +149,6 @@ class TlsClientContext {
   // sessions are shared (empty: no resumption).
   SSL* new_ssl(std::string_view verify_name, std::string_view sni,
                std::string_view session_key) const;
-  SSL_CTX* native() const { return ctx_; }
-  bool verifies() const { return verify_; }
   // Sessions currently kept (tests).
   size_t cached_sessions() const;
 
