@@ -379,7 +379,17 @@ int Server::run() {
   raise_fd_limit();
 
   std::shared_ptr<const proxy::Config> shared_cfg(std::move(cfg));
-  auto snap = proxy::build_snapshot(shared_cfg, nullptr, filters_, *metrics_, nworkers_, ++version_);
+  acme_ = std::make_unique<AcmeManager>(
+      loop_, admin_blocks_, log_, services.http_client,
+      [this](std::shared_ptr<const proxy::AcmeState> state) { publish_acme(std::move(state)); });
+  auto acme_state = acme_->prepare(*shared_cfg);
+  if (!acme_state.ok()) {
+    std::fprintf(stderr, "%s\n", acme_state.error().message().c_str());
+    return 2;
+  }
+  auto snap = proxy::build_snapshot(shared_cfg, nullptr, filters_, *metrics_, nworkers_,
+                                    ++version_, proxy::lookup_blocking,
+                                    proxy::ControlState{nullptr, acme_state.value()});
   if (!snap.ok()) {
     std::fprintf(stderr, "%s\n", snap.error().message().c_str());
     return 2;
@@ -454,6 +464,7 @@ int Server::run() {
              "# TYPE citadel_access_log_dropped_total counter\n";
       out += "citadel_access_log_dropped_total " + std::to_string(access_log_->dropped()) + "\n";
     }
+    if (acme_) acme_->collect(out);
     out += "# HELP citadel_ready 1 when serving and not draining\n# TYPE citadel_ready gauge\n";
     out += std::string("citadel_ready ") + (ready() ? "1" : "0") + "\n";
   });
@@ -462,6 +473,7 @@ int Server::run() {
   log_.log(LogLevel::kInfo, "citadel %s started: %zu workers, config %s", kVersion, nworkers_,
            config_path_.c_str());
   loop_.run();
+  acme_.reset();     // its jobs' requests go with their clients, on the loop's thread
   stapler_.reset();  // its requests go with the client, on the loop's thread
   control_client_.reset();
   log_.log(LogLevel::kInfo, "stopped");
@@ -488,8 +500,11 @@ AdminResponse Server::reload() {
              nworkers_);
   }
   std::shared_ptr<const proxy::Config> shared_cfg(std::move(cfg));
-  auto snap =
-      proxy::build_snapshot(shared_cfg, current_.get(), filters_, *metrics_, nworkers_, version_ + 1);
+  auto acme_state = acme_->prepare(*shared_cfg);
+  if (!acme_state.ok()) return refuse(acme_state.error().message() + "\n");
+  auto snap = proxy::build_snapshot(shared_cfg, current_.get(), filters_, *metrics_, nworkers_,
+                                    version_ + 1, proxy::lookup_blocking,
+                                    proxy::ControlState{nullptr, acme_state.value()});
   if (!snap.ok()) return refuse(snap.error().message() + "\n");
   // Listeners first: a new address that cannot be bound refuses the whole reload.
   core::Status ls = apply_listeners(*shared_cfg);
@@ -516,9 +531,23 @@ void Server::publish_staples(std::shared_ptr<const OcspStaples> staples) {
   if (draining_ || !current_) return;
   auto snap = proxy::build_snapshot(current_->config, current_.get(), filters_, *metrics_,
                                     nworkers_, version_ + 1, proxy::lookup_blocking,
-                                    std::move(staples));
+                                    proxy::ControlState{std::move(staples), nullptr});
   if (!snap.ok()) {
     log_.log(LogLevel::kWarn, "OCSP: cannot publish the new responses: %s",
+             snap.error().message().c_str());
+    return;
+  }
+  ++version_;
+  publish(snap.value());
+}
+
+void Server::publish_acme(std::shared_ptr<const proxy::AcmeState> state) {
+  if (draining_ || !current_) return;
+  auto snap = proxy::build_snapshot(current_->config, current_.get(), filters_, *metrics_,
+                                    nworkers_, version_ + 1, proxy::lookup_blocking,
+                                    proxy::ControlState{nullptr, std::move(state)});
+  if (!snap.ok()) {
+    log_.log(LogLevel::kWarn, "ACME: cannot publish the new certificate or answers: %s",
              snap.error().message().c_str());
     return;
   }
@@ -553,6 +582,7 @@ std::vector<std::string> tls_files(const proxy::Config& cfg) {
 }  // namespace
 
 void Server::watch_certificate_files() {
+  if (acme_) acme_->start(*current_->config);
   if (stapler_) {
     // Listener certificates without an `ocsp` file get fetched responses.
     std::vector<std::string> staple;

@@ -9,6 +9,7 @@
 
 #include "cli/admin.h"
 #include "cli/file_stamp.h"
+#include "cli/acme_client.h"
 #include "cli/ocsp_stapler.h"
 #include "core/event_loop.h"
 #include "http/http1/server_connection.h"
@@ -106,6 +107,9 @@ class Server final : public AdminBackend, public http::ConnectionOwner {
   std::unique_ptr<http::client::HttpClient> control_client_;
   std::unique_ptr<OcspStapler> stapler_;
   void publish_staples(std::shared_ptr<const OcspStaples> staples);
+  // Certificates obtained with ACME and the answers to its challenges.
+  std::unique_ptr<AcmeManager> acme_;
+  void publish_acme(std::shared_ptr<const proxy::AcmeState> state);
   std::vector<FileStamp> cert_stamps_;    // as the current config was loaded
   std::vector<FileStamp> cert_pending_;   // a change seen once, acted on when it stays
   // Shared with the lookup thread, which posts its answers only while `server` is set.

@@ -59,7 +59,11 @@ ConfigNode ConfigNode::at(size_t i) const {
 std::vector<std::string> ConfigNode::keys() const {
   std::vector<std::string> out;
   if (!node_.IsMap()) return out;
-  for (const auto& kv : node_) out.push_back(kv.first.as<std::string>());
+  for (const auto& kv : node_) {
+    // A key that is itself a mapping or a list (`{ { port: 1 } }`) names nothing: reported
+    // where the keys are checked (allow_keys), skipped here.
+    if (kv.first.IsScalar()) out.push_back(kv.first.Scalar());
+  }
   return out;
 }
 
@@ -73,7 +77,15 @@ void ConfigNode::error(const std::string& msg) const {
 void ConfigNode::allow_keys(std::initializer_list<const char*> allowed) const {
   if (!node_.IsMap()) return;
   for (const auto& kv : node_) {
-    std::string key = kv.first.as<std::string>();
+    if (!kv.first.IsScalar()) {
+      int line = kv.first.Mark().line + 1;
+      errors_->add(*file_ + ":" + std::to_string(line) + ": " +
+                       (path_.empty() ? std::string() : path_ + ": ") +
+                       "a key must be a plain name, not a mapping or a list",
+                   line);
+      continue;
+    }
+    std::string key = kv.first.Scalar();
     bool ok = false;
     for (const char* a : allowed) ok = ok || key == a;
     if (!ok) {

@@ -50,9 +50,26 @@ struct FilterEntry {
   int line = 0;
 };
 
+// `tls.acme`: certificates obtained and renewed from an ACME server (RFC 8555) for `domains`,
+// kept under `store.data_dir`/acme (cli/acme_client.h).
+enum class AcmeChallenge : uint8_t { kAuto, kHttp01, kTlsAlpn01 };
+struct AcmeConfig {
+  std::string directory;  // the server's directory URL (https)
+  std::string email;      // the account's contact; empty: none
+  std::vector<std::string> domains;  // lowercase; the first names the certificate
+  std::string ca;  // PEM bundle the directory's TLS certificate must chain to; empty: system's
+  // auto: HTTP-01 when the config has a plain listener (validation comes to port 80 there),
+  // else TLS-ALPN-01 on this listener.
+  AcmeChallenge challenge = AcmeChallenge::kAuto;
+  uint64_t renew_before_s = 0;  // renew when this much validity is left; 0: a third of it
+  uint64_t retry_ms = 60'000;   // the first retry after a failure; doubles up to a day
+  int line = 0;
+};
+
 // A TLS listener's `tls:` block. File names are as written in the config, resolved against the
 // config file's directory.
 struct ListenerTlsConfig {
+  std::optional<AcmeConfig> acme;
   std::vector<http::TlsCertificateFiles> certificates;
   bool tls13_only = false;  // min_version: "1.3"
   http::ClientAuth client_auth = http::ClientAuth::kNone;
@@ -272,6 +289,9 @@ struct AccessLogConfig {
 
 struct Config {
   std::string file;
+  // store.data_dir (resolved against the config file's directory): where Citadel keeps what it
+  // makes itself (ACME accounts and certificates; the embedded stores to come).
+  std::string data_dir;
   uint32_t workers = 0;  // 0 = one per core
   std::vector<ListenerConfig> listeners;
   std::optional<HostPort> admin;

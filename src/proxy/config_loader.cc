@@ -4,10 +4,12 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <map>
 #include <set>
 #include <thread>
 
 #include "http/http1/parser.h"
+#include "http/transport/acme_crypto.h"
 #include "proxy/config.h"
 #include "proxy/route_regex.h"
 #include "proxy/router.h"
@@ -140,15 +142,86 @@ std::string config_relative(const std::string& config_file, const std::string& n
 }
 
 
+// A DNS name an ACME server can validate with HTTP-01 or TLS-ALPN-01: letters, digits and
+// hyphens in dot-separated labels (no wildcard: that needs DNS-01), at most 253 characters.
+bool acme_domain_ok(const std::string& d) {
+  if (d.empty() || d.size() > 253 || d.front() == '.' || d.back() == '.') return false;
+  size_t label = 0;
+  for (size_t i = 0; i < d.size(); ++i) {
+    char c = d[i];
+    if (c == '.') {
+      if (label == 0 || d[i - 1] == '-') return false;
+      label = 0;
+      continue;
+    }
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+    if (!ok || (c == '-' && label == 0) || ++label > 63) return false;
+  }
+  return d.back() != '-';
+}
+
+void read_acme(const ConfigNode& n, const std::string& file, AcmeConfig& a) {
+  n.allow_keys({"directory", "email", "domains", "ca", "challenge", "renew_before", "retry"});
+  a.line = n.line();
+  a.directory = n["directory"].str();
+  if (a.directory.rfind("https://", 0) != 0 || a.directory.size() <= 8) {
+    (n["directory"].defined() ? n["directory"] : n)
+        .error("acme needs `directory`: the ACME server's directory URL (https://...), e.g. "
+               "https://acme-v02.api.letsencrypt.org/directory");
+  }
+  a.email = n["email"].str();
+  if (!a.email.empty() && (a.email.find('@') == std::string::npos ||
+                           a.email.find_first_of(" \t\r\n,<>") != std::string::npos)) {
+    n["email"].error("expected an email address");
+  }
+  ConfigNode ds = n["domains"];
+  if (!ds.defined() || !ds.is_seq() || ds.size() == 0) {
+    (ds.defined() ? ds : n).error("acme needs `domains`: the names the certificate is for");
+  } else {
+    for (size_t i = 0; i < ds.size(); ++i) {
+      std::string d = ds.at(i).str();
+      for (char& c : d) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+      if (d.rfind("*.", 0) == 0) {
+        ds.at(i).error("wildcard names need the DNS-01 challenge, which Citadel does not answer");
+      } else if (!acme_domain_ok(d)) {
+        ds.at(i).error("expected a DNS name such as www.example.com, got "" + d + """);
+      } else if (std::find(a.domains.begin(), a.domains.end(), d) != a.domains.end()) {
+        ds.at(i).error(""" + d + "" is listed twice");
+      } else {
+        a.domains.push_back(std::move(d));
+      }
+    }
+    if (a.domains.size() > 100) ds.error("an ACME certificate names at most 100 domains");
+  }
+  a.ca = config_relative(file, n["ca"].str());
+  if (!a.ca.empty()) {
+    http::TlsClientOptions o;
+    o.ca = a.ca;
+    auto ctx = http::TlsClientContext::create(o);
+    if (!ctx.ok()) n["ca"].error(ctx.error().message());
+  }
+  const std::string ch = n["challenge"].choice("auto", {"auto", "http-01", "tls-alpn-01"});
+  a.challenge = ch == "http-01"       ? AcmeChallenge::kHttp01
+                : ch == "tls-alpn-01" ? AcmeChallenge::kTlsAlpn01
+                                      : AcmeChallenge::kAuto;
+  a.renew_before_s = n["renew_before"].duration_ms(0) / 1000;
+  a.retry_ms = n["retry"].nonzero_duration_ms(a.retry_ms);
+}
+
 void read_tls(const ConfigNode& n, const std::string& file, ListenerTlsConfig& t) {
   n.allow_keys({"certificates", "min_version", "client_auth", "session_tickets", "session_cache",
-                "hsts"});
+                "hsts", "acme"});
   t.line = n.line();
+  ConfigNode acme = n["acme"];
+  if (acme.defined() && acme.expect_map()) {
+    t.acme.emplace();
+    read_acme(acme, file, *t.acme);
+  }
   ConfigNode certs = n["certificates"];
   if (!certs.defined()) {
-    n.error("a TLS listener needs `certificates: [ { cert, key } ]`");
+    if (!t.acme) n.error("a TLS listener needs `certificates: [ { cert, key } ]` or `acme`");
   } else if (certs.expect_seq()) {
-    if (certs.size() == 0) certs.error("at least one certificate is needed");
+    if (certs.size() == 0 && !t.acme) certs.error("at least one certificate is needed");
     for (size_t i = 0; i < certs.size(); ++i) {
       ConfigNode c = certs.at(i);
       if (!c.expect_map()) continue;
@@ -179,9 +252,25 @@ void read_tls(const ConfigNode& n, const std::string& file, ListenerTlsConfig& t
     t.client_ca = config_relative(file, ca["ca"].str());
     if (t.client_ca.empty()) {
       ca.error("client_auth needs `ca` (a PEM bundle of the CAs client certificates chain to)");
-    } else if (!t.certificates.empty()) {
+    } else {
       http::TlsServerOptions check;
-      check.certificates.push_back(t.certificates.front());
+      if (t.certificates.empty()) {
+        // An ACME listener may have no file of its own: check the CA bundle with any
+        // certificate.
+        auto key = http::acme::EcKey::generate();
+        auto pem = key.ok() ? http::acme::self_signed(key.value(), {"check.invalid"}, 1)
+                            : core::Result<std::string>(key.error());
+        if (!pem.ok()) {
+          ca.error(pem.error().message());
+          return;
+        }
+        http::TlsCertificateFiles f;
+        f.cert_pem = pem.value();
+        f.key_pem = key.value().private_pem();
+        check.certificates.push_back(std::move(f));
+      } else {
+        check.certificates.push_back(t.certificates.front());
+      }
       check.session_tickets = false;
       check.client_auth = t.client_auth;
       check.client_ca = t.client_ca;
@@ -843,7 +932,16 @@ std::unique_ptr<Config> load_config(const std::string& file, const ExtensionVali
     return nullptr;
   }
   root.allow_keys({"workers", "listeners", "admin", "clusters", "routes", "access_log",
-                   "error_log", "drain_timeout", "services"});
+                   "error_log", "drain_timeout", "services", "store"});
+
+  ConfigNode st = root["store"];
+  std::string data_dir = "data";
+  if (st.defined() && st.expect_map()) {
+    st.allow_keys({"data_dir"});
+    data_dir = st["data_dir"].str(data_dir);
+    if (data_dir.empty()) st["data_dir"].error("expected a directory");
+  }
+  cfg->data_dir = config_relative(file, data_dir);
 
   // Services' options, validated by the service itself; a service a route names without an
   // entry here runs with its defaults.
@@ -889,6 +987,25 @@ std::unique_ptr<Config> load_config(const std::string& file, const ExtensionVali
       read_filters(ln["filters"], filters, l.filters);
       if (!names.insert(l.name).second) ln["name"].error("duplicate listener name \"" + l.name + "\"");
       cfg->listeners.push_back(std::move(l));
+    }
+  }
+  {
+    // Listeners whose ACME certificates have the same first name share one certificate (an IPv4
+    // and an IPv6 listener): they must ask for the same one.
+    std::map<std::string, const AcmeConfig*> by_name;
+    for (size_t i = 0; i < cfg->listeners.size(); ++i) {
+      const auto& l = cfg->listeners[i];
+      if (!l.tls || !l.tls->acme || l.tls->acme->domains.empty()) continue;
+      const AcmeConfig& a = *l.tls->acme;
+      auto [it, fresh] = by_name.emplace(a.domains.front(), &a);
+      if (!fresh && (it->second->domains != a.domains || it->second->directory != a.directory ||
+                     it->second->email != a.email || it->second->ca != a.ca)) {
+        errors.add(file + ":" + std::to_string(a.line) + ": listeners[" + std::to_string(i) +
+                       "].tls.acme: another listener's acme block also starts with \"" +
+                       a.domains.front() + "\" (line " + std::to_string(it->second->line) +
+                       ") but asks for something else; they share one certificate",
+                   a.line);
+      }
     }
   }
   ConfigNode admin = root["admin"];

@@ -77,7 +77,38 @@ class HttpsRedirectFilter final : public pipeline::Filter {
   uint16_t port_;
 };
 
+class AcmeHttp01Filter final : public pipeline::Filter {
+ public:
+  explicit AcmeHttp01Filter(const std::map<std::string, std::string>& answers)
+      : answers_(answers) {}
+  pipeline::FilterStatus on_request_headers(pipeline::FilterContext& ctx, http::RequestHead& req,
+                                            bool) override {
+    static constexpr std::string_view kPrefix = "/.well-known/acme-challenge/";
+    if (ctx.connection().tls || req.path.substr(0, kPrefix.size()) != kPrefix) {
+      return pipeline::FilterStatus::kContinue;
+    }
+    if (req.method != "GET" && req.method != "HEAD") {
+      ctx.send_local_reply(405, "ACME challenges are fetched with GET\n");
+      return pipeline::FilterStatus::kStop;
+    }
+    auto it = answers_.find(std::string(req.path.substr(kPrefix.size())));
+    if (it == answers_.end()) {
+      ctx.send_local_reply(404, "no such ACME challenge\n");
+    } else {
+      ctx.send_local_reply(200, it->second, "application/octet-stream");
+    }
+    return pipeline::FilterStatus::kStop;
+  }
+
+ private:
+  const std::map<std::string, std::string>& answers_;  // the factory's, which outlives streams
+};
+
 }  // namespace
+
+pipeline::Filter* AcmeHttp01FilterFactory::create(core::Arena& arena) const {
+  return pipeline::arena_new<AcmeHttp01Filter>(arena, *answers_);
+}
 
 pipeline::Filter* HstsFilterFactory::create(core::Arena& arena) const {
   return pipeline::arena_new<HstsFilter>(arena, value_);

@@ -10,9 +10,15 @@
 //   HttpsRedirectFilter  `redirect_to_https`: every request on a plain listener answered with a
 //                        redirect to the same host and target over https (301 for GET and HEAD,
 //                        308 otherwise, which keeps the method and body).
+//   AcmeHttp01Filter     while the ACME client has HTTP-01 challenges out (RFC 8555, 8.3): on
+//                        plain listeners, GET /.well-known/acme-challenge/TOKEN answered with the
+//                        token's key authorization (404 for an unknown token), before anything
+//                        else, a redirect to https included.
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
 
 #include "http/pipeline/filter.h"
@@ -47,6 +53,16 @@ class HttpsRedirectFilterFactory final : public pipeline::FilterFactory {
 
  private:
   uint16_t port_;  // 443: no port in the URL
+};
+
+class AcmeHttp01FilterFactory final : public pipeline::FilterFactory {
+ public:
+  explicit AcmeHttp01FilterFactory(std::shared_ptr<const std::map<std::string, std::string>> answers)
+      : answers_(std::move(answers)) {}
+  pipeline::Filter* create(core::Arena& arena) const override;
+
+ private:
+  std::shared_ptr<const std::map<std::string, std::string>> answers_;  // token -> answer
 };
 
 }  // namespace citadel::proxy

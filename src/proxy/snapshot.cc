@@ -1,5 +1,8 @@
 #include "proxy/snapshot.h"
 
+#include <algorithm>
+
+#include "http/transport/acme_crypto.h"
 #include "proxy/cluster_handler.h"
 #include "proxy/listener_policy.h"
 #include "proxy/route_regex.h"
@@ -31,12 +34,15 @@ std::unique_ptr<re2::RE2> route_regex(const std::string& pattern, const Config& 
 core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
     std::shared_ptr<const Config> config, const Snapshot* previous, const ExtensionRegistry& filters,
     observe::Registry& metrics, size_t workers, uint64_t version, const LookupFn& lookup,
-    std::shared_ptr<const std::map<std::string, std::string>> ocsp_staples) {
+    ControlState state) {
   auto snap = std::make_shared<Snapshot>();
   snap->version = version;
-  snap->ocsp_staples = ocsp_staples ? std::move(ocsp_staples)
+  snap->ocsp_staples = state.ocsp_staples ? std::move(state.ocsp_staples)
                        : previous != nullptr ? previous->ocsp_staples
                                              : nullptr;
+  snap->acme = state.acme ? std::move(state.acme)
+               : previous != nullptr ? previous->acme
+                                     : nullptr;
   snap->listener_ids = previous != nullptr && previous->listener_ids
                            ? previous->listener_ids
                            : std::make_shared<std::map<std::string, uint32_t>>();
@@ -108,10 +114,40 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
       lr.filters.push_back(f.get());
       snap->filter_factories.push_back(std::move(f));
     };
+    if (!l.tls && snap->acme && !snap->acme->http01.empty()) {
+      // HTTP-01 answers come first on plain listeners, before a redirect to https.
+      own(std::make_unique<AcmeHttp01FilterFactory>(
+          std::shared_ptr<const std::map<std::string, std::string>>(snap->acme,
+                                                                     &snap->acme->http01)));
+    }
     if (l.tls) {
       const ListenerTlsConfig& t = *l.tls;
       http::TlsServerOptions o;
-      o.certificates = t.certificates;
+      if (t.acme) {
+        // The ACME certificate is the listener's default; its own certificates follow.
+        const std::string& first = t.acme->domains.front();
+        auto it = snap->acme ? snap->acme->certificates.find(first)
+                             : std::map<std::string, http::TlsCertificateFiles>::const_iterator();
+        if (snap->acme && it != snap->acme->certificates.end()) {
+          o.certificates.push_back(it->second);
+        } else {
+          auto placeholder = http::acme::placeholder_certificate(t.acme->domains);
+          if (!placeholder.ok()) {
+            return core::Status::error(config->file + ":" + std::to_string(t.acme->line) + ": " +
+                                       placeholder.error().message());
+          }
+          o.certificates.push_back(std::move(placeholder.value()));
+        }
+        if (snap->acme) {
+          for (const auto& ch : snap->acme->tls_alpn01) {
+            if (std::find(t.acme->domains.begin(), t.acme->domains.end(), ch.name) !=
+                t.acme->domains.end()) {
+              o.acme_challenges.push_back(ch);
+            }
+          }
+        }
+      }
+      o.certificates.insert(o.certificates.end(), t.certificates.begin(), t.certificates.end());
       if (snap->ocsp_staples) {
         for (auto& f : o.certificates) {
           auto it = snap->ocsp_staples->find(f.cert);

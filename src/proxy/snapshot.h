@@ -35,6 +35,24 @@ struct ListenerRuntime {
   bool http2 = false;  // ALPN h2 (TLS) or h2c with prior knowledge (plain)
 };
 
+// What the ACME client (cli/acme_client.h) gives the snapshot: the certificate for each
+// `tls.acme` block (issued, read back from the data directory, or a self-signed placeholder
+// until the first is issued), by the block's first domain, in memory; and the answers to the
+// challenges in progress.
+struct AcmeState {
+  std::map<std::string, http::TlsCertificateFiles> certificates;
+  std::map<std::string, std::string> http01;  // token -> key authorization
+  std::vector<http::TlsChallengeCertificate> tls_alpn01;
+};
+
+// What the control thread learned since the config was loaded; a null member is carried from
+// the previous snapshot.
+struct ControlState {
+  // OCSP responses fetched for listener certificates without an `ocsp` file, by file (DER).
+  std::shared_ptr<const std::map<std::string, std::string>> ocsp_staples;
+  std::shared_ptr<const AcmeState> acme;
+};
+
 struct Snapshot {
   uint64_t version = 0;
   std::shared_ptr<const Config> config;
@@ -53,16 +71,18 @@ struct Snapshot {
   // OCSP responses fetched for listener certificates without an `ocsp` file, by certificate
   // file (DER), stapled by the TLS contexts of this snapshot. Carried to the next snapshot.
   std::shared_ptr<const std::map<std::string, std::string>> ocsp_staples;
+  // The ACME certificates and challenge answers this snapshot serves. Carried to the next.
+  std::shared_ptr<const AcmeState> acme;
 };
 
 // Compiles `config`. Clusters whose configuration and resolved addresses are unchanged from
 // `previous` are reused as they are; a changed cluster is rebuilt and keeps the health state of
 // the endpoints it still has. Endpoint names are resolved through `lookup`. Errors name the
-// config file and line.
+// config file and line. A `tls.acme` block without a certificate in the ACME state (only when
+// nothing prepared one: `citadel validate`, tests) gets a self-signed placeholder.
 core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
     std::shared_ptr<const Config> config, const Snapshot* previous, const ExtensionRegistry& filters,
     observe::Registry& metrics, size_t workers, uint64_t version,
-    const LookupFn& lookup = lookup_blocking,
-    std::shared_ptr<const std::map<std::string, std::string>> ocsp_staples = nullptr);
+    const LookupFn& lookup = lookup_blocking, ControlState state = {});
 
 }  // namespace citadel::proxy

@@ -8,6 +8,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -101,9 +102,20 @@ int cert_index() {
   return index;
 }
 
+// The ex_data slot where a connection answering a TLS-ALPN-01 challenge keeps its certificate.
+int challenge_index() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+constexpr std::string_view kAcmeAlpn = "acme-tls/1";
+
 struct BioFile {
   BIO* bio;
   explicit BioFile(const std::string& path) : bio(BIO_new_file(path.c_str(), "r")) {}
+  explicit BioFile(BIO* b) : bio(b) {}
+  BioFile(BioFile&& o) noexcept : bio(o.bio) { o.bio = nullptr; }
+  BioFile(const BioFile&) = delete;
   ~BioFile() { BIO_free(bio); }
 };
 
@@ -144,13 +156,18 @@ std::vector<std::string> certificate_names(X509* x) {
 core::Result<std::unique_ptr<TlsServerContext::Certificate>> load_certificate(
     const TlsCertificateFiles& files) {
   auto c = std::make_unique<TlsServerContext::Certificate>();
+  const bool in_memory = files.cert.empty();
+  const std::string cert_name = in_memory ? "the obtained certificate" : files.cert;
+  const std::string key_name = in_memory ? "the obtained key" : files.key;
   {
-    BioFile f(files.cert);
-    if (f.bio == nullptr) return core::Status::error("tls: cannot read certificate " + files.cert);
+    BioFile f = in_memory ? BioFile(BIO_new_mem_buf(files.cert_pem.data(),
+                                                    static_cast<int>(files.cert_pem.size())))
+                          : BioFile(files.cert);
+    if (f.bio == nullptr) return core::Status::error("tls: cannot read certificate " + cert_name);
     c->x509 = PEM_read_bio_X509_AUX(f.bio, nullptr, nullptr, nullptr);
     if (c->x509 == nullptr) {
       ERR_clear_error();
-      return core::Status::error("tls: " + files.cert + ": no PEM certificate");
+      return core::Status::error("tls: " + cert_name + ": no PEM certificate");
     }
     c->chain = sk_X509_new_null();
     while (X509* extra = PEM_read_bio_X509(f.bio, nullptr, nullptr, nullptr)) {
@@ -159,18 +176,20 @@ core::Result<std::unique_ptr<TlsServerContext::Certificate>> load_certificate(
     ERR_clear_error();  // the end of the file reads as an error
   }
   {
-    BioFile f(files.key);
-    if (f.bio == nullptr) return core::Status::error("tls: cannot read key " + files.key);
+    BioFile f = in_memory ? BioFile(BIO_new_mem_buf(files.key_pem.data(),
+                                                    static_cast<int>(files.key_pem.size())))
+                          : BioFile(files.key);
+    if (f.bio == nullptr) return core::Status::error("tls: cannot read key " + key_name);
     c->key = PEM_read_bio_PrivateKey(f.bio, nullptr, nullptr, nullptr);
     if (c->key == nullptr) {
       ERR_clear_error();
-      return core::Status::error("tls: " + files.key + ": no PEM private key (or it is encrypted)");
+      return core::Status::error("tls: " + key_name + ": no PEM private key (or it is encrypted)");
     }
   }
   if (X509_check_private_key(c->x509, c->key) != 1) {
     ERR_clear_error();
-    return core::Status::error("tls: " + files.key + " does not match the certificate " +
-                               files.cert);
+    return core::Status::error("tls: " + key_name + " does not match the certificate " +
+                               cert_name);
   }
   if (files.ocsp.empty()) c->ocsp = files.ocsp_der;
   if (!files.ocsp.empty()) {
@@ -234,9 +253,19 @@ core::Result<std::shared_ptr<TlsServerContext>> TlsServerContext::create(
     t->certs_.push_back(std::move(c.value()));
   }
 
+  for (const auto& ch : options.acme_challenges) {
+    TlsCertificateFiles files;
+    files.cert_pem = ch.cert_pem;
+    files.key_pem = ch.key_pem;
+    auto c = load_certificate(files);
+    if (!c.ok()) return c.error();
+    t->challenges_.emplace_back(lower(ch.name), std::move(c.value()));
+  }
+
   SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
   if (ctx == nullptr) return core::Status::error("tls: " + tls_error_string("SSL_CTX_new failed"));
   t->ctx_ = ctx;
+  if (!t->challenges_.empty()) SSL_CTX_set_client_hello_cb(ctx, on_client_hello, t.get());
   SSL_CTX_set_min_proto_version(ctx, options.tls13_only ? TLS1_3_VERSION : TLS1_2_VERSION);
   if (SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1 ||
       SSL_CTX_set1_groups_list(ctx, kGroups) != 1) {
@@ -337,8 +366,67 @@ const TlsServerContext::Certificate* TlsServerContext::select(const char* server
   return certs_.front().get();
 }
 
+namespace {
+
+// Whether a ClientHello extension's ALPN list (RFC 7301, 3.1) names `proto`.
+bool alpn_offers(const unsigned char* p, size_t len, std::string_view proto) {
+  if (len < 2) return false;
+  size_t list = static_cast<size_t>(p[0]) << 8 | p[1];
+  p += 2;
+  len = std::min(len - 2, list);
+  while (len > 0) {
+    size_t n = p[0];
+    if (n + 1 > len) return false;
+    if (std::string_view(reinterpret_cast<const char*>(p + 1), n) == proto) return true;
+    p += n + 1;
+    len -= n + 1;
+  }
+  return false;
+}
+
+// The host name of a ClientHello's server_name extension (RFC 6066, 3), lowercase; empty when
+// there is none.
+std::string sni_of(const unsigned char* p, size_t len) {
+  if (len < 5 || p[2] != 0) return "";
+  size_t n = static_cast<size_t>(p[3]) << 8 | p[4];
+  if (n + 5 > len) return "";
+  std::string name = lower(std::string(reinterpret_cast<const char*>(p + 5), n));
+  if (!name.empty() && name.back() == '.') name.pop_back();
+  return name;
+}
+
+}  // namespace
+
+int TlsServerContext::on_client_hello(SSL* ssl, int* alert, void* arg) {
+  // Only a handshake offering "acme-tls/1" is looked at (RFC 8737, 3: validation servers offer
+  // that protocol alone); it gets the challenge certificate for its name, or fails.
+  const auto* self = static_cast<const TlsServerContext*>(arg);
+  const unsigned char* p = nullptr;
+  size_t len = 0;
+  if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &p,
+                                &len) != 1 ||
+      !alpn_offers(p, len, kAcmeAlpn)) {
+    return SSL_CLIENT_HELLO_SUCCESS;
+  }
+  std::string name;
+  if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) == 1) {
+    name = sni_of(p, len);
+  }
+  for (const auto& [n, c] : self->challenges_) {
+    if (n == name) {
+      SSL_set_ex_data(ssl, challenge_index(), c.get());
+      return SSL_CLIENT_HELLO_SUCCESS;
+    }
+  }
+  *alert = SSL_AD_NO_APPLICATION_PROTOCOL;
+  return SSL_CLIENT_HELLO_ERROR;
+}
+
 int TlsServerContext::on_cert(SSL* ssl, void* arg) {
   const auto* self = static_cast<const TlsServerContext*>(arg);
+  if (const auto* ch = static_cast<const Certificate*>(SSL_get_ex_data(ssl, challenge_index()))) {
+    return SSL_use_cert_and_key(ssl, ch->x509, ch->key, nullptr, 1) == 1 ? 1 : 0;
+  }
   const Certificate* c = self->select(SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name));
   SSL_set_ex_data(ssl, cert_index(), const_cast<Certificate*>(c));
   // The default certificate is the context's own (set once at build): only another one is
@@ -347,10 +435,19 @@ int TlsServerContext::on_cert(SSL* ssl, void* arg) {
   return SSL_use_cert_and_key(ssl, c->x509, c->key, c->chain, 1) == 1 ? 1 : 0;
 }
 
-int TlsServerContext::on_alpn(SSL*, const unsigned char** out, unsigned char* outlen,
+int TlsServerContext::on_alpn(SSL* ssl, const unsigned char** out, unsigned char* outlen,
                               const unsigned char* in, unsigned int inlen, void* arg) {
   const auto* self = static_cast<const TlsServerContext*>(arg);
   unsigned char* chosen = nullptr;
+  if (SSL_get_ex_data(ssl, challenge_index()) != nullptr) {
+    static const unsigned char kWire[] = "\x0a" "acme-tls/1";
+    if (SSL_select_next_proto(&chosen, outlen, kWire, sizeof kWire - 1, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED) {
+      return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
+    *out = chosen;
+    return SSL_TLSEXT_ERR_OK;
+  }
   // The server's order wins: the first of our protocols that the client offers.
   if (SSL_select_next_proto(&chosen, outlen,
                             reinterpret_cast<const unsigned char*>(self->alpn_wire_.data()),

@@ -68,10 +68,24 @@ struct TlsCertificateFiles {
   std::string key;   // PEM private key
   std::string ocsp;  // optional: a DER OCSP response to staple
   std::string ocsp_der;  // or the response itself (fetched; used when `ocsp` is empty)
+  // Or the certificate and key in memory (used when `cert` is empty): what the ACME client
+  // obtained.
+  std::string cert_pem;
+  std::string key_pem;
+};
+
+// A TLS-ALPN-01 challenge (RFC 8737) in progress: a handshake for `name` that offers only the
+// ALPN protocol "acme-tls/1" gets this self-signed certificate and that protocol, and nothing
+// else; every other handshake is unaffected.
+struct TlsChallengeCertificate {
+  std::string name;  // lowercase DNS name
+  std::string cert_pem;
+  std::string key_pem;
 };
 
 struct TlsServerOptions {
   std::vector<TlsCertificateFiles> certificates;  // the first is the default
+  std::vector<TlsChallengeCertificate> acme_challenges;
   bool tls13_only = false;
   std::vector<std::string> alpn;  // in the server's order of preference; empty: no ALPN
   ClientAuth client_auth = ClientAuth::kNone;
@@ -113,7 +127,11 @@ class TlsServerContext {
   std::string alpn_wire_;  // the server's ALPN list in wire format
   std::shared_ptr<TicketKeys> ticket_keys_;
 
+  // TLS-ALPN-01 challenge certificates by name.
+  std::vector<std::pair<std::string, std::unique_ptr<Certificate>>> challenges_;
+
   const Certificate* select(const char* server_name) const;
+  static int on_client_hello(SSL* ssl, int* alert, void* arg);
   static int on_cert(SSL* ssl, void* arg);
   static int on_alpn(SSL* ssl, const unsigned char** out, unsigned char* outlen,
                      const unsigned char* in, unsigned int inlen, void* arg);

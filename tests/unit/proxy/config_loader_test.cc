@@ -589,5 +589,48 @@ TEST_F(ConfigLoaderTest, ServiceTargetsResolveThroughTheRegistry) {
   EXPECT_TRUE(has_error(":4: services.billing: unknown service \"billing\" (expected greeter)"));
 }
 
+TEST_F(ConfigLoaderTest, AKeyThatIsAMappingIsAnErrorNotACrash) {
+  // `{{ port: 1 }}` is a mapping whose key is a mapping; reading it as a name threw.
+  auto cfg = load(R"(listeners:
+  - name: a
+    address: 127.0.0.1:0
+    redirect_to_https: {{ port: 1 }}
+routes:
+  - to: { respond: { status: 200 } }
+)");
+  EXPECT_EQ(cfg, nullptr);
+  EXPECT_TRUE(has_error(":4: listeners[0].redirect_to_https: a key must be a plain name"))
+      << joined();
+}
+
+TEST_F(ConfigLoaderTest, AcmeListenerNeedsNoCertificateFile) {
+  auto cfg = load(R"(listeners:
+  - name: s
+    address: 127.0.0.1:0
+    tls:
+      acme:
+        directory: https://acme.example/directory
+        domains: [WWW.Example.com, example.com]
+        renew_before: 30d
+store: { data_dir: /var/lib/citadel }
+routes:
+  - to: { respond: { status: 200 } }
+)");
+  ASSERT_NE(cfg, nullptr) << joined();
+  const auto& acme = *cfg->listeners[0].tls->acme;
+  EXPECT_EQ(acme.domains, (std::vector<std::string>{"www.example.com", "example.com"}));
+  EXPECT_EQ(acme.renew_before_s, 30u * 86400);
+  EXPECT_EQ(acme.challenge, AcmeChallenge::kAuto);
+  EXPECT_EQ(cfg->data_dir, "/var/lib/citadel");
+  // Without a certificate in the ACME state, the snapshot serves a placeholder for the names.
+  observe::Registry metrics(1);
+  auto snap = build_snapshot(std::shared_ptr<const Config>(std::move(cfg)), nullptr, registry,
+                             metrics, 1, 1);
+  ASSERT_TRUE(snap.ok()) << snap.error().message();
+  ASSERT_NE(snap.value()->listeners[0].tls, nullptr);
+  EXPECT_EQ(snap.value()->listeners[0].tls->names()[0],
+            (std::vector<std::string>{"www.example.com", "example.com"}));
+}
+
 }  // namespace
 }  // namespace citadel::proxy

@@ -38,7 +38,10 @@ TEST(TlsServerContext, RefusesWhatItCannotServe) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message().find("no certificate"), std::string::npos);
   TlsServerOptions missing;
-  missing.certificates.push_back({"/nonexistent/cert.pem", "/nonexistent/key.pem", "", ""});
+  TlsCertificateFiles files;
+  files.cert = "/nonexistent/cert.pem";
+  files.key = "/nonexistent/key.pem";
+  missing.certificates.push_back(files);
   missing.session_tickets = false;
   r = TlsServerContext::create(missing);
   ASSERT_FALSE(r.ok());

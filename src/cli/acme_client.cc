@@ -1,0 +1,826 @@
+#include "cli/acme_client.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <iterator>
+#include <utility>
+
+#include "http/transport/acme_crypto.h"
+
+namespace citadel::cli {
+namespace json = boost::json;
+namespace acme = http::acme;
+
+namespace {
+
+constexpr uint64_t kMaxBackoffMs = 86'400'000;  // a day
+constexpr uint64_t kMaxSleepMs = 12 * 3'600'000ull;  // wake at least this often to look again
+constexpr uint64_t kRequestTimeoutMs = 30'000;
+constexpr uint64_t kAnswerDelayMs = 250;  // lets every worker take the snapshot with the answer
+constexpr int kMaxPolls = 60;
+constexpr int kMaxBadNonce = 5;
+
+int64_t wall_now() { return static_cast<int64_t>(::time(nullptr)); }
+
+bool read_file(const std::string& path, std::string& out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  out.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  return true;
+}
+
+// mkdir -p with mode 0700 for the directories it makes.
+core::Status make_dirs(const std::string& path) {
+  for (size_t i = 1; i <= path.size(); ++i) {
+    if (i != path.size() && path[i] != '/') continue;
+    std::string part = path.substr(0, i);
+    if (::mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) {
+      return core::Status::error("cannot create " + part + ": " + std::strerror(errno));
+    }
+  }
+  return core::Status();
+}
+
+// Writes `data` to `path` (mode 0600) through a temporary file renamed over it: a reader sees
+// the old file or the new one, never half of one.
+core::Status write_file(const std::string& path, const std::string& data) {
+  std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return core::Status::error("cannot write " + tmp + ": " + std::strerror(errno));
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int e = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return core::Status::error("cannot write " + tmp + ": " + std::strerror(e));
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    ::unlink(tmp.c_str());
+    return core::Status::error("cannot write " + tmp + ": " + std::strerror(errno));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return core::Status::error("cannot rename " + tmp + ": " + std::strerror(errno));
+  }
+  return core::Status();
+}
+
+// A file-name-safe form of `s`: letters, digits, '.', '-'; anything else becomes '_'.
+std::string safe_name(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '-';
+    out += ok ? c : '_';
+  }
+  if (out.empty() || out[0] == '.') out.insert(out.begin(), '_');
+  return out;
+}
+
+std::string hex(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += kDigits[c >> 4];
+    out += kDigits[c & 15];
+  }
+  return out;
+}
+
+// The string member `key` of a JSON object, or "".
+std::string str_of(const json::value& v, std::string_view key) {
+  const json::object* o = v.if_object();
+  if (o == nullptr) return "";
+  const json::value* m = o->if_contains(key);
+  if (m == nullptr || !m->is_string()) return "";
+  return std::string(m->get_string());
+}
+
+// Whether the certificate names every domain of `domains`.
+bool covers(const acme::CertificateInfo& info, const std::vector<std::string>& domains) {
+  for (const auto& d : domains) {
+    if (std::find(info.names.begin(), info.names.end(), d) == info.names.end()) return false;
+  }
+  return true;
+}
+
+// Seconds of `Retry-After` (RFC 9110, 10.2.3: a number of seconds; a date is taken as 1s),
+// clamped to [1, 10].
+uint64_t retry_after_ms(const http::client::ClientResponse& r) {
+  const std::string* h = r.header("Retry-After");
+  uint64_t s = 1;
+  if (h != nullptr && !h->empty() && h->find_first_not_of("0123456789") == std::string::npos &&
+      h->size() < 6) {
+    s = std::stoull(*h);
+  }
+  return std::clamp<uint64_t>(s, 1, 10) * 1000;
+}
+
+}  // namespace
+
+std::string acme_account_dir(const std::string& data_dir, const proxy::AcmeConfig& a) {
+  // "https://host:port/path" -> "host_port-1a2b3c4d"
+  std::string rest = a.directory.substr(a.directory.find("://") + 3);
+  std::string host = rest.substr(0, rest.find('/'));
+  return data_dir + "/acme/" + safe_name(host) + "-" + hex(acme::sha256(a.directory)).substr(0, 8);
+}
+
+std::string acme_certificate_dir(const std::string& data_dir, const proxy::AcmeConfig& a) {
+  return acme_account_dir(data_dir, a) + "/" + safe_name(a.domains.front());
+}
+
+// --- one certificate's job ---------------------------------------------------------------------
+
+class AcmeManager::Job {
+ public:
+  Job(AcmeManager& owner, std::string data_dir, proxy::AcmeConfig cfg, bool plain_listener)
+      : owner_(owner),
+        data_dir_(std::move(data_dir)),
+        cfg_(std::move(cfg)),
+        http01_(cfg_.challenge == proxy::AcmeChallenge::kHttp01 ||
+                (cfg_.challenge == proxy::AcmeChallenge::kAuto && plain_listener)),
+        timer_(&Job::on_timer, this) {
+    http::TlsClientOptions o;
+    o.ca = cfg_.ca;
+    auto tls = http::TlsClientContext::create(o);
+    http::client::ClientOptions co = owner_.client_options_;
+    if (tls.ok()) co.tls = std::move(tls.value());
+    else tls_error_ = tls.error().message();
+    client_ = std::make_unique<http::client::HttpClient>(owner_.loop_, owner_.blocks_, co);
+  }
+  ~Job() {
+    owner_.loop_.timers().cancel(timer_);
+    request_.cancel();
+  }
+
+  bool same(const proxy::AcmeConfig& c, bool plain_listener) const {
+    const bool h = c.challenge == proxy::AcmeChallenge::kHttp01 ||
+                   (c.challenge == proxy::AcmeChallenge::kAuto && plain_listener);
+    return c.directory == cfg_.directory && c.email == cfg_.email && c.domains == cfg_.domains &&
+           c.ca == cfg_.ca && c.challenge == cfg_.challenge && h == http01_ &&
+           c.renew_before_s == cfg_.renew_before_s && c.retry_ms == cfg_.retry_ms;
+  }
+  const proxy::AcmeConfig& config() const { return cfg_; }
+  const std::string& first() const { return cfg_.domains.front(); }
+  int64_t not_after() const { return served_.not_after; }
+  bool issued() const { return !served_.self_signed && served_.not_after != 0; }
+
+  // Learns what certificate is served (placeholder or not) and schedules the next order.
+  void begin(const http::TlsCertificateFiles& current) {
+    auto info = acme::certificate_info(current.cert_pem);
+    served_ = info.ok() ? info.value() : acme::CertificateInfo{};
+    if (!info.ok()) served_.self_signed = true;
+    schedule();
+  }
+
+ private:
+  using Next = std::function<void(http::client::ClientResponse&)>;
+
+  // When the served certificate is due (seconds since the epoch): now (0) when it is a
+  // placeholder or misses a domain; else `renew_before` ahead of its expiry, or a third of its
+  // validity ahead when `renew_before` is not set or not shorter than the validity (it would
+  // order again and again).
+  int64_t due() const {
+    if (served_.self_signed || !covers(served_, cfg_.domains)) return 0;
+    const int64_t life = served_.not_after - served_.not_before;
+    int64_t before = static_cast<int64_t>(cfg_.renew_before_s);
+    if (before <= 0 || before >= life) before = life / 3;
+    return served_.not_after - before;
+  }
+
+  void schedule() {
+    if (cfg_.renew_before_s > 0 && !served_.self_signed &&
+        static_cast<int64_t>(cfg_.renew_before_s) >= served_.not_after - served_.not_before &&
+        !warned_renew_before_) {
+      warned_renew_before_ = true;
+      owner_.log_.log(observe::LogLevel::kWarn,
+                      "ACME: renew_before for %s is not shorter than the certificate's validity; "
+                      "renewing when a third of it is left",
+                      first().c_str());
+    }
+    const int64_t wait_s = due() - wall_now();
+    if (wait_s <= 0) {
+      owner_.loop_.arm(timer_, 0);
+      return;
+    }
+    owner_.log_.log(observe::LogLevel::kInfo, "ACME: certificate for %s renews in %llds",
+                    first().c_str(), static_cast<long long>(wait_s));
+    owner_.loop_.arm(timer_, std::min<uint64_t>(static_cast<uint64_t>(wait_s) * 1000,
+                                                kMaxSleepMs));
+  }
+
+  static void on_timer(void* arg) {
+    auto* j = static_cast<Job*>(arg);
+    if (j->step_) {
+      auto step = std::move(j->step_);
+      j->step_ = nullptr;
+      step();
+      return;
+    }
+    // Asleep until due: look again (the wait is capped, and the clock may have moved).
+    if (j->due() > wall_now()) {
+      j->schedule();
+      return;
+    }
+    j->order();
+  }
+
+  // Runs `fn` after `ms` on the job's timer.
+  void later(uint64_t ms, std::function<void()> fn) {
+    step_ = std::move(fn);
+    owner_.loop_.arm(timer_, ms);
+  }
+
+  void fail(const std::string& why) {
+    ++owner_.orders_failed_;
+    withdraw_answers();
+    backoff_ms_ = backoff_ms_ == 0 ? cfg_.retry_ms : std::min(backoff_ms_ * 2, kMaxBackoffMs);
+    owner_.log_.log(observe::LogLevel::kWarn,
+                    "ACME: certificate for %s not obtained (%s); retry in %llus", first().c_str(),
+                    why.c_str(), static_cast<unsigned long long>((backoff_ms_ + 999) / 1000));
+    nonce_.clear();
+    later(backoff_ms_, [this] { order(); });
+  }
+
+  // The problem document of an error answer (RFC 7807, RFC 8555 6.7), for the log.
+  static std::string problem(const http::client::ClientResponse& r) {
+    if (!r.ok()) {
+      return std::string(http::client::error_name(r.error)) + ": " + r.error_detail;
+    }
+    std::string out = "status " + std::to_string(r.status);
+    json::error_code ec;
+    json::value v = json::parse(r.body, ec);
+    if (!ec) {
+      std::string type = str_of(v, "type");
+      std::string detail = str_of(v, "detail");
+      if (!type.empty()) out += ", " + type;
+      if (!detail.empty()) out += ": " + detail;
+    }
+    return out;
+  }
+
+  // Parses a JSON object answer; false (after fail()) when it is not one.
+  bool parse(const http::client::ClientResponse& r, const char* what, json::value& out) {
+    json::error_code ec;
+    out = json::parse(r.body, ec);
+    if (ec || !out.is_object()) {
+      fail(std::string(what) + ": the answer is not a JSON object");
+      return false;
+    }
+    return true;
+  }
+
+  void send(http::client::ClientRequest req, Next next) {
+    req.timeout_ms = kRequestTimeoutMs;
+    req.max_response_body = 1 << 20;
+    request_ = client_->send(req, [this, next = std::move(next)](http::client::ClientResponse& r) {
+      if (const std::string* n = r.header("Replay-Nonce"); n != nullptr && !n->empty()) {
+        nonce_ = *n;
+      }
+      next(r);
+    });
+  }
+
+  // A JWS-signed POST (RFC 8555, 6.2): with the account's JWK until the account URL is known,
+  // then with its kid. An empty payload is a POST-as-GET.
+  void post(std::string url, std::string payload, Next next, int bad_nonces = 0) {
+    if (nonce_.empty()) {
+      http::client::ClientRequest req;
+      req.method = "HEAD";
+      req.url = new_nonce_;
+      send(req, [this, url = std::move(url), payload = std::move(payload), next = std::move(next),
+                 bad_nonces](http::client::ClientResponse& r) mutable {
+        if (nonce_.empty()) {
+          fail("newNonce: " + (r.ok() ? "no Replay-Nonce in the answer" : problem(r)));
+          return;
+        }
+        post(std::move(url), std::move(payload), std::move(next), bad_nonces);
+      });
+      return;
+    }
+    json::object header;
+    header["alg"] = "ES256";
+    header["nonce"] = nonce_;
+    header["url"] = url;
+    if (kid_.empty()) header["jwk"] = json::parse(account_key_->jwk());
+    else header["kid"] = kid_;
+    nonce_.clear();  // each nonce is used once
+    auto body = acme::jws(*account_key_, json::serialize(header), payload);
+    if (!body.ok()) {
+      fail(body.error().message());
+      return;
+    }
+    http::client::ClientRequest req;
+    req.method = "POST";
+    req.url = url;
+    req.headers = {{"Content-Type", "application/jose+json"}};
+    req.body = body.value();
+    send(req, [this, url, payload, next = std::move(next),
+               bad_nonces](http::client::ClientResponse& r) mutable {
+      if (r.ok() && r.status == 400 && bad_nonces < kMaxBadNonce) {
+        json::error_code ec;
+        json::value v = json::parse(r.body, ec);
+        if (!ec && str_of(v, "type") == "urn:ietf:params:acme:error:badNonce") {
+          post(std::move(url), std::move(payload), std::move(next), bad_nonces + 1);
+          return;
+        }
+      }
+      next(r);
+    });
+  }
+
+  // --- the order, step by step ---
+
+  void order() {
+    if (!tls_error_.empty()) {
+      fail("tls: " + tls_error_);
+      return;
+    }
+    if (!account_key_ && !load_account_key()) return;
+    authorizations_.clear();
+    next_authz_ = 0;
+    http::client::ClientRequest req;
+    req.url = cfg_.directory;
+    send(req, [this](http::client::ClientResponse& r) {
+      if (!r.ok() || r.status != 200) {
+        fail("directory: " + problem(r));
+        return;
+      }
+      json::value v;
+      if (!parse(r, "directory", v)) return;
+      new_nonce_ = str_of(v, "newNonce");
+      new_account_ = str_of(v, "newAccount");
+      new_order_ = str_of(v, "newOrder");
+      if (new_nonce_.empty() || new_account_.empty() || new_order_.empty()) {
+        fail("directory: newNonce, newAccount or newOrder missing");
+        return;
+      }
+      account();
+    });
+  }
+
+  bool load_account_key() {
+    const std::string dir = acme_account_dir(data_dir_, cfg_);
+    const std::string path = dir + "/account.key";
+    std::string pem;
+    if (read_file(path, pem)) {
+      auto key = acme::EcKey::from_pem(pem);
+      if (!key.ok()) {
+        fail(path + ": " + key.error().message());
+        return false;
+      }
+      account_key_ = std::make_unique<acme::EcKey>(std::move(key.value()));
+      return true;
+    }
+    auto key = acme::EcKey::generate();
+    if (!key.ok()) {
+      fail(key.error().message());
+      return false;
+    }
+    core::Status s = make_dirs(dir);
+    if (s.ok()) s = write_file(path, key.value().private_pem());
+    if (!s.ok()) {
+      fail(s.message());
+      return false;
+    }
+    account_key_ = std::make_unique<acme::EcKey>(std::move(key.value()));
+    return true;
+  }
+
+  void account() {
+    // newAccount with a known key answers with that account (200) instead of a new one (201).
+    json::object p;
+    p["termsOfServiceAgreed"] = true;
+    if (!cfg_.email.empty()) p["contact"] = json::array{json::value("mailto:" + cfg_.email)};
+    kid_.clear();
+    post(new_account_, json::serialize(p), [this](http::client::ClientResponse& r) {
+      const std::string* loc = r.ok() ? r.header("Location") : nullptr;
+      if (!r.ok() || (r.status != 200 && r.status != 201) || loc == nullptr) {
+        fail("newAccount: " + problem(r));
+        return;
+      }
+      kid_ = *loc;
+      new_order();
+    });
+  }
+
+  void new_order() {
+    json::array ids;
+    for (const auto& d : cfg_.domains) ids.push_back(json::object{{"type", "dns"}, {"value", d}});
+    json::object p;
+    p["identifiers"] = std::move(ids);
+    post(new_order_, json::serialize(p), [this](http::client::ClientResponse& r) {
+      const std::string* loc = r.ok() ? r.header("Location") : nullptr;
+      if (!r.ok() || r.status != 201 || loc == nullptr) {
+        fail("newOrder: " + problem(r));
+        return;
+      }
+      order_url_ = *loc;
+      json::value v;
+      if (!parse(r, "newOrder", v)) return;
+      finalize_url_ = str_of(v, "finalize");
+      const json::value* az = v.as_object().if_contains("authorizations");
+      if (finalize_url_.empty() || az == nullptr || !az->is_array()) {
+        fail("newOrder: finalize or authorizations missing");
+        return;
+      }
+      for (const auto& a : az->get_array()) {
+        if (a.is_string()) authorizations_.emplace_back(a.get_string());
+      }
+      polls_ = 0;
+      authorize();
+    });
+  }
+
+  // The next authorization: answer its challenge unless it is valid already.
+  void authorize() {
+    if (next_authz_ == authorizations_.size()) {
+      withdraw_answers();
+      finalize();
+      return;
+    }
+    const std::string url = authorizations_[next_authz_];
+    post(url, "", [this](http::client::ClientResponse& r) {
+      if (!r.ok() || r.status != 200) {
+        fail("authorization: " + problem(r));
+        return;
+      }
+      json::value v;
+      if (!parse(r, "authorization", v)) return;
+      const std::string status = str_of(v, "status");
+      const json::value* ident = v.as_object().if_contains("identifier");
+      const std::string name = ident != nullptr ? str_of(*ident, "value") : "";
+      if (status == "valid") {
+        ++next_authz_;
+        polls_ = 0;
+        answered_ = false;  // the next one is answered afresh
+        authorize();
+        return;
+      }
+      if (status != "pending") {
+        fail("authorization for " + name + " is " + status + ": " + challenge_error(v));
+        return;
+      }
+      if (answered_) {
+        // Answered and still pending: the server is validating.
+        if (++polls_ > kMaxPolls) {
+          fail("authorization for " + name + " still pending after " +
+               std::to_string(kMaxPolls) + " looks");
+          return;
+        }
+        later(retry_after_ms(r), [this] { authorize(); });
+        return;
+      }
+      answer(v, name);
+    });
+  }
+
+  // The error a failed challenge of an authorization reports.
+  static std::string challenge_error(const json::value& authz) {
+    const json::value* chs = authz.as_object().if_contains("challenges");
+    if (chs == nullptr || !chs->is_array()) return "no detail";
+    for (const auto& c : chs->get_array()) {
+      const json::value* e = c.is_object() ? c.as_object().if_contains("error") : nullptr;
+      if (e != nullptr) return str_of(*e, "type") + ": " + str_of(*e, "detail");
+    }
+    return "no detail";
+  }
+
+  void answer(const json::value& authz, const std::string& name) {
+    const char* want = http01_ ? "http-01" : "tls-alpn-01";
+    const json::value* chs = authz.as_object().if_contains("challenges");
+    std::string url;
+    std::string token;
+    if (chs != nullptr && chs->is_array()) {
+      for (const auto& c : chs->get_array()) {
+        if (str_of(c, "type") == want) {
+          url = str_of(c, "url");
+          token = str_of(c, "token");
+        }
+      }
+    }
+    // A token is base64url (RFC 8555, 8.1): nothing else may reach a path or a map key.
+    if (url.empty() || token.empty() ||
+        token.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") !=
+            std::string::npos) {
+      fail(std::string("the server offers no usable ") + want + " challenge for " + name);
+      return;
+    }
+    const std::string key_authorization = token + "." + account_key_->thumbprint();
+    owner_.log_.log(observe::LogLevel::kInfo, "ACME: answering the %s challenge for %s", want,
+                    name.c_str());
+    if (http01_) {
+      http01_tokens_.push_back(token);
+      owner_.update([&](proxy::AcmeState& s) { s.http01[token] = key_authorization; });
+    } else {
+      auto key = acme::EcKey::generate();
+      auto cert = key.ok() ? acme::self_signed(key.value(), {name}, 7,
+                                               acme::sha256(key_authorization))
+                           : core::Result<std::string>(key.error());
+      if (!cert.ok()) {
+        fail(cert.error().message());
+        return;
+      }
+      alpn_names_.push_back(name);
+      owner_.update([&](proxy::AcmeState& s) {
+        s.tls_alpn01.erase(std::remove_if(s.tls_alpn01.begin(), s.tls_alpn01.end(),
+                                          [&](const auto& c) { return c.name == name; }),
+                           s.tls_alpn01.end());
+        s.tls_alpn01.push_back({name, cert.value(), key.value().private_pem()});
+      });
+    }
+    answered_ = true;
+    polls_ = 0;
+    later(kAnswerDelayMs, [this, url] {
+      post(url, "{}", [this](http::client::ClientResponse& r) {
+        if (!r.ok() || r.status != 200) {
+          fail("challenge: " + problem(r));
+          return;
+        }
+        later(retry_after_ms(r), [this] { authorize(); });
+      });
+    });
+  }
+
+  // Takes back the challenge answers this job published.
+  void withdraw_answers() {
+    answered_ = false;
+    if (http01_tokens_.empty() && alpn_names_.empty()) return;
+    auto tokens = std::move(http01_tokens_);
+    auto names = std::move(alpn_names_);
+    http01_tokens_.clear();
+    alpn_names_.clear();
+    owner_.update([&](proxy::AcmeState& s) {
+      for (const auto& t : tokens) s.http01.erase(t);
+      s.tls_alpn01.erase(std::remove_if(s.tls_alpn01.begin(), s.tls_alpn01.end(),
+                                        [&](const auto& c) {
+                                          return std::find(names.begin(), names.end(), c.name) !=
+                                                 names.end();
+                                        }),
+                         s.tls_alpn01.end());
+    });
+  }
+
+  void finalize() {
+    auto key = acme::EcKey::generate();
+    if (!key.ok()) {
+      fail(key.error().message());
+      return;
+    }
+    auto csr = acme::csr_der(key.value(), cfg_.domains);
+    if (!csr.ok()) {
+      fail(csr.error().message());
+      return;
+    }
+    cert_key_ = std::make_unique<acme::EcKey>(std::move(key.value()));
+    json::object p;
+    p["csr"] = acme::base64url(csr.value());
+    polls_ = 0;
+    post(finalize_url_, json::serialize(p), [this](http::client::ClientResponse& r) {
+      if (!r.ok() || r.status != 200) {
+        fail("finalize: " + problem(r));
+        return;
+      }
+      on_order(r);
+    });
+  }
+
+  // An order object: valid (download), processing (look again), else a failure.
+  void on_order(http::client::ClientResponse& r) {
+    json::value v;
+    if (!parse(r, "order", v)) return;
+    const std::string status = str_of(v, "status");
+    if (status == "valid") {
+      const std::string cert = str_of(v, "certificate");
+      if (cert.empty()) {
+        fail("order: valid without a certificate URL");
+        return;
+      }
+      download(cert);
+      return;
+    }
+    if ((status == "processing" || status == "ready") && ++polls_ <= kMaxPolls) {
+      later(retry_after_ms(r), [this] {
+        post(order_url_, "", [this](http::client::ClientResponse& r2) {
+          if (!r2.ok() || r2.status != 200) {
+            fail("order: " + problem(r2));
+            return;
+          }
+          on_order(r2);
+        });
+      });
+      return;
+    }
+    fail("order is " + status + (polls_ > kMaxPolls ? " after too many looks" : ""));
+  }
+
+  void download(const std::string& url) {
+    post(url, "", [this](http::client::ClientResponse& r) {
+      if (!r.ok() || r.status != 200) {
+        fail("certificate: " + problem(r));
+        return;
+      }
+      const std::string key_pem = cert_key_->private_pem();
+      auto info = acme::certificate_info(r.body);
+      if (!info.ok()) {
+        fail("certificate: " + info.error().message());
+        return;
+      }
+      if (!acme::key_matches(r.body, key_pem)) {
+        fail("certificate: it is not for the key the request was signed with");
+        return;
+      }
+      if (!covers(info.value(), cfg_.domains)) {
+        fail("certificate: it does not name every configured domain");
+        return;
+      }
+      const std::string dir = acme_certificate_dir(data_dir_, cfg_);
+      core::Status s = make_dirs(dir);
+      // The key first: a crash between the two leaves a new key with the old certificate,
+      // which the next start sees as not matching and orders again.
+      if (s.ok()) s = write_file(dir + "/key.pem", key_pem);
+      if (s.ok()) s = write_file(dir + "/cert.pem", r.body);
+      if (!s.ok()) {
+        // Served anyway: better a certificate kept only in memory than none.
+        owner_.log_.log(observe::LogLevel::kError, "ACME: cannot store the certificate: %s",
+                        s.message().c_str());
+      }
+      ++owner_.orders_ok_;
+      backoff_ms_ = 0;
+      served_ = info.value();
+      owner_.log_.log(observe::LogLevel::kInfo,
+                      "ACME: certificate for %s obtained (serial %s, valid until %lld)",
+                      first().c_str(), served_.serial.c_str(),
+                      static_cast<long long>(served_.not_after));
+      http::TlsCertificateFiles files;
+      files.cert_pem = r.body;
+      files.key_pem = key_pem;
+      cert_key_.reset();
+      owner_.update([&](proxy::AcmeState& st) { st.certificates[first()] = files; });
+      schedule();
+    });
+  }
+
+  AcmeManager& owner_;
+  std::string data_dir_;
+  proxy::AcmeConfig cfg_;
+  bool http01_;
+  core::Timer timer_;
+  std::function<void()> step_;  // what the timer runs next; empty: the renewal check
+  std::unique_ptr<http::client::HttpClient> client_;
+  std::string tls_error_;
+  http::client::RequestHandle request_;
+  acme::CertificateInfo served_;
+  uint64_t backoff_ms_ = 0;
+  std::unique_ptr<acme::EcKey> account_key_;
+  std::unique_ptr<acme::EcKey> cert_key_;
+  std::string nonce_;
+  std::string new_nonce_, new_account_, new_order_;
+  std::string kid_;
+  std::string order_url_, finalize_url_;
+  std::vector<std::string> authorizations_;
+  size_t next_authz_ = 0;
+  int polls_ = 0;
+  bool answered_ = false;
+  bool warned_renew_before_ = false;
+  std::vector<std::string> http01_tokens_;
+  std::vector<std::string> alpn_names_;
+};
+
+// --- the manager -------------------------------------------------------------------------------
+
+AcmeManager::AcmeManager(core::EventLoop& loop, core::BlockPool& blocks, observe::ErrorLog& log,
+                         http::client::ClientOptions client, Publish publish)
+    : loop_(loop),
+      blocks_(blocks),
+      log_(log),
+      client_options_(std::move(client)),
+      publish_(std::move(publish)) {}
+
+AcmeManager::~AcmeManager() = default;
+
+namespace {
+
+// The acme blocks of `cfg`, one per first domain, and whether it has a plain listener.
+std::vector<const proxy::AcmeConfig*> acme_blocks(const proxy::Config& cfg, bool& plain) {
+  std::vector<const proxy::AcmeConfig*> out;
+  plain = false;
+  for (const auto& l : cfg.listeners) {
+    if (!l.tls) {
+      plain = true;
+      continue;
+    }
+    if (!l.tls->acme) continue;
+    bool seen = false;
+    for (const auto* a : out) seen = seen || a->domains.front() == l.tls->acme->domains.front();
+    if (!seen) out.push_back(&*l.tls->acme);
+  }
+  return out;
+}
+
+}  // namespace
+
+core::Result<std::shared_ptr<const proxy::AcmeState>> AcmeManager::prepare(
+    const proxy::Config& cfg) {
+  bool plain = false;
+  auto blocks = acme_blocks(cfg, plain);
+  auto next = std::make_shared<proxy::AcmeState>(*state_);
+  bool changed = false;
+  for (const auto* a : blocks) {
+    const std::string& first = a->domains.front();
+    auto job = jobs_.find(first);
+    if (job != jobs_.end() && job->second->same(*a, plain) &&
+        next->certificates.count(first) != 0) {
+      continue;  // its job goes on with what it has
+    }
+    // A stored certificate that is still valid is served (even when it misses a domain the
+    // config now names: the job orders a new one at once).
+    const std::string dir = acme_certificate_dir(cfg.data_dir, *a);
+    http::TlsCertificateFiles files;
+    bool stored = read_file(dir + "/cert.pem", files.cert_pem) &&
+                  read_file(dir + "/key.pem", files.key_pem);
+    if (stored) {
+      auto info = acme::certificate_info(files.cert_pem);
+      stored = info.ok() && info.value().not_after > wall_now() &&
+               acme::key_matches(files.cert_pem, files.key_pem);
+      if (!stored) {
+        log_.log(observe::LogLevel::kWarn,
+                 "ACME: the stored certificate in %s is expired, unreadable or not for its key; "
+                 "ordering a new one",
+                 dir.c_str());
+      }
+    }
+    if (!stored) {
+      auto it = next->certificates.find(first);
+      if (it != next->certificates.end()) continue;  // keep serving what this process has
+      auto p = acme::placeholder_certificate(a->domains);
+      if (!p.ok()) return p.error();
+      files = std::move(p.value());
+    }
+    next->certificates[first] = std::move(files);
+    changed = true;
+  }
+  if (changed) state_ = next;
+  return state_;
+}
+
+void AcmeManager::start(const proxy::Config& cfg) {
+  bool plain = false;
+  auto blocks = acme_blocks(cfg, plain);
+  std::vector<std::string> firsts;
+  for (const auto* a : blocks) {
+    const std::string& first = a->domains.front();
+    firsts.push_back(first);
+    auto& job = jobs_[first];
+    if (job && job->same(*a, plain)) continue;
+    auto cert = state_->certificates.find(first);
+    if (cert == state_->certificates.end()) continue;  // not prepared (cannot happen)
+    job.reset();  // its answers stay until the new job's order replaces or withdraws them
+    job = std::make_unique<Job>(*this, cfg.data_dir, *a, plain);
+    job->begin(cert->second);
+  }
+  for (auto it = jobs_.begin(); it != jobs_.end();) {
+    if (std::find(firsts.begin(), firsts.end(), it->first) == firsts.end() || !it->second) {
+      it = jobs_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void AcmeManager::update(const std::function<void(proxy::AcmeState&)>& change) {
+  auto next = std::make_shared<proxy::AcmeState>(*state_);
+  change(*next);
+  state_ = next;
+  publish_(state_);
+}
+
+void AcmeManager::collect(std::string& out) const {
+  out += "# HELP citadel_acme_certificate_expiry_seconds When the ACME certificate expires (Unix "
+         "time; absent until one is issued)\n"
+         "# TYPE citadel_acme_certificate_expiry_seconds gauge\n";
+  for (const auto& [first, job] : jobs_) {
+    if (!job->issued()) continue;
+    out += "citadel_acme_certificate_expiry_seconds{domain=\"" + first + "\"} " +
+           std::to_string(job->not_after()) + "\n";
+  }
+  out += "# HELP citadel_acme_orders_total ACME orders, by outcome\n"
+         "# TYPE citadel_acme_orders_total counter\n";
+  out += "citadel_acme_orders_total{result=\"ok\"} " + std::to_string(orders_ok_) + "\n";
+  out += "citadel_acme_orders_total{result=\"failed\"} " + std::to_string(orders_failed_) + "\n";
+}
+
+}  // namespace citadel::cli
