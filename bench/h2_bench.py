@@ -7,11 +7,20 @@ Scenarios (each contender with the same certificate, a P-256 key, TLS 1.3):
   h2c        h2load with prior knowledge, same load, proxied (nginx: `listen ... http2` plain)
   h1-tls     wrk over TLS keep-alive (HTTP/1.1): 64 connections, proxied
   handshake  h2load: one request per new TLS connection (full handshakes, no resumption)
+  grpc       unary gRPC calls over h2c: h2load POSTs a gRPC frame (content-type application/grpc,
+             te: trailers) through the proxy to an HTTP/2 upstream (nginx over h2c) that answers
+             a gRPC frame and a grpc-status trailer; Citadel `protocol: h2`, nginx `grpc_pass`
+  gzip, br, zstd
+             a 100 KB JSON response compressed by the proxy (HTTP/1.1, wrk, 16 connections,
+             `Accept-Encoding` naming that coding): Citadel's `compress` filter at its default
+             levels (gzip 5, br 4, zstd 3) against nginx's gzip at level 5 (nginx has no brotli
+             or zstd in Debian's nginx-light: those rows compare with nginx's gzip)
 
 For each it prints requests/s, the proxy's CPU time per request (user+sys from /proc) and the
 ratios citadel/nginx (medians over the rounds). With 2+ cores the proxy runs on core 0, the load
 generator and the upstream on core 1, for both contenders alike. Loopback only, OS-picked ports.
-Usage: bench/h2_bench.sh [--duration 8] [--rounds 3] [--scenarios "h2-tls h2c h1-tls handshake"]
+Usage: bench/h2_bench.sh [--duration 8] [--rounds 3]
+                        [--scenarios "h2-tls h2c h1-tls handshake grpc gzip br zstd"]
 """
 import argparse
 import os
@@ -36,8 +45,14 @@ def make_cert(tmp):
     return cert, key
 
 
-def start_citadel(tmp, port, up_port, cpus, tls, cert, key):
+COMPRESSED = ("gzip", "br", "zstd")
+
+
+def start_citadel(tmp, port, up_port, cpus, tls, cert, key, scenario):
     conf = os.path.join(tmp, "citadel-%d.yaml" % port)
+    cluster_extra = "    protocol: h2\n" if scenario == "grpc" else ""
+    route_extra = ("    filters: [ { compress: { encodings: [%s] } } ]\n" % scenario
+                   if scenario in COMPRESSED else "")
     tls_block = (f"    tls: {{ certificates: [ {{ cert: {cert}, key: {key} }} ], "
                  f"min_version: \"1.3\", session_tickets: false, session_cache: 0 }}\n"
                  if tls else "")
@@ -55,19 +70,27 @@ clusters:
   - name: up
     endpoints: [127.0.0.1:{up_port}]
     pool: {{ max_idle: 1024 }}
-routes:
+{cluster_extra}routes:
   - to: {{ cluster: up }}
-""")
+{route_extra}""")
     p = Proc([CITADEL, "-c", conf], cpus=cpus)
     wait_port(port)
     return p
 
 
-def start_nginx(tmp, port, up_port, cpus, tls, cert, key):
+def start_nginx(tmp, port, up_port, cpus, tls, cert, key, scenario):
+    proxying = NGINX_PROXYING
+    if scenario == "grpc":
+        proxying = "      grpc_pass grpc://up;\n"
+    elif scenario in COMPRESSED:
+        proxying += ("      gzip on; gzip_comp_level 5; gzip_proxied any; gzip_min_length 1024;\n"
+                     "      gzip_types application/json;\n")
     listen = (f"listen 127.0.0.1:{port} ssl http2 reuseport backlog=4096;\n"
               f"    ssl_certificate {cert}; ssl_certificate_key {key};\n"
               f"    ssl_protocols TLSv1.3; ssl_session_tickets off; ssl_session_cache off;"
-              if tls else f"listen 127.0.0.1:{port} http2 reuseport backlog=4096;")
+              if tls else f"listen 127.0.0.1:{port} reuseport backlog=4096;"
+              if scenario in COMPRESSED  # HTTP/1.1: a plain `http2` listener speaks only h2c
+              else f"listen 127.0.0.1:{port} http2 reuseport backlog=4096;")
     conf = nginx_conf(tmp, "proxy-%d" % port, f"""
 worker_processes 1;
 worker_rlimit_nofile 40000;
@@ -84,7 +107,7 @@ http {{
   server {{
     {listen}
     location / {{
-{NGINX_PROXYING}    }}
+{proxying}    }}
   }}
 }}
 """)
@@ -103,10 +126,74 @@ def parse_h2load(out):
     return rps, done
 
 
+def start_grpc_upstream(tmp, port, cpus):
+    """nginx over h2c answering every call with an empty gRPC message and grpc-status 0 (a POST
+    to a static file is turned into its GET by error_page)."""
+    os.chmod(tmp, 0o755)  # nginx's workers read the files as an unprivileged user
+    with open(os.path.join(tmp, "grpc-reply"), "wb") as f:
+        f.write(b"\x00\x00\x00\x00\x00")
+    conf = nginx_conf(tmp, "grpc-upstream", f"""
+worker_processes 1;
+daemon off;
+pid {tmp}/grpc-upstream.pid;
+error_log {tmp}/grpc-upstream.err warn;
+events {{ worker_connections 20000; }}
+http {{
+  access_log off;
+  keepalive_requests 10000000;
+  http2_max_requests 10000000;
+  server {{
+    listen 127.0.0.1:{port} http2 reuseport backlog=4096;
+    location / {{
+      default_type application/grpc;
+      add_trailer grpc-status 0 always;
+      add_trailer grpc-message "" always;
+      error_page 405 =200 /grpc-reply;
+      try_files /grpc-reply =404;
+      root {tmp};
+    }}
+  }}
+}}
+""")
+    p = Proc(["nginx", "-c", conf, "-p", tmp, "-e", tmp + "/grpc-upstream.err"], cpus=cpus)
+    wait_port(port)
+    return p
+
+
+def start_json_upstream(tmp, port, cpus):
+    """nginx serving a 100 KB JSON document (uncompressed, with its length)."""
+    items = ",".join('{"id":%d,"name":"user-%d","email":"user%d@example.com","active":%s,'
+                     '"roles":["reader","writer"],"score":%d.%d}' %
+                     (i, i, i, "true" if i % 3 else "false", i * 7 % 1000, i % 10)
+                     for i in range(1200))
+    doc = ('{"users":[' + items + ']}')[:100 * 1024 - 2] + "]}"
+    os.chmod(tmp, 0o755)  # nginx's workers read the file as an unprivileged user
+    with open(os.path.join(tmp, "data.json"), "w") as f:
+        f.write(doc)
+    conf = nginx_conf(tmp, "json-upstream", f"""
+worker_processes 1;
+daemon off;
+pid {tmp}/json-upstream.pid;
+error_log {tmp}/json-upstream.err warn;
+events {{ worker_connections 20000; }}
+http {{
+  access_log off;
+  keepalive_requests 10000000;
+  server {{
+    listen 127.0.0.1:{port} reuseport backlog=4096;
+    location / {{ default_type application/json; try_files /data.json =404; root {tmp}; }}
+  }}
+}}
+""")
+    p = Proc(["nginx", "-c", conf, "-p", tmp, "-e", tmp + "/json-upstream.err"], cpus=cpus)
+    wait_port(port)
+    return p
+
+
 def run_one(name, scenario, tmp, up_port, duration, proxy_cpus, load_cpus, cert, key):
     port = free_port()
-    tls = scenario != "h2c"
-    proc = STARTERS[name](tmp, port, up_port, proxy_cpus, tls, cert, key)
+    tls = scenario not in ("h2c", "grpc") + COMPRESSED
+    proc = STARTERS[name](tmp, port, up_port, proxy_cpus, tls, cert, key, scenario)
     pin = ["taskset", "-c", load_cpus] if load_cpus is not None else []
     scheme = "https" if tls else "http"
     url = "%s://127.0.0.1:%d/" % (scheme, port)
@@ -114,6 +201,23 @@ def run_one(name, scenario, tmp, up_port, duration, proxy_cpus, load_cpus, cert,
         if scenario in ("h2-tls", "h2c"):
             def load(d):
                 return pin + ["h2load", "-c", "16", "-m", "10", "-t", "1", "-D", str(d), url]
+        elif scenario == "grpc":
+            frame = os.path.join(tmp, "grpc-request")
+            with open(frame, "wb") as f:
+                f.write(b"\x00\x00\x00\x00\x0a" + b"\x0a\x08citadel!")  # one 10-byte message
+            grpc_url = url + "bench.Echo/Unary"
+
+            def load(d):
+                return pin + ["h2load", "-c", "16", "-m", "10", "-t", "1", "-D", str(d), "-d",
+                              frame, "-H", "content-type: application/grpc", "-H",
+                              "te: trailers", grpc_url]
+        elif scenario in COMPRESSED:
+            # nginx has gzip only: its row of the br and zstd tables is its gzip.
+            coding = scenario if name == "citadel" else "gzip"
+
+            def load(d):
+                return pin + ["wrk", "-t", "1", "-c", "16", "-d", "%ds" % d, "--latency", "-H",
+                              "Accept-Encoding: " + coding, url]
         elif scenario == "handshake":
             def load(d):
                 # h2load has no duration mode for one request per connection: a count sized to
@@ -129,8 +233,15 @@ def run_one(name, scenario, tmp, up_port, duration, proxy_cpus, load_cpus, cert,
         out = subprocess.run(load(duration), capture_output=True, text=True,
                              timeout=duration + 120).stdout
         t1 = cpu_ticks(pids)
-        if scenario == "h1-tls":
+        if scenario == "h1-tls" or scenario in COMPRESSED:
             rps, reqs, _, _, bad, _ = parse_wrk(out)
+            if scenario in COMPRESSED:
+                check = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w",
+                                        "%{size_download}", "-H", "Accept-Encoding: " + coding,
+                                        url], capture_output=True, text=True, timeout=30).stdout
+                if not 0 < int(check or 0) < 50 * 1024:
+                    sys.exit("bench: %s did not compress with %s (%s bytes)" %
+                             (name, coding, check))
         else:
             rps, reqs = parse_h2load(out)
         cpu_us = (t1 - t0) / TICK * 1e6 / max(reqs, 1)
@@ -143,7 +254,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--scenarios", default="h2-tls h2c h1-tls handshake")
+    ap.add_argument("--scenarios", default="h2-tls h2c h1-tls handshake grpc gzip br zstd")
     args = ap.parse_args()
     for tool in ("nginx", "h2load", "wrk", "openssl"):
         if not shutil.which(tool):
@@ -154,6 +265,9 @@ def main():
     proxy_cpus, load_cpus = ("0", "1") if pin else (None, None)
     up_port = free_port()
     upstream = start_upstream(tmp, up_port, load_cpus)
+    grpc_port, json_port = free_port(), free_port()
+    extra = [start_grpc_upstream(tmp, grpc_port, load_cpus),
+             start_json_upstream(tmp, json_port, load_cpus)]
     names = ["citadel", "nginx"]
     print("Citadel vs nginx, HTTP/2 and TLS: %ds x %d rounds, interleaved%s" % (
         args.duration, args.rounds, "; proxy on core 0, load and upstream on core 1" if pin else ""))
@@ -161,21 +275,26 @@ def main():
         for scenario in args.scenarios.split():
             results = {n: [] for n in names}
             for r in range(args.rounds):
+                port = (grpc_port if scenario == "grpc"
+                        else json_port if scenario in COMPRESSED else up_port)
                 for n in (names if r % 2 == 0 else names[::-1]):
-                    results[n].append(run_one(n, scenario, tmp, up_port, args.duration,
+                    results[n].append(run_one(n, scenario, tmp, port, args.duration,
                                               proxy_cpus, load_cpus, cert, key))
             med = {n: {k: statistics.median(x[k] for x in results[n]) for k in ("rps", "cpu_us")}
                    for n in names}
             print()
             print("%s:" % scenario)
             for n in names:
-                print("  %-8s %12.0f req/s %10.2f CPU us/req" % (n, med[n]["rps"],
-                                                                 med[n]["cpu_us"]))
+                label = "nginx(gz)" if n == "nginx" and scenario in ("br", "zstd") else n
+                print("  %-9s %12.0f req/s %10.2f CPU us/req" % (label, med[n]["rps"],
+                                                                  med[n]["cpu_us"]))
             print("  ratio citadel/nginx   throughput %.2fx   CPU/req %.2fx" % (
                 med["citadel"]["rps"] / med["nginx"]["rps"],
                 med["citadel"]["cpu_us"] / med["nginx"]["cpu_us"]))
     finally:
         upstream.stop()
+        for p in extra:
+            p.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
