@@ -30,14 +30,33 @@ constexpr int kMaxBadNonce = 5;
 
 int64_t wall_now() { return static_cast<int64_t>(::time(nullptr)); }
 
-bool read_file(const std::string& path, std::string& out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  out.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  return true;
+// Reads `path` whole: 0, or the errno that stopped it (ENOENT: there is none).
+int read_file(const std::string& path, std::string& out) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  out.clear();
+  char buf[8192];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      return e;
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > (1 << 20)) {  // no certificate or key is this large
+      ::close(fd);
+      return EFBIG;
+    }
+  }
+  ::close(fd);
+  return 0;
 }
 
-// mkdir -p with mode 0700 for the directories it makes.
+// mkdir -p with mode 0700 for the directories it makes; `path` itself is made 0700 even when it
+// was there (it holds keys).
 core::Status make_dirs(const std::string& path) {
   for (size_t i = 1; i <= path.size(); ++i) {
     if (i != path.size() && path[i] != '/') continue;
@@ -46,14 +65,27 @@ core::Status make_dirs(const std::string& path) {
       return core::Status::error("cannot create " + part + ": " + std::strerror(errno));
     }
   }
+  if (::chmod(path.c_str(), 0700) != 0) {
+    return core::Status::error("cannot restrict " + path + ": " + std::strerror(errno));
+  }
   return core::Status();
+}
+
+// fsync of a directory: a rename in it survives a crash.
+void sync_dir(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
 }
 
 // Writes `data` to `path` (mode 0600) through a temporary file renamed over it: a reader sees
 // the old file or the new one, never half of one.
 core::Status write_file(const std::string& path, const std::string& data) {
+  if (data.empty()) return core::Status::error("nothing to write to " + path);
   std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  ::unlink(tmp.c_str());  // a leftover of a crash; never followed if it is a link
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return core::Status::error("cannot write " + tmp + ": " + std::strerror(errno));
   size_t done = 0;
   while (done < data.size()) {
@@ -75,6 +107,7 @@ core::Status write_file(const std::string& path, const std::string& data) {
     ::unlink(tmp.c_str());
     return core::Status::error("cannot rename " + tmp + ": " + std::strerror(errno));
   }
+  sync_dir(path.substr(0, path.rfind('/')));
   return core::Status();
 }
 
@@ -129,6 +162,19 @@ uint64_t retry_after_ms(const http::client::ClientResponse& r) {
   return std::clamp<uint64_t>(s, 1, 10) * 1000;
 }
 
+// A server's Retry-After on an error (429 rateLimited, 503), in ms: 0 when absent or not a
+// number of seconds.
+uint64_t error_retry_after_ms(const http::client::ClientResponse& r) {
+  const std::string* h = r.ok() && (r.status == 429 || r.status == 503)
+                             ? r.header("Retry-After")
+                             : nullptr;
+  if (h == nullptr || h->empty() || h->size() > 9 ||
+      h->find_first_not_of("0123456789") != std::string::npos) {
+    return 0;
+  }
+  return std::stoull(*h) * 1000;
+}
+
 }  // namespace
 
 std::string acme_account_dir(const std::string& data_dir, const proxy::AcmeConfig& a) {
@@ -166,13 +212,14 @@ class AcmeManager::Job {
     request_.cancel();
   }
 
-  bool same(const proxy::AcmeConfig& c, bool plain_listener) const {
+  bool same(const proxy::AcmeConfig& c, bool plain_listener, const std::string& data_dir) const {
     const bool h = c.challenge == proxy::AcmeChallenge::kHttp01 ||
                    (c.challenge == proxy::AcmeChallenge::kAuto && plain_listener);
-    return c.directory == cfg_.directory && c.email == cfg_.email && c.domains == cfg_.domains &&
-           c.ca == cfg_.ca && c.challenge == cfg_.challenge && h == http01_ &&
-           c.renew_before_s == cfg_.renew_before_s && c.retry_ms == cfg_.retry_ms;
+    return c == cfg_ && h == http01_ && data_dir == data_dir_;
   }
+  // The challenge answers this job has published (to withdraw when it goes).
+  const std::vector<std::string>& http01_tokens() const { return http01_tokens_; }
+  const std::vector<std::string>& alpn_names() const { return alpn_names_; }
   const proxy::AcmeConfig& config() const { return cfg_; }
   const std::string& first() const { return cfg_.domains.front(); }
   int64_t not_after() const { return served_.not_after; }
@@ -248,6 +295,9 @@ class AcmeManager::Job {
     ++owner_.orders_failed_;
     withdraw_answers();
     backoff_ms_ = backoff_ms_ == 0 ? cfg_.retry_ms : std::min(backoff_ms_ * 2, kMaxBackoffMs);
+    // A server that says when to come back (rate limited, unavailable) is believed, up to a day.
+    backoff_ms_ = std::min(std::max(backoff_ms_, server_retry_ms_), kMaxBackoffMs);
+    server_retry_ms_ = 0;
     owner_.log_.log(observe::LogLevel::kWarn,
                     "ACME: certificate for %s not obtained (%s); retry in %llus", first().c_str(),
                     why.c_str(), static_cast<unsigned long long>((backoff_ms_ + 999) / 1000));
@@ -286,10 +336,17 @@ class AcmeManager::Job {
   void send(http::client::ClientRequest req, Next next) {
     req.timeout_ms = kRequestTimeoutMs;
     req.max_response_body = 1 << 20;
+    // RFC 8555, 6.1: clients send a User-Agent.
+    req.headers.push_back({"User-Agent", owner_.user_agent_});
     request_ = client_->send(req, [this, next = std::move(next)](http::client::ClientResponse& r) {
-      if (const std::string* n = r.header("Replay-Nonce"); n != nullptr && !n->empty()) {
+      // A nonce is base64url (RFC 8555, 6.5.1): anything else is not sent back.
+      if (const std::string* n = r.header("Replay-Nonce");
+          n != nullptr && !n->empty() && n->size() <= 256 &&
+          n->find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
+              std::string::npos) {
         nonce_ = *n;
       }
+      server_retry_ms_ = error_retry_after_ms(r);
       next(r);
     });
   }
@@ -334,6 +391,7 @@ class AcmeManager::Job {
         json::error_code ec;
         json::value v = json::parse(r.body, ec);
         if (!ec && str_of(v, "type") == "urn:ietf:params:acme:error:badNonce") {
+          ++owner_.bad_nonces_;
           post(std::move(url), std::move(payload), std::move(next), bad_nonces + 1);
           return;
         }
@@ -376,7 +434,13 @@ class AcmeManager::Job {
     const std::string dir = acme_account_dir(data_dir_, cfg_);
     const std::string path = dir + "/account.key";
     std::string pem;
-    if (read_file(path, pem)) {
+    const int err = read_file(path, pem);
+    if (err != 0 && err != ENOENT) {
+      // Unreadable is not absent: a new key would be a new account.
+      fail(path + ": " + std::strerror(err));
+      return false;
+    }
+    if (err == 0) {
       auto key = acme::EcKey::from_pem(pem);
       if (!key.ok()) {
         fail(path + ": " + key.error().message());
@@ -501,6 +565,13 @@ class AcmeManager::Job {
 
   void answer(const json::value& authz, const std::string& name) {
     const char* want = http01_ ? "http-01" : "tls-alpn-01";
+    // The server names what it authorizes; only a configured domain gets an answer (a name
+    // Citadel never asked for would become a challenge certificate nothing serves).
+    if (std::find(cfg_.domains.begin(), cfg_.domains.end(), name) == cfg_.domains.end()) {
+      fail("the server asks to authorize \"" + name.substr(0, 256) +
+           "\", which is not a configured domain");
+      return;
+    }
     const json::value* chs = authz.as_object().if_contains("challenges");
     std::string url;
     std::string token;
@@ -522,9 +593,10 @@ class AcmeManager::Job {
     const std::string key_authorization = token + "." + account_key_->thumbprint();
     owner_.log_.log(observe::LogLevel::kInfo, "ACME: answering the %s challenge for %s", want,
                     name.c_str());
+    bool published = false;
     if (http01_) {
       http01_tokens_.push_back(token);
-      owner_.update([&](proxy::AcmeState& s) { s.http01[token] = key_authorization; });
+      published = owner_.update([&](proxy::AcmeState& s) { s.http01[token] = key_authorization; });
     } else {
       auto key = acme::EcKey::generate();
       auto cert = key.ok() ? acme::self_signed(key.value(), {name}, 7,
@@ -535,15 +607,23 @@ class AcmeManager::Job {
         return;
       }
       alpn_names_.push_back(name);
-      owner_.update([&](proxy::AcmeState& s) {
+      published = owner_.update([&](proxy::AcmeState& s) {
         s.tls_alpn01.erase(std::remove_if(s.tls_alpn01.begin(), s.tls_alpn01.end(),
                                           [&](const auto& c) { return c.name == name; }),
                            s.tls_alpn01.end());
         s.tls_alpn01.push_back({name, cert.value(), key.value().private_pem()});
       });
     }
+    if (!published) {
+      // Telling the server to validate an answer nobody serves would only fail the
+      // validation and count against the account's failed-validation limit.
+      fail("the challenge answer could not be published");
+      return;
+    }
     answered_ = true;
     polls_ = 0;
+    // Workers take a published snapshot from their loops within microseconds to milliseconds;
+    // the delay covers that without a round of acknowledgements.
     later(kAnswerDelayMs, [this, url] {
       post(url, "{}", [this](http::client::ClientResponse& r) {
         if (!r.ok() || r.status != 200) {
@@ -634,6 +714,10 @@ class AcmeManager::Job {
         return;
       }
       const std::string key_pem = cert_key_->private_pem();
+      if (key_pem.empty()) {
+        fail("cannot write the certificate's key");
+        return;
+      }
       auto info = acme::certificate_info(r.body);
       if (!info.ok()) {
         fail("certificate: " + info.error().message());
@@ -669,7 +753,7 @@ class AcmeManager::Job {
       files.cert_pem = r.body;
       files.key_pem = key_pem;
       cert_key_.reset();
-      owner_.update([&](proxy::AcmeState& st) { st.certificates[first()] = files; });
+      owner_.update([&](proxy::AcmeState& st) { st.certificates[cfg_.key()] = files; });
       schedule();
     });
   }
@@ -685,6 +769,7 @@ class AcmeManager::Job {
   http::client::RequestHandle request_;
   acme::CertificateInfo served_;
   uint64_t backoff_ms_ = 0;
+  uint64_t server_retry_ms_ = 0;  // the last answer's Retry-After on an error
   std::unique_ptr<acme::EcKey> account_key_;
   std::unique_ptr<acme::EcKey> cert_key_;
   std::string nonce_;
@@ -703,11 +788,13 @@ class AcmeManager::Job {
 // --- the manager -------------------------------------------------------------------------------
 
 AcmeManager::AcmeManager(core::EventLoop& loop, core::BlockPool& blocks, observe::ErrorLog& log,
-                         http::client::ClientOptions client, Publish publish)
+                         http::client::ClientOptions client, std::string user_agent,
+                         Publish publish)
     : loop_(loop),
       blocks_(blocks),
       log_(log),
       client_options_(std::move(client)),
+      user_agent_(std::move(user_agent)),
       publish_(std::move(publish)) {}
 
 AcmeManager::~AcmeManager() = default;
@@ -740,18 +827,18 @@ core::Result<std::shared_ptr<const proxy::AcmeState>> AcmeManager::prepare(
   auto next = std::make_shared<proxy::AcmeState>(*state_);
   bool changed = false;
   for (const auto* a : blocks) {
-    const std::string& first = a->domains.front();
-    auto job = jobs_.find(first);
-    if (job != jobs_.end() && job->second->same(*a, plain) &&
-        next->certificates.count(first) != 0) {
+    const std::string key = a->key();
+    auto job = jobs_.find(a->domains.front());
+    if (job != jobs_.end() && job->second->same(*a, plain, cfg.data_dir) &&
+        next->certificates.count(key) != 0) {
       continue;  // its job goes on with what it has
     }
     // A stored certificate that is still valid is served (even when it misses a domain the
     // config now names: the job orders a new one at once).
     const std::string dir = acme_certificate_dir(cfg.data_dir, *a);
     http::TlsCertificateFiles files;
-    bool stored = read_file(dir + "/cert.pem", files.cert_pem) &&
-                  read_file(dir + "/key.pem", files.key_pem);
+    bool stored = read_file(dir + "/cert.pem", files.cert_pem) == 0 &&
+                  read_file(dir + "/key.pem", files.key_pem) == 0;
     if (stored) {
       auto info = acme::certificate_info(files.cert_pem);
       stored = info.ok() && info.value().not_after > wall_now() &&
@@ -764,13 +851,13 @@ core::Result<std::shared_ptr<const proxy::AcmeState>> AcmeManager::prepare(
       }
     }
     if (!stored) {
-      auto it = next->certificates.find(first);
+      auto it = next->certificates.find(key);
       if (it != next->certificates.end()) continue;  // keep serving what this process has
       auto p = acme::placeholder_certificate(a->domains);
       if (!p.ok()) return p.error();
       files = std::move(p.value());
     }
-    next->certificates[first] = std::move(files);
+    next->certificates[key] = std::move(files);
     changed = true;
   }
   if (changed) state_ = next;
@@ -780,32 +867,52 @@ core::Result<std::shared_ptr<const proxy::AcmeState>> AcmeManager::prepare(
 void AcmeManager::start(const proxy::Config& cfg) {
   bool plain = false;
   auto blocks = acme_blocks(cfg, plain);
-  std::vector<std::string> firsts;
+  std::map<std::string, std::unique_ptr<Job>> next;
+  std::vector<std::unique_ptr<Job>> gone;
   for (const auto* a : blocks) {
     const std::string& first = a->domains.front();
-    firsts.push_back(first);
-    auto& job = jobs_[first];
-    if (job && job->same(*a, plain)) continue;
-    auto cert = state_->certificates.find(first);
-    if (cert == state_->certificates.end()) continue;  // not prepared (cannot happen)
-    job.reset();  // its answers stay until the new job's order replaces or withdraws them
-    job = std::make_unique<Job>(*this, cfg.data_dir, *a, plain);
-    job->begin(cert->second);
-  }
-  for (auto it = jobs_.begin(); it != jobs_.end();) {
-    if (std::find(firsts.begin(), firsts.end(), it->first) == firsts.end() || !it->second) {
-      it = jobs_.erase(it);
-    } else {
-      ++it;
+    auto it = jobs_.find(first);
+    if (it != jobs_.end() && it->second->same(*a, plain, cfg.data_dir)) {
+      next[first] = std::move(it->second);
+      continue;
     }
+    auto cert = state_->certificates.find(a->key());
+    if (cert == state_->certificates.end()) continue;  // not prepared (cannot happen)
+    auto job = std::make_unique<Job>(*this, cfg.data_dir, *a, plain);
+    job->begin(cert->second);
+    next[first] = std::move(job);
+  }
+  for (auto& [_, job] : jobs_) {
+    if (job) gone.push_back(std::move(job));
+  }
+  jobs_ = std::move(next);
+  // The answers of jobs that stopped mid-order go with them; their certificates stay in the
+  // state (a block put back serves its certificate at once), unused by the snapshots.
+  std::vector<std::string> tokens;
+  std::vector<std::string> names;
+  for (const auto& job : gone) {
+    tokens.insert(tokens.end(), job->http01_tokens().begin(), job->http01_tokens().end());
+    names.insert(names.end(), job->alpn_names().begin(), job->alpn_names().end());
+  }
+  gone.clear();  // their requests and timers are cancelled
+  if (!tokens.empty() || !names.empty()) {
+    update([&](proxy::AcmeState& s) {
+      for (const auto& t : tokens) s.http01.erase(t);
+      s.tls_alpn01.erase(std::remove_if(s.tls_alpn01.begin(), s.tls_alpn01.end(),
+                                        [&](const auto& c) {
+                                          return std::find(names.begin(), names.end(), c.name) !=
+                                                 names.end();
+                                        }),
+                         s.tls_alpn01.end());
+    });
   }
 }
 
-void AcmeManager::update(const std::function<void(proxy::AcmeState&)>& change) {
+bool AcmeManager::update(const std::function<void(proxy::AcmeState&)>& change) {
   auto next = std::make_shared<proxy::AcmeState>(*state_);
   change(*next);
   state_ = next;
-  publish_(state_);
+  return publish_(state_);
 }
 
 void AcmeManager::collect(std::string& out) const {
@@ -821,6 +928,10 @@ void AcmeManager::collect(std::string& out) const {
          "# TYPE citadel_acme_orders_total counter\n";
   out += "citadel_acme_orders_total{result=\"ok\"} " + std::to_string(orders_ok_) + "\n";
   out += "citadel_acme_orders_total{result=\"failed\"} " + std::to_string(orders_failed_) + "\n";
+  out += "# HELP citadel_acme_bad_nonces_total Requests the ACME server refused for their nonce "
+         "(each retried with a fresh one)\n"
+         "# TYPE citadel_acme_bad_nonces_total counter\n";
+  out += "citadel_acme_bad_nonces_total " + std::to_string(bad_nonces_) + "\n";
 }
 
 }  // namespace citadel::cli

@@ -380,8 +380,10 @@ int Server::run() {
 
   std::shared_ptr<const proxy::Config> shared_cfg(std::move(cfg));
   acme_ = std::make_unique<AcmeManager>(
-      loop_, admin_blocks_, log_, services.http_client,
-      [this](std::shared_ptr<const proxy::AcmeState> state) { publish_acme(std::move(state)); });
+      loop_, admin_blocks_, log_, services.http_client, std::string("citadel/") + kVersion,
+      [this](std::shared_ptr<const proxy::AcmeState> state) {
+        return publish_acme(std::move(state));
+      });
   auto acme_state = acme_->prepare(*shared_cfg);
   if (!acme_state.ok()) {
     std::fprintf(stderr, "%s\n", acme_state.error().message().c_str());
@@ -404,6 +406,7 @@ int Server::run() {
         [this](std::shared_ptr<const OcspStaples> staples) { publish_staples(std::move(staples)); });
   }
   watch_certificate_files();
+  acme_->start(*shared_cfg);
   for (size_t i = 0; i < nworkers_; ++i) {
     workers_.push_back(std::make_unique<proxy::Worker>(i, services));
     workers_.back()->publish(current_);
@@ -500,11 +503,15 @@ AdminResponse Server::reload() {
              nworkers_);
   }
   std::shared_ptr<const proxy::Config> shared_cfg(std::move(cfg));
-  auto acme_state = acme_->prepare(*shared_cfg);
-  if (!acme_state.ok()) return refuse(acme_state.error().message() + "\n");
+  std::shared_ptr<const proxy::AcmeState> acme_state;  // null while draining: carried over
+  if (acme_) {
+    auto prepared = acme_->prepare(*shared_cfg);
+    if (!prepared.ok()) return refuse(prepared.error().message() + "\n");
+    acme_state = prepared.value();
+  }
   auto snap = proxy::build_snapshot(shared_cfg, current_.get(), filters_, *metrics_, nworkers_,
                                     version_ + 1, proxy::lookup_blocking,
-                                    proxy::ControlState{nullptr, acme_state.value()});
+                                    proxy::ControlState{nullptr, acme_state});
   if (!snap.ok()) return refuse(snap.error().message() + "\n");
   // Listeners first: a new address that cannot be bound refuses the whole reload.
   core::Status ls = apply_listeners(*shared_cfg);
@@ -513,6 +520,7 @@ AdminResponse Server::reload() {
   }
   ++version_;
   publish(snap.value());
+  if (acme_) acme_->start(*shared_cfg);
   reloads_->add(nworkers_);
   log_.log(LogLevel::kInfo, "config reloaded (version %llu)",
            static_cast<unsigned long long>(version_));
@@ -541,18 +549,19 @@ void Server::publish_staples(std::shared_ptr<const OcspStaples> staples) {
   publish(snap.value());
 }
 
-void Server::publish_acme(std::shared_ptr<const proxy::AcmeState> state) {
-  if (draining_ || !current_) return;
+bool Server::publish_acme(std::shared_ptr<const proxy::AcmeState> state) {
+  if (draining_ || !current_) return false;
   auto snap = proxy::build_snapshot(current_->config, current_.get(), filters_, *metrics_,
                                     nworkers_, version_ + 1, proxy::lookup_blocking,
                                     proxy::ControlState{nullptr, std::move(state)});
   if (!snap.ok()) {
     log_.log(LogLevel::kWarn, "ACME: cannot publish the new certificate or answers: %s",
              snap.error().message().c_str());
-    return;
+    return false;
   }
   ++version_;
   publish(snap.value());
+  return true;
 }
 
 namespace {
@@ -582,7 +591,6 @@ std::vector<std::string> tls_files(const proxy::Config& cfg) {
 }  // namespace
 
 void Server::watch_certificate_files() {
-  if (acme_) acme_->start(*current_->config);
   if (stapler_) {
     // Listener certificates without an `ocsp` file get fetched responses.
     std::vector<std::string> staple;
@@ -694,6 +702,7 @@ void Server::start_drain() {
   if (draining_) return;
   draining_ = true;
   log_.log(LogLevel::kInfo, "draining: no new connections, finishing requests in flight");
+  acme_.reset();  // no order is started or answered while the process goes
   for (auto& w : workers_) w->drain();
   drain_deadline_ms_ = loop_.now_ms() + current_->config->drain_timeout_ms;
   loop_.arm(drain_timer_, 20);

@@ -109,7 +109,7 @@ class Server final : public AdminBackend, public http::ConnectionOwner {
   void publish_staples(std::shared_ptr<const OcspStaples> staples);
   // Certificates obtained with ACME and the answers to its challenges.
   std::unique_ptr<AcmeManager> acme_;
-  void publish_acme(std::shared_ptr<const proxy::AcmeState> state);
+  bool publish_acme(std::shared_ptr<const proxy::AcmeState> state);
   std::vector<FileStamp> cert_stamps_;    // as the current config was loaded
   std::vector<FileStamp> cert_pending_;   // a change seen once, acted on when it stays
   // Shared with the lookup thread, which posts its answers only while `server` is set.

@@ -64,6 +64,14 @@ struct AcmeConfig {
   uint64_t renew_before_s = 0;  // renew when this much validity is left; 0: a third of it
   uint64_t retry_ms = 60'000;   // the first retry after a failure; doubles up to a day
   int line = 0;
+  // What names the certificate in the ACME state (proxy::AcmeState): the server and the first
+  // domain, so that a block pointed at another server never serves the old server's certificate.
+  std::string key() const { return directory + "\n" + domains.front(); }
+  bool operator==(const AcmeConfig& o) const {
+    return directory == o.directory && email == o.email && domains == o.domains && ca == o.ca &&
+           challenge == o.challenge && renew_before_s == o.renew_before_s &&
+           retry_ms == o.retry_ms;
+  }
 };
 
 // A TLS listener's `tls:` block. File names are as written in the config, resolved against the

@@ -184,9 +184,9 @@ void read_acme(const ConfigNode& n, const std::string& file, AcmeConfig& a) {
       if (d.rfind("*.", 0) == 0) {
         ds.at(i).error("wildcard names need the DNS-01 challenge, which Citadel does not answer");
       } else if (!acme_domain_ok(d)) {
-        ds.at(i).error("expected a DNS name such as www.example.com, got "" + d + """);
+        ds.at(i).error("expected a DNS name such as www.example.com, got \"" + d + "\"");
       } else if (std::find(a.domains.begin(), a.domains.end(), d) != a.domains.end()) {
-        ds.at(i).error(""" + d + "" is listed twice");
+        ds.at(i).error("\"" + d + "\" is listed twice");
       } else {
         a.domains.push_back(std::move(d));
       }
@@ -991,20 +991,42 @@ std::unique_ptr<Config> load_config(const std::string& file, const ExtensionVali
   }
   {
     // Listeners whose ACME certificates have the same first name share one certificate (an IPv4
-    // and an IPv6 listener): they must ask for the same one.
-    std::map<std::string, const AcmeConfig*> by_name;
+    // and an IPv6 listener): they must ask for the same one. Two certificates may not name one
+    // domain (their challenge answers would be each other's), and HTTP-01 needs a plain
+    // listener for the validation to reach.
+    std::map<std::string, const AcmeConfig*> by_first;
+    std::map<std::string, const AcmeConfig*> by_domain;
+    bool plain = false;
+    for (const auto& l : cfg->listeners) plain = plain || !l.tls;
     for (size_t i = 0; i < cfg->listeners.size(); ++i) {
       const auto& l = cfg->listeners[i];
       if (!l.tls || !l.tls->acme || l.tls->acme->domains.empty()) continue;
       const AcmeConfig& a = *l.tls->acme;
-      auto [it, fresh] = by_name.emplace(a.domains.front(), &a);
-      if (!fresh && (it->second->domains != a.domains || it->second->directory != a.directory ||
-                     it->second->email != a.email || it->second->ca != a.ca)) {
-        errors.add(file + ":" + std::to_string(a.line) + ": listeners[" + std::to_string(i) +
-                       "].tls.acme: another listener's acme block also starts with \"" +
-                       a.domains.front() + "\" (line " + std::to_string(it->second->line) +
-                       ") but asks for something else; they share one certificate",
+      const std::string where = file + ":" + std::to_string(a.line) + ": listeners[" +
+                                std::to_string(i) + "].tls.acme: ";
+      if (a.challenge == AcmeChallenge::kHttp01 && !plain) {
+        errors.add(where + "challenge http-01 needs a plain (non-TLS) listener, on port 80 for "
+                           "public CAs, for the validation to reach",
                    a.line);
+      }
+      auto [it, fresh] = by_first.emplace(a.domains.front(), &a);
+      if (!fresh) {
+        if (!(*it->second == a)) {
+          errors.add(where + "another listener's acme block also starts with \"" +
+                         a.domains.front() + "\" (line " + std::to_string(it->second->line) +
+                         ") but differs; they share one certificate, so ask for the same",
+                     a.line);
+        }
+        continue;
+      }
+      for (const auto& d : a.domains) {
+        auto [other, first_time] = by_domain.emplace(d, &a);
+        if (!first_time) {
+          errors.add(where + "\"" + d + "\" is also in the acme block at line " +
+                         std::to_string(other->second->line) +
+                         "; a domain belongs to one certificate",
+                     a.line);
+        }
       }
     }
   }

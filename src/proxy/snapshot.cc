@@ -125,8 +125,7 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
       http::TlsServerOptions o;
       if (t.acme) {
         // The ACME certificate is the listener's default; its own certificates follow.
-        const std::string& first = t.acme->domains.front();
-        auto it = snap->acme ? snap->acme->certificates.find(first)
+        auto it = snap->acme ? snap->acme->certificates.find(t.acme->key())
                              : std::map<std::string, http::TlsCertificateFiles>::const_iterator();
         if (snap->acme && it != snap->acme->certificates.end()) {
           o.certificates.push_back(it->second);

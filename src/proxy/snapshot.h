@@ -37,7 +37,7 @@ struct ListenerRuntime {
 
 // What the ACME client (cli/acme_client.h) gives the snapshot: the certificate for each
 // `tls.acme` block (issued, read back from the data directory, or a self-signed placeholder
-// until the first is issued), by the block's first domain, in memory; and the answers to the
+// until the first is issued), by AcmeConfig::key(), in memory; and the answers to the
 // challenges in progress.
 struct AcmeState {
   std::map<std::string, http::TlsCertificateFiles> certificates;

@@ -40,8 +40,8 @@ std::string bn_bytes(const BIGNUM* bn, int len) {
   return out;
 }
 
-// The DNS subject alternative names of `domains` as an extension value ("DNS:a,DNS:b").
-X509_EXTENSION* san_extension(const std::vector<std::string>& domains) {
+// The DNS subject alternative names of `domains` as an extension (null on failure).
+X509_EXTENSION* san_extension(const std::vector<std::string>& domains, bool critical) {
   GENERAL_NAMES* names = sk_GENERAL_NAME_new_null();
   for (const auto& d : domains) {
     GENERAL_NAME* gn = GENERAL_NAME_new();
@@ -50,7 +50,7 @@ X509_EXTENSION* san_extension(const std::vector<std::string>& domains) {
     GENERAL_NAME_set0_value(gn, GEN_DNS, s);
     sk_GENERAL_NAME_push(names, gn);
   }
-  X509_EXTENSION* ext = X509V3_EXT_i2d(NID_subject_alt_name, 0, names);
+  X509_EXTENSION* ext = X509V3_EXT_i2d(NID_subject_alt_name, critical ? 1 : 0, names);
   GENERAL_NAMES_free(names);
   return ext;
 }
@@ -58,6 +58,26 @@ X509_EXTENSION* san_extension(const std::vector<std::string>& domains) {
 std::string lower(std::string s) {
   for (char& c : s) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
   return s;
+}
+
+// A PEM password callback that gives none: an encrypted key fails to load instead of OpenSSL
+// prompting on the terminal.
+int no_password(char*, int, int, void*) { return 0; }
+
+// The subject of a certificate or request for `domains`: CN = the first name when it fits the
+// 64 characters X.520 allows, else empty (the names are in the subject alternative names, which
+// RFC 5280, 4.2.1.6, then requires to be critical). Null on failure.
+X509_NAME* subject_for(const std::vector<std::string>& domains, bool& san_critical) {
+  X509_NAME* name = X509_NAME_new();
+  san_critical = domains.front().size() > 64;
+  if (name != nullptr && !san_critical &&
+      X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+                                 reinterpret_cast<const unsigned char*>(domains.front().c_str()),
+                                 -1, -1, 0) != 1) {
+    X509_NAME_free(name);
+    return nullptr;
+  }
+  return name;
 }
 
 int64_t epoch_of(const ASN1_TIME* t) {
@@ -114,8 +134,8 @@ core::Result<EcKey> EcKey::generate() {
 
 core::Result<EcKey> EcKey::from_pem(std::string_view pem) {
   Bio in(pem);
-  EVP_PKEY* k = PEM_read_bio_PrivateKey(in.b, nullptr, nullptr, nullptr);
-  if (k == nullptr) return fail("no PEM private key");
+  EVP_PKEY* k = PEM_read_bio_PrivateKey(in.b, nullptr, no_password, nullptr);
+  if (k == nullptr) return fail("no PEM private key (or it is encrypted)");
   EcKey key(k);
   char group[64] = {0};
   size_t len = 0;
@@ -131,15 +151,23 @@ core::Result<EcKey> EcKey::from_pem(std::string_view pem) {
 
 std::string EcKey::private_pem() const {
   Bio out;
-  PEM_write_bio_PrivateKey(out.b, key_.get(), nullptr, nullptr, 0, nullptr, nullptr);
+  if (PEM_write_bio_PrivateKey(out.b, key_.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1) {
+    ERR_clear_error();
+    return "";
+  }
   return out.str();
 }
 
 std::string EcKey::jwk() const {
   BIGNUM* x = nullptr;
   BIGNUM* y = nullptr;
-  EVP_PKEY_get_bn_param(key_.get(), OSSL_PKEY_PARAM_EC_PUB_X, &x);
-  EVP_PKEY_get_bn_param(key_.get(), OSSL_PKEY_PARAM_EC_PUB_Y, &y);
+  if (EVP_PKEY_get_bn_param(key_.get(), OSSL_PKEY_PARAM_EC_PUB_X, &x) != 1 ||
+      EVP_PKEY_get_bn_param(key_.get(), OSSL_PKEY_PARAM_EC_PUB_Y, &y) != 1) {
+    BN_free(x);
+    BN_free(y);
+    ERR_clear_error();
+    return "";
+  }
   std::string out = R"({"crv":"P-256","kty":"EC","x":")" + base64url(bn_bytes(x, 32)) +
                     R"(","y":")" + base64url(bn_bytes(y, 32)) + "\"}";
   BN_free(x);
@@ -186,14 +214,15 @@ core::Result<std::string> jws(const EcKey& key, std::string_view protected_heade
 
 core::Result<std::string> csr_der(const EcKey& key, const std::vector<std::string>& domains) {
   if (domains.empty()) return core::Status::error("acme: a request needs a name");
+  bool critical = false;
+  X509_NAME* name = subject_for(domains, critical);
+  X509_EXTENSION* san = san_extension(domains, critical);
   X509_REQ* req = X509_REQ_new();
-  X509_NAME* name = X509_NAME_new();
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
-                             reinterpret_cast<const unsigned char*>(domains.front().c_str()), -1,
-                             -1, 0);
   STACK_OF(X509_EXTENSION)* exts = sk_X509_EXTENSION_new_null();
-  sk_X509_EXTENSION_push(exts, san_extension(domains));
-  bool ok = X509_REQ_set_version(req, 0) == 1 && X509_REQ_set_subject_name(req, name) == 1 &&
+  bool ok = name != nullptr && san != nullptr && req != nullptr && exts != nullptr &&
+            sk_X509_EXTENSION_push(exts, san) > 0;
+  if (!ok) X509_EXTENSION_free(san);  // else the stack owns it
+  ok = ok && X509_REQ_set_version(req, 0) == 1 && X509_REQ_set_subject_name(req, name) == 1 &&
             X509_REQ_add_extensions(req, exts) == 1 &&
             X509_REQ_set_pubkey(req, key.native()) == 1 &&
             X509_REQ_sign(req, key.native(), EVP_sha256()) > 0;
@@ -214,11 +243,13 @@ core::Result<std::string> csr_der(const EcKey& key, const std::vector<std::strin
 core::Result<std::string> self_signed(const EcKey& key, const std::vector<std::string>& domains,
                                       int days, std::string_view acme_identifier) {
   if (domains.empty()) return core::Status::error("acme: a certificate needs a name");
+  if (!acme_identifier.empty() && acme_identifier.size() != 32) {
+    return core::Status::error("acme: an acmeIdentifier is a 32-byte SHA-256 digest");
+  }
+  bool critical = false;
+  X509_NAME* name = subject_for(domains, critical);
+  if (name == nullptr) return fail("cannot make a subject name");
   X509* x = X509_new();
-  X509_NAME* name = X509_NAME_new();
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
-                             reinterpret_cast<const unsigned char*>(domains.front().c_str()), -1,
-                             -1, 0);
   unsigned char serial[16];
   RAND_bytes(serial, sizeof serial);
   serial[0] &= 0x7f;  // positive
@@ -229,8 +260,8 @@ core::Result<std::string> self_signed(const EcKey& key, const std::vector<std::s
             X509_set_subject_name(x, name) == 1 && X509_set_issuer_name(x, name) == 1 &&
             X509_set_pubkey(x, key.native()) == 1;
   BN_free(bn);
-  X509_EXTENSION* san = san_extension(domains);
-  ok = ok && X509_add_ext(x, san, -1) == 1;
+  X509_EXTENSION* san = san_extension(domains, critical);
+  ok = ok && san != nullptr && X509_add_ext(x, san, -1) == 1;
   X509_EXTENSION_free(san);
   if (ok && !acme_identifier.empty()) {
     // id-pe-acmeIdentifier (RFC 8737, 3): critical, its value the DER OCTET STRING of the
@@ -268,6 +299,7 @@ core::Result<TlsCertificateFiles> placeholder_certificate(
   TlsCertificateFiles f;
   f.cert_pem = std::move(pem.value());
   f.key_pem = key.value().private_pem();
+  if (f.key_pem.empty()) return core::Status::error("acme: cannot write the placeholder key");
   return f;
 }
 
@@ -310,7 +342,7 @@ bool key_matches(std::string_view cert_pem, std::string_view key_pem) {
   Bio cin(cert_pem);
   Bio kin(key_pem);
   X509* x = PEM_read_bio_X509(cin.b, nullptr, nullptr, nullptr);
-  EVP_PKEY* k = PEM_read_bio_PrivateKey(kin.b, nullptr, nullptr, nullptr);
+  EVP_PKEY* k = PEM_read_bio_PrivateKey(kin.b, nullptr, no_password, nullptr);
   bool ok = x != nullptr && k != nullptr && X509_check_private_key(x, k) == 1;
   X509_free(x);
   EVP_PKEY_free(k);

@@ -108,6 +108,17 @@ int challenge_index() {
   return index;
 }
 
+// The ex_data slot where a server SSL keeps its context alive (a heap shared_ptr, freed with
+// the SSL): a reload or an ACME publication may drop the snapshot, and with it the context,
+// while a handshake is still running its callbacks.
+void free_context_ref(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) {
+  delete static_cast<std::shared_ptr<const TlsServerContext>*>(ptr);
+}
+int context_index() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, free_context_ref);
+  return index;
+}
+
 constexpr std::string_view kAcmeAlpn = "acme-tls/1";
 
 struct BioFile {
@@ -180,7 +191,9 @@ core::Result<std::unique_ptr<TlsServerContext::Certificate>> load_certificate(
                                                     static_cast<int>(files.key_pem.size())))
                           : BioFile(files.key);
     if (f.bio == nullptr) return core::Status::error("tls: cannot read key " + key_name);
-    c->key = PEM_read_bio_PrivateKey(f.bio, nullptr, nullptr, nullptr);
+    // No password callback: OpenSSL's default would prompt on the terminal for an encrypted key.
+    c->key = PEM_read_bio_PrivateKey(f.bio, nullptr, [](char*, int, int, void*) { return 0; },
+                                     nullptr);
     if (c->key == nullptr) {
       ERR_clear_error();
       return core::Status::error("tls: " + key_name + ": no PEM private key (or it is encrypted)");
@@ -345,7 +358,17 @@ core::Result<std::shared_ptr<TlsServerContext>> TlsServerContext::create(
 
 TlsServerContext::~TlsServerContext() { SSL_CTX_free(ctx_); }
 
-SSL* TlsServerContext::new_ssl() const { return SSL_new(ctx_); }
+SSL* TlsServerContext::new_ssl() const {
+  SSL* ssl = SSL_new(ctx_);
+  if (ssl == nullptr) return nullptr;
+  auto* ref = new std::shared_ptr<const TlsServerContext>(shared_from_this());
+  if (SSL_set_ex_data(ssl, context_index(), ref) != 1) {
+    delete ref;
+    SSL_free(ssl);
+    return nullptr;
+  }
+  return ssl;
+}
 
 const TlsServerContext::Certificate* TlsServerContext::select(const char* server_name) const {
   if (server_name != nullptr && server_name[0] != '\0') {
@@ -366,10 +389,7 @@ const TlsServerContext::Certificate* TlsServerContext::select(const char* server
   return certs_.front().get();
 }
 
-namespace {
-
-// Whether a ClientHello extension's ALPN list (RFC 7301, 3.1) names `proto`.
-bool alpn_offers(const unsigned char* p, size_t len, std::string_view proto) {
+bool client_hello_offers_alpn(const unsigned char* p, size_t len, std::string_view proto) {
   if (len < 2) return false;
   size_t list = static_cast<size_t>(p[0]) << 8 | p[1];
   p += 2;
@@ -384,18 +404,17 @@ bool alpn_offers(const unsigned char* p, size_t len, std::string_view proto) {
   return false;
 }
 
-// The host name of a ClientHello's server_name extension (RFC 6066, 3), lowercase; empty when
-// there is none.
-std::string sni_of(const unsigned char* p, size_t len) {
-  if (len < 5 || p[2] != 0) return "";
-  size_t n = static_cast<size_t>(p[3]) << 8 | p[4];
-  if (n + 5 > len) return "";
+std::string client_hello_server_name(const unsigned char* p, size_t len) {
+  // ServerNameList: a 2-byte length, then entries of a type (0: host_name) and a 2-byte length.
+  if (len < 5) return "";
+  const size_t list = static_cast<size_t>(p[0]) << 8 | p[1];
+  if (list + 2 > len || list < 3 || p[2] != 0) return "";
+  const size_t n = static_cast<size_t>(p[3]) << 8 | p[4];
+  if (n == 0 || n + 3 > list) return "";
   std::string name = lower(std::string(reinterpret_cast<const char*>(p + 5), n));
   if (!name.empty() && name.back() == '.') name.pop_back();
   return name;
 }
-
-}  // namespace
 
 int TlsServerContext::on_client_hello(SSL* ssl, int* alert, void* arg) {
   // Only a handshake offering "acme-tls/1" is looked at (RFC 8737, 3: validation servers offer
@@ -405,16 +424,19 @@ int TlsServerContext::on_client_hello(SSL* ssl, int* alert, void* arg) {
   size_t len = 0;
   if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &p,
                                 &len) != 1 ||
-      !alpn_offers(p, len, kAcmeAlpn)) {
+      !client_hello_offers_alpn(p, len, kAcmeAlpn)) {
     return SSL_CLIENT_HELLO_SUCCESS;
   }
   std::string name;
   if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) == 1) {
-    name = sni_of(p, len);
+    name = client_hello_server_name(p, len);
   }
   for (const auto& [n, c] : self->challenges_) {
     if (n == name) {
       SSL_set_ex_data(ssl, challenge_index(), c.get());
+      // The validation server presents no client certificate: a listener that requires one
+      // must not ask this handshake for it.
+      SSL_set_verify(ssl, SSL_VERIFY_NONE, nullptr);
       return SSL_CLIENT_HELLO_SUCCESS;
     }
   }

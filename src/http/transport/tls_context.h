@@ -99,7 +99,7 @@ struct TlsServerOptions {
   std::shared_ptr<TicketKeys> ticket_keys;  // required when session_tickets
 };
 
-class TlsServerContext {
+class TlsServerContext : public std::enable_shared_from_this<TlsServerContext> {
  public:
   // Loads the certificates and keys and builds the context. Errors name the file and what is
   // wrong with it (unreadable, not PEM, key does not match, expired chain is not checked).
@@ -108,7 +108,9 @@ class TlsServerContext {
   TlsServerContext(const TlsServerContext&) = delete;
   TlsServerContext& operator=(const TlsServerContext&) = delete;
 
-  // A new server-side SSL object for one connection (nullptr when out of memory).
+  // A new server-side SSL object for one connection (nullptr when out of memory). The SSL holds
+  // a reference to this context until it is freed: its callbacks use the context's certificates
+  // however many snapshots later the handshake ends.
   SSL* new_ssl() const;
   SSL_CTX* native() const { return ctx_; }
 
@@ -181,6 +183,12 @@ class TlsClientContext {
   mutable std::mutex mu_;
   std::vector<std::pair<std::string, SSL_SESSION*>> sessions_;  // few peers: a flat list
 };
+
+// ClientHello extension parsing for the TLS-ALPN-01 callback (exposed for the fuzzer): whether
+// an ALPN extension body (RFC 7301, 3.1) names `proto`; the host name of a server_name extension
+// body (RFC 6066, 3), lowercase, without a trailing dot ("" when malformed or absent).
+bool client_hello_offers_alpn(const unsigned char* ext, size_t len, std::string_view proto);
+std::string client_hello_server_name(const unsigned char* ext, size_t len);
 
 // The OpenSSL error queue as one line ("error:0A000086:SSL routines::certificate verify
 // failed"), cleared; `fallback` when the queue is empty.

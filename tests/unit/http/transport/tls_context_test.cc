@@ -1,9 +1,18 @@
-// TicketKeys: rotation keeps the previous keys able to open tickets, for a while.
+// TicketKeys: rotation keeps the previous keys able to open tickets, for a while. TLS-ALPN-01
+// challenge certificates, handshakes over memory BIOs.
 #include "http/transport/tls_context.h"
 
 #include <gtest/gtest.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
 
 #include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "http/transport/acme_crypto.h"
 
 namespace citadel::http {
 namespace {
@@ -47,6 +56,163 @@ TEST(TlsServerContext, RefusesWhatItCannotServe) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message().find("cannot read certificate /nonexistent/cert.pem"),
             std::string::npos);
+}
+
+}  // namespace
+}  // namespace citadel::http
+
+namespace citadel::http {
+namespace {
+
+// A client and a server SSL joined by memory BIOs, run until both finish or one fails.
+struct MemoryHandshake {
+  SSL* client = nullptr;
+  SSL* server = nullptr;
+  SSL_CTX* client_ctx = nullptr;
+  std::string error;
+  MemoryHandshake(SSL* server_ssl, const char* sni, const std::vector<std::string>& alpn)
+      : server(server_ssl) {
+    client_ctx = SSL_CTX_new(TLS_client_method());
+    client = SSL_new(client_ctx);
+    SSL_set_connect_state(client);
+    if (sni != nullptr) SSL_set_tlsext_host_name(client, sni);
+    std::string wire;
+    for (const auto& p : alpn) wire += static_cast<char>(p.size()) + p;
+    if (!wire.empty()) {
+      SSL_set_alpn_protos(client, reinterpret_cast<const unsigned char*>(wire.data()),
+                          static_cast<unsigned>(wire.size()));
+    }
+    SSL_set_accept_state(server);
+    BIO* client_end = nullptr;
+    BIO* server_end = nullptr;
+    BIO_new_bio_pair(&client_end, 0, &server_end, 0);
+    SSL_set_bio(client, client_end, client_end);
+    SSL_set_bio(server, server_end, server_end);
+  }
+  ~MemoryHandshake() {
+    SSL_free(client);
+    SSL_free(server);
+    SSL_CTX_free(client_ctx);
+  }
+  // True when both sides finished.
+  bool run() {
+    for (int i = 0; i < 20; ++i) {
+      int c = SSL_do_handshake(client);
+      int s = SSL_do_handshake(server);
+      if (c == 1 && s == 1) return true;
+      auto fatal = [](SSL* ssl, int r) {
+        int e = SSL_get_error(ssl, r);
+        return r != 1 && e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE;
+      };
+      if (fatal(client, c) || fatal(server, s)) {
+        error = tls_error_string("handshake failed") + " (client " +
+                std::to_string(SSL_get_error(client, c)) + ", server " +
+                std::to_string(SSL_get_error(server, s)) + ")";
+        return false;
+      }
+    }
+    return false;
+  }
+  std::string alpn() const {
+    const unsigned char* p = nullptr;
+    unsigned n = 0;
+    SSL_get0_alpn_selected(client, &p, &n);
+    return std::string(reinterpret_cast<const char*>(p), n);
+  }
+  // The DER of the certificate the server presented.
+  std::string peer_der() const {
+    X509* x = SSL_get1_peer_certificate(client);
+    if (x == nullptr) return "";
+    unsigned char* der = nullptr;
+    int n = i2d_X509(x, &der);
+    std::string out(reinterpret_cast<char*>(der), static_cast<size_t>(n));
+    OPENSSL_free(der);
+    X509_free(x);
+    return out;
+  }
+};
+
+std::string der_of(const std::string& pem) {
+  BIO* in = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  X509* x = PEM_read_bio_X509(in, nullptr, nullptr, nullptr);
+  BIO_free(in);
+  unsigned char* der = nullptr;
+  int n = i2d_X509(x, &der);
+  std::string out(reinterpret_cast<char*>(der), static_cast<size_t>(n));
+  OPENSSL_free(der);
+  X509_free(x);
+  return out;
+}
+
+class TlsAlpnChallenge : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto site = acme::placeholder_certificate({"a.example", "b.example"});
+    ASSERT_TRUE(site.ok());
+    site_pem = site.value().cert_pem;
+    auto key = acme::EcKey::generate();
+    ASSERT_TRUE(key.ok());
+    auto cert = acme::self_signed(key.value(), {"a.example"}, 7, acme::sha256("token.thumb"));
+    ASSERT_TRUE(cert.ok());
+    challenge_pem = cert.value();
+    TlsServerOptions o;
+    o.certificates.push_back(site.value());
+    o.acme_challenges.push_back({"a.example", challenge_pem, key.value().private_pem()});
+    o.alpn = {"h2", "http/1.1"};
+    o.session_tickets = false;
+    o.session_cache = 0;
+    auto ctx = TlsServerContext::create(o);
+    ASSERT_TRUE(ctx.ok()) << ctx.error().message();
+    context = ctx.value();
+  }
+  std::string site_pem;
+  std::string challenge_pem;
+  std::shared_ptr<TlsServerContext> context;
+};
+
+TEST_F(TlsAlpnChallenge, AValidationHandshakeGetsTheChallengeCertificate) {
+  MemoryHandshake h(context->new_ssl(), "A.Example.", {"acme-tls/1"});
+  ASSERT_TRUE(h.run()) << h.error;
+  EXPECT_EQ(h.alpn(), "acme-tls/1");
+  EXPECT_EQ(h.peer_der(), der_of(challenge_pem));
+}
+
+TEST_F(TlsAlpnChallenge, OtherHandshakesAreUnaffectedOrRefused) {
+  {
+    MemoryHandshake h(context->new_ssl(), "a.example", {"h2", "http/1.1"});
+    ASSERT_TRUE(h.run());
+    EXPECT_EQ(h.alpn(), "h2");
+    EXPECT_EQ(h.peer_der(), der_of(site_pem));
+  }
+  {
+    // acme-tls/1 for a name with no challenge, or without a name: refused.
+    MemoryHandshake other(context->new_ssl(), "b.example", {"acme-tls/1"});
+    EXPECT_FALSE(other.run());
+    MemoryHandshake none(context->new_ssl(), nullptr, {"acme-tls/1"});
+    EXPECT_FALSE(none.run());
+  }
+}
+
+TEST_F(TlsAlpnChallenge, AHandshakeOutlivesItsContext) {
+  // A reload or an ACME publication drops the snapshot while a handshake is half done: the
+  // connection's SSL keeps the context (and the certificates its callbacks use) alive.
+  MemoryHandshake h(context->new_ssl(), "a.example", {"acme-tls/1"});
+  std::weak_ptr<TlsServerContext> weak = context;
+  context.reset();
+  EXPECT_FALSE(weak.expired());
+  ASSERT_TRUE(h.run());
+  EXPECT_EQ(h.peer_der(), der_of(challenge_pem));
+}
+
+TEST(ClientHelloParsing, BoundsAndForms) {
+  const unsigned char sni[] = {0, 14, 0, 0, 11, 'A', '.', 'E', 'x', 'a', 'm', 'p', 'l', 'e', '.',
+                               'c'};
+  EXPECT_EQ(client_hello_server_name(sni, 16), "a.example.c");
+  EXPECT_EQ(client_hello_server_name(sni, 15), "");  // the name runs past the input
+  const unsigned char alpn[] = {0, 7, 2, 'h', '2', 3, 'x', 'y', 'z'};
+  EXPECT_TRUE(client_hello_offers_alpn(alpn, sizeof alpn, "xyz"));
+  EXPECT_FALSE(client_hello_offers_alpn(alpn, sizeof alpn - 1, "xyz"));
+  EXPECT_FALSE(client_hello_offers_alpn(alpn, 1, "h2"));
 }
 
 }  // namespace
