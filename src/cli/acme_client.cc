@@ -9,10 +9,9 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
-#include <fstream>
-#include <iterator>
 #include <utility>
 
+#include "core/file_io.h"
 #include "http/transport/acme_crypto.h"
 
 namespace citadel::cli {
@@ -26,34 +25,11 @@ constexpr uint64_t kMaxSleepMs = 12 * 3'600'000ull;  // wake at least this often
 constexpr uint64_t kRequestTimeoutMs = 30'000;
 constexpr uint64_t kAnswerDelayMs = 250;  // lets every worker take the snapshot with the answer
 constexpr int kMaxPolls = 60;
+constexpr int64_t kMinReorderS = 600;  // after an issuance, the next order waits at least this
+constexpr int64_t kClockSkewS = 3600;  // what a fresh certificate's validity may be off by
 constexpr int kMaxBadNonce = 5;
 
 int64_t wall_now() { return static_cast<int64_t>(::time(nullptr)); }
-
-// Reads `path` whole: 0, or the errno that stopped it (ENOENT: there is none).
-int read_file(const std::string& path, std::string& out) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno;
-  out.clear();
-  char buf[8192];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int e = errno;
-      ::close(fd);
-      return e;
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-    if (out.size() > (1 << 20)) {  // no certificate or key is this large
-      ::close(fd);
-      return EFBIG;
-    }
-  }
-  ::close(fd);
-  return 0;
-}
 
 // mkdir -p with mode 0700 for the directories it makes; `path` itself is made 0700 even when it
 // was there (it holds keys).
@@ -71,44 +47,25 @@ core::Status make_dirs(const std::string& path) {
   return core::Status();
 }
 
-// fsync of a directory: a rename in it survives a crash.
-void sync_dir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
-  ::fsync(fd);
-  ::close(fd);
+// What a server said, fit for one log line: control characters (a forged line, terminal
+// escapes) become '?', and at most 300 bytes are kept.
+std::string printable(std::string_view s) {
+  std::string out;
+  for (char c : s.substr(0, 300)) {
+    const auto u = static_cast<unsigned char>(c);
+    out += (u < 0x20 || u == 0x7f) ? '?' : c;
+  }
+  if (s.size() > 300) out += "...";
+  return out;
 }
 
-// Writes `data` to `path` (mode 0600) through a temporary file renamed over it: a reader sees
-// the old file or the new one, never half of one.
-core::Status write_file(const std::string& path, const std::string& data) {
-  if (data.empty()) return core::Status::error("nothing to write to " + path);
-  std::string tmp = path + ".tmp";
-  ::unlink(tmp.c_str());  // a leftover of a crash; never followed if it is a link
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) return core::Status::error("cannot write " + tmp + ": " + std::strerror(errno));
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      int e = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return core::Status::error("cannot write " + tmp + ": " + std::strerror(e));
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    return core::Status::error("cannot write " + tmp + ": " + std::strerror(errno));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    return core::Status::error("cannot rename " + tmp + ": " + std::strerror(errno));
-  }
-  sync_dir(path.substr(0, path.rfind('/')));
-  return core::Status();
+bool is_https(std::string_view url) { return url.rfind("https://", 0) == 0; }
+
+// RFC 4648's URL-safe alphabet: what nonces and tokens are made of.
+bool is_base64url(std::string_view s) {
+  return s.find_first_not_of(
+             "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
+         std::string_view::npos;
 }
 
 // A file-name-safe form of `s`: letters, digits, '.', '-'; anything else becomes '_'.
@@ -230,6 +187,12 @@ class AcmeManager::Job {
     auto info = acme::certificate_info(current.cert_pem);
     served_ = info.ok() ? info.value() : acme::CertificateInfo{};
     if (!info.ok()) served_.self_signed = true;
+    if (!served_.self_signed && !covers(served_, cfg_.domains)) {
+      owner_.log_.log(observe::LogLevel::kInfo,
+                      "ACME: the certificate for %s does not name every configured domain; "
+                      "ordering one that does",
+                      first().c_str());
+    }
     schedule();
   }
 
@@ -245,7 +208,9 @@ class AcmeManager::Job {
     const int64_t life = served_.not_after - served_.not_before;
     int64_t before = static_cast<int64_t>(cfg_.renew_before_s);
     if (before <= 0 || before >= life) before = life / 3;
-    return served_.not_after - before;
+    // A certificate that is due as soon as it is issued (a very short validity) is not ordered
+    // again and again.
+    return std::max(served_.not_after - before, last_issued_ + kMinReorderS);
   }
 
   void schedule() {
@@ -316,8 +281,8 @@ class AcmeManager::Job {
     if (!ec) {
       std::string type = str_of(v, "type");
       std::string detail = str_of(v, "detail");
-      if (!type.empty()) out += ", " + type;
-      if (!detail.empty()) out += ": " + detail;
+      if (!type.empty()) out += ", " + printable(type);
+      if (!detail.empty()) out += ": " + printable(detail);
     }
     return out;
   }
@@ -341,9 +306,7 @@ class AcmeManager::Job {
     request_ = client_->send(req, [this, next = std::move(next)](http::client::ClientResponse& r) {
       // A nonce is base64url (RFC 8555, 6.5.1): anything else is not sent back.
       if (const std::string* n = r.header("Replay-Nonce");
-          n != nullptr && !n->empty() && n->size() <= 256 &&
-          n->find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
-              std::string::npos) {
+          n != nullptr && !n->empty() && n->size() <= 256 && is_base64url(*n)) {
         nonce_ = *n;
       }
       server_retry_ms_ = error_retry_after_ms(r);
@@ -354,6 +317,13 @@ class AcmeManager::Job {
   // A JWS-signed POST (RFC 8555, 6.2): with the account's JWK until the account URL is known,
   // then with its kid. An empty payload is a POST-as-GET.
   void post(std::string url, std::string payload, Next next, int bad_nonces = 0) {
+    // Every URL the server hands out is followed over https only: plain http would give the
+    // signed requests (the contact, the CSR) and the certificate to anyone on the path.
+    if (!is_https(url) || !is_https(new_nonce_)) {
+      fail("the server gave a URL that is not https: " + printable(is_https(url) ? new_nonce_
+                                                                                  : url));
+      return;
+    }
     if (nonce_.empty()) {
       http::client::ClientRequest req;
       req.method = "HEAD";
@@ -422,6 +392,14 @@ class AcmeManager::Job {
       new_nonce_ = str_of(v, "newNonce");
       new_account_ = str_of(v, "newAccount");
       new_order_ = str_of(v, "newOrder");
+      const json::value* meta = v.as_object().if_contains("meta");
+      const json::value* eab = meta != nullptr && meta->is_object()
+                                   ? meta->as_object().if_contains("externalAccountRequired")
+                                   : nullptr;
+      if (eab != nullptr && eab->is_bool() && eab->get_bool()) {
+        fail("the server requires External Account Binding, which Citadel does not do");
+        return;
+      }
       if (new_nonce_.empty() || new_account_.empty() || new_order_.empty()) {
         fail("directory: newNonce, newAccount or newOrder missing");
         return;
@@ -434,7 +412,7 @@ class AcmeManager::Job {
     const std::string dir = acme_account_dir(data_dir_, cfg_);
     const std::string path = dir + "/account.key";
     std::string pem;
-    const int err = read_file(path, pem);
+    const int err = core::read_file(path, pem);
     if (err != 0 && err != ENOENT) {
       // Unreadable is not absent: a new key would be a new account.
       fail(path + ": " + std::strerror(err));
@@ -455,7 +433,7 @@ class AcmeManager::Job {
       return false;
     }
     core::Status s = make_dirs(dir);
-    if (s.ok()) s = write_file(path, key.value().private_pem());
+    if (s.ok()) s = core::write_file_atomic(path, key.value().private_pem());
     if (!s.ok()) {
       fail(s.message());
       return false;
@@ -474,6 +452,12 @@ class AcmeManager::Job {
       const std::string* loc = r.ok() ? r.header("Location") : nullptr;
       if (!r.ok() || (r.status != 200 && r.status != 201) || loc == nullptr) {
         fail("newAccount: " + problem(r));
+        return;
+      }
+      json::value v;
+      if (!parse(r, "newAccount", v)) return;
+      if (const std::string status = str_of(v, "status"); status != "valid") {
+        fail("the account is " + printable(status.empty() ? "of no status" : status));
         return;
       }
       kid_ = *loc;
@@ -499,6 +483,11 @@ class AcmeManager::Job {
       const json::value* az = v.as_object().if_contains("authorizations");
       if (finalize_url_.empty() || az == nullptr || !az->is_array()) {
         fail("newOrder: finalize or authorizations missing");
+        return;
+      }
+      // One authorization per identifier (RFC 8555, 7.1.3); a longer list is walked by no one.
+      if (az->get_array().size() > cfg_.domains.size()) {
+        fail("newOrder: more authorizations than domains");
         return;
       }
       for (const auto& a : az->get_array()) {
@@ -535,7 +524,8 @@ class AcmeManager::Job {
         return;
       }
       if (status != "pending") {
-        fail("authorization for " + name + " is " + status + ": " + challenge_error(v));
+        fail("authorization for " + printable(name) + " is " + printable(status) + ": " +
+             challenge_error(v));
         return;
       }
       if (answered_) {
@@ -558,7 +548,7 @@ class AcmeManager::Job {
     if (chs == nullptr || !chs->is_array()) return "no detail";
     for (const auto& c : chs->get_array()) {
       const json::value* e = c.is_object() ? c.as_object().if_contains("error") : nullptr;
-      if (e != nullptr) return str_of(*e, "type") + ": " + str_of(*e, "detail");
+      if (e != nullptr) return printable(str_of(*e, "type") + ": " + str_of(*e, "detail"));
     }
     return "no detail";
   }
@@ -568,7 +558,7 @@ class AcmeManager::Job {
     // The server names what it authorizes; only a configured domain gets an answer (a name
     // Citadel never asked for would become a challenge certificate nothing serves).
     if (std::find(cfg_.domains.begin(), cfg_.domains.end(), name) == cfg_.domains.end()) {
-      fail("the server asks to authorize \"" + name.substr(0, 256) +
+      fail("the server asks to authorize \"" + printable(name) +
            "\", which is not a configured domain");
       return;
     }
@@ -584,9 +574,7 @@ class AcmeManager::Job {
       }
     }
     // A token is base64url (RFC 8555, 8.1): nothing else may reach a path or a map key.
-    if (url.empty() || token.empty() ||
-        token.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") !=
-            std::string::npos) {
+    if (url.empty() || token.empty() || token.size() > 256 || !is_base64url(token)) {
       fail(std::string("the server offers no usable ") + want + " challenge for " + name);
       return;
     }
@@ -704,7 +692,7 @@ class AcmeManager::Job {
       });
       return;
     }
-    fail("order is " + status + (polls_ > kMaxPolls ? " after too many looks" : ""));
+    fail("order is " + printable(status) + (polls_ > kMaxPolls ? " after too many looks" : ""));
   }
 
   void download(const std::string& url) {
@@ -723,8 +711,18 @@ class AcmeManager::Job {
         fail("certificate: " + info.error().message());
         return;
       }
+      if (core::Status chain = acme::check_chain(r.body); !chain.ok()) {
+        fail("certificate: " + chain.message());
+        return;
+      }
       if (!acme::key_matches(r.body, key_pem)) {
         fail("certificate: it is not for the key the request was signed with");
+        return;
+      }
+      const int64_t now = wall_now();
+      if (info.value().not_before > now + kClockSkewS ||
+          info.value().not_after <= now + kClockSkewS) {
+        fail("certificate: it is not valid now (or expires within the hour)");
         return;
       }
       if (!covers(info.value(), cfg_.domains)) {
@@ -735,8 +733,8 @@ class AcmeManager::Job {
       core::Status s = make_dirs(dir);
       // The key first: a crash between the two leaves a new key with the old certificate,
       // which the next start sees as not matching and orders again.
-      if (s.ok()) s = write_file(dir + "/key.pem", key_pem);
-      if (s.ok()) s = write_file(dir + "/cert.pem", r.body);
+      if (s.ok()) s = core::write_file_atomic(dir + "/key.pem", key_pem);
+      if (s.ok()) s = core::write_file_atomic(dir + "/cert.pem", r.body);
       if (!s.ok()) {
         // Served anyway: better a certificate kept only in memory than none.
         owner_.log_.log(observe::LogLevel::kError, "ACME: cannot store the certificate: %s",
@@ -745,6 +743,7 @@ class AcmeManager::Job {
       ++owner_.orders_ok_;
       backoff_ms_ = 0;
       served_ = info.value();
+      last_issued_ = wall_now();
       owner_.log_.log(observe::LogLevel::kInfo,
                       "ACME: certificate for %s obtained (serial %s, valid until %lld)",
                       first().c_str(), served_.serial.c_str(),
@@ -770,6 +769,7 @@ class AcmeManager::Job {
   acme::CertificateInfo served_;
   uint64_t backoff_ms_ = 0;
   uint64_t server_retry_ms_ = 0;  // the last answer's Retry-After on an error
+  int64_t last_issued_ = -kMinReorderS;  // when this job last obtained a certificate
   std::unique_ptr<acme::EcKey> account_key_;
   std::unique_ptr<acme::EcKey> cert_key_;
   std::string nonce_;
@@ -837,8 +837,8 @@ core::Result<std::shared_ptr<const proxy::AcmeState>> AcmeManager::prepare(
     // config now names: the job orders a new one at once).
     const std::string dir = acme_certificate_dir(cfg.data_dir, *a);
     http::TlsCertificateFiles files;
-    bool stored = read_file(dir + "/cert.pem", files.cert_pem) == 0 &&
-                  read_file(dir + "/key.pem", files.key_pem) == 0;
+    bool stored = core::read_file(dir + "/cert.pem", files.cert_pem) == 0 &&
+                  core::read_file(dir + "/key.pem", files.key_pem) == 0;
     if (stored) {
       auto info = acme::certificate_info(files.cert_pem);
       stored = info.ok() && info.value().not_after > wall_now() &&

@@ -1,13 +1,14 @@
 // YAML -> Config, with every error reported as file:line: key: what was expected.
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <functional>
 #include <iterator>
 #include <map>
 #include <set>
 #include <thread>
 
+#include "core/file_io.h"
+#include "http/client/url.h"
 #include "http/http1/parser.h"
 #include "http/transport/acme_crypto.h"
 #include "proxy/config.h"
@@ -168,6 +169,12 @@ void read_acme(const ConfigNode& n, const std::string& file, AcmeConfig& a) {
     (n["directory"].defined() ? n["directory"] : n)
         .error("acme needs `directory`: the ACME server's directory URL (https://...), e.g. "
                "https://acme-v02.api.letsencrypt.org/directory");
+  } else if (auto url = http::client::parse_url(a.directory); !url.ok()) {
+    n["directory"].error(url.error().message());
+  } else if (!url.value().host_is_ip && !acme_domain_ok(url.value().host) &&
+             url.value().host != "localhost") {
+    n["directory"].error("expected a host name or an IP address in the URL, got \"" +
+                         url.value().host + "\"");
   }
   a.email = n["email"].str();
   if (!a.email.empty() && (a.email.find('@') == std::string::npos ||
@@ -206,6 +213,7 @@ void read_acme(const ConfigNode& n, const std::string& file, AcmeConfig& a) {
                                       : AcmeChallenge::kAuto;
   a.renew_before_s = n["renew_before"].duration_ms(0) / 1000;
   a.retry_ms = n["retry"].nonzero_duration_ms(a.retry_ms);
+  if (a.retry_ms > 86'400'000) n["retry"].error("at most 1d (failures back off up to a day)");
 }
 
 void read_tls(const ConfigNode& n, const std::string& file, ListenerTlsConfig& t) {
@@ -429,8 +437,8 @@ void read_upstream_tls(const ConfigNode& n, const std::string& file, ClusterConf
   if (!ctx.ok()) n.error(ctx.error().message());
   for (const std::string* f : {&t.ca, &t.cert, &t.key}) {
     if (f->empty()) continue;
-    std::ifstream in(*f, std::ios::binary);
-    std::string contents((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string contents;
+    core::read_file(*f, contents);  // unreadable: the context above has said so
     c.fingerprint += "\n" + *f + "#" + std::to_string(std::hash<std::string>{}(contents));
   }
   c.tls = std::move(t);

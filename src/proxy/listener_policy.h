@@ -57,7 +57,8 @@ class HttpsRedirectFilterFactory final : public pipeline::FilterFactory {
 
 class AcmeHttp01FilterFactory final : public pipeline::FilterFactory {
  public:
-  explicit AcmeHttp01FilterFactory(std::shared_ptr<const std::map<std::string, std::string>> answers)
+  using Answers = std::map<std::string, std::string>;
+  explicit AcmeHttp01FilterFactory(std::shared_ptr<const Answers> answers)
       : answers_(std::move(answers)) {}
   pipeline::Filter* create(core::Arena& arena) const override;
 

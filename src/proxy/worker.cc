@@ -324,6 +324,11 @@ bool Worker::take_place(http::DownstreamConnection& old, http::DownstreamConnect
 void Worker::on_handshake_done(http::TlsHandshake& h) {
   // (owner_tag is the accepting listener, kept alive while it has connections.)
   auto* l = static_cast<Listener*>(h.owner_tag);
+  if (h.info().alpn() == "acme-tls/1") {
+    // A TLS-ALPN-01 validation: the handshake was the answer, no data follows (RFC 8737, 3).
+    h.abort();
+    return;
+  }
   if (h.info().alpn() == "h2") {
     auto* conn = new http::http2::TlsServerConnection(h.take_transport(), h.info(), l->settings,
                                                       loop_, blocks_, *this, *this);

@@ -230,7 +230,8 @@ def test_http01_issues_serves_stores_and_survives_a_restart(acme_env, tmp_path):
     assert stat.S_IMODE(os.stat(os.path.join(os.path.dirname(d), "account.key")).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
     assert c.metric('citadel_acme_orders_total{result="ok"}') == 1
-    assert c.metric('citadel_acme_certificate_expiry_seconds{domain="a.citadel.test"}') > time.time()
+    expiry = c.metric('citadel_acme_certificate_expiry_seconds{domain="a.citadel.test"}')
+    assert expiry > time.time()
     c.stop()
     # A restart serves the stored certificate at once and orders nothing.
     c2 = start(acme_config(pebble, pki, data))
@@ -364,6 +365,10 @@ def test_renews_ahead_of_expiry_without_a_restart(acme_env, tmp_path):
      "expected an email address"),
     ("{ directory: https://127.0.0.1:1/dir, domains: [a.test], ca: /nonexistent.pem }",
      "nonexistent.pem"),
+    ("{ directory: \"https://%2e%2e/dir\", domains: [a.test] }", "invalid host name"),
+    ("{ directory: \"https://a_b/dir\", domains: [a.test] }", "expected a host name"),
+    ("{ directory: \"https://user:pw@127.0.0.1:1/dir\", domains: [a.test] }", "user info"),
+    ("{ directory: https://127.0.0.1:1/dir, domains: [a.test], retry: 2d }", "at most 1d"),
 ])
 def test_bad_acme_configs_are_refused_with_their_line(tmp_path, acme, error):
     path = tmp_path / "c.yaml"
@@ -450,3 +455,21 @@ def test_a_reload_to_another_acme_server_orders_from_it(acme_env, tmp_path):
         assert status == 301
     finally:
         other.stop()
+
+
+def test_odd_files_in_the_data_directory_are_refused_not_fatal(acme_env, tmp_path):
+    """From an outside attack: a directory where account.key or cert.pem should be aborted the
+    process (a C++ stream threw), and a FIFO there hung the start."""
+    pki, pebble, start = acme_env
+    data = str(tmp_path / "data")
+    d = store_dir(data, pebble)
+    os.makedirs(os.path.join(d, "cert.pem"))
+    os.mkfifo(os.path.join(d, "key.pem"))
+    os.makedirs(os.path.join(os.path.dirname(d), "account.key"))
+    c = start(acme_config(pebble, pki, data))  # pebble is not needed: the key stops the order
+    c.wait_for(r"ACME: certificate for a\.citadel\.test not obtained \(.*account\.key: "
+               r"Invalid argument\)")
+    der, _ = served(pebble.tls_port, "a.citadel.test")  # the placeholder
+    _, issuer, subject, _ = cert_facts(der)
+    assert issuer == subject
+    assert c.proc.poll() is None

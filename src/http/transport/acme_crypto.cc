@@ -338,6 +338,41 @@ core::Result<CertificateInfo> certificate_info(std::string_view pem) {
   return info;
 }
 
+core::Status check_chain(std::string_view pem) {
+  constexpr size_t kMaxBytes = 64 * 1024;
+  constexpr size_t kMaxCerts = 10;
+  if (pem.size() > kMaxBytes) return core::Status::error("acme: the chain is over 64 KiB");
+  Bio in(pem);
+  std::vector<X509*> certs;
+  while (certs.size() <= kMaxCerts) {
+    X509* x = PEM_read_bio_X509(in.b, nullptr, nullptr, nullptr);
+    if (x == nullptr) break;
+    certs.push_back(x);
+  }
+  ERR_clear_error();  // the end of the input reads as an error
+  core::Status status;
+  if (certs.empty()) {
+    status = core::Status::error("acme: no PEM certificate");
+  } else if (certs.size() > kMaxCerts) {
+    status = core::Status::error("acme: the chain has more than 10 certificates");
+  } else if (X509_check_issued(certs[0], certs[0]) == X509_V_OK) {
+    status = core::Status::error("acme: the certificate is self-signed");
+  } else {
+    for (size_t i = 0; i + 1 < certs.size(); ++i) {
+      EVP_PKEY* issuer_key = X509_get0_pubkey(certs[i + 1]);
+      if (X509_check_issued(certs[i + 1], certs[i]) != X509_V_OK || issuer_key == nullptr ||
+          X509_verify(certs[i], issuer_key) != 1) {
+        status = core::Status::error("acme: certificate " + std::to_string(i + 1) +
+                                     " of the chain is not signed by the next one");
+        break;
+      }
+    }
+  }
+  for (X509* x : certs) X509_free(x);
+  ERR_clear_error();
+  return status;
+}
+
 bool key_matches(std::string_view cert_pem, std::string_view key_pem) {
   Bio cin(cert_pem);
   Bio kin(key_pem);

@@ -78,6 +78,11 @@ struct CertificateInfo {
 };
 // What the first certificate of a PEM chain says about itself.
 core::Result<CertificateInfo> certificate_info(std::string_view pem);
+// Whether a PEM chain as an ACME server sends it can be served: 1 to 10 certificates in at most
+// 64 KiB, the first not self-signed, each signed by the one after it. The error says which
+// rule it breaks.
+core::Status check_chain(std::string_view pem);
+
 // Whether `key_pem` is the private key of the first certificate in `cert_pem`.
 bool key_matches(std::string_view cert_pem, std::string_view key_pem);
 

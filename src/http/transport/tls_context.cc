@@ -10,9 +10,9 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <utility>
+
+#include "core/file_io.h"
 
 namespace citadel::http {
 
@@ -119,7 +119,6 @@ int context_index() {
   return index;
 }
 
-constexpr std::string_view kAcmeAlpn = "acme-tls/1";
 
 struct BioFile {
   BIO* bio;
@@ -206,9 +205,10 @@ core::Result<std::unique_ptr<TlsServerContext::Certificate>> load_certificate(
   }
   if (files.ocsp.empty()) c->ocsp = files.ocsp_der;
   if (!files.ocsp.empty()) {
-    std::ifstream in(files.ocsp, std::ios::binary);
-    if (!in) return core::Status::error("tls: cannot read OCSP response " + files.ocsp);
-    c->ocsp.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    if (int e = core::read_file(files.ocsp, c->ocsp); e != 0) {
+      return core::Status::error("tls: cannot read OCSP response " + files.ocsp + ": " +
+                                 std::strerror(e));
+    }
     if (c->ocsp.empty()) return core::Status::error("tls: " + files.ocsp + " is empty");
   }
   return c;
@@ -299,8 +299,12 @@ core::Result<std::shared_ptr<TlsServerContext>> TlsServerContext::create(
     material.push_back('\0');
     material.push_back(static_cast<char>('0' + static_cast<int>(options.client_auth)));
     if (options.client_auth != ClientAuth::kNone) {
-      std::ifstream in(options.client_ca, std::ios::binary);
-      material.append(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      std::string bundle;
+      if (int e = core::read_file(options.client_ca, bundle); e != 0) {
+        return core::Status::error("tls: client_auth.ca " + options.client_ca + ": " +
+                                   std::strerror(e));
+      }
+      material += bundle;
     }
     unsigned char sid[32];
     unsigned int len = 0;
@@ -389,21 +393,6 @@ const TlsServerContext::Certificate* TlsServerContext::select(const char* server
   return certs_.front().get();
 }
 
-bool client_hello_offers_alpn(const unsigned char* p, size_t len, std::string_view proto) {
-  if (len < 2) return false;
-  size_t list = static_cast<size_t>(p[0]) << 8 | p[1];
-  p += 2;
-  len = std::min(len - 2, list);
-  while (len > 0) {
-    size_t n = p[0];
-    if (n + 1 > len) return false;
-    if (std::string_view(reinterpret_cast<const char*>(p + 1), n) == proto) return true;
-    p += n + 1;
-    len -= n + 1;
-  }
-  return false;
-}
-
 std::string client_hello_server_name(const unsigned char* p, size_t len) {
   // ServerNameList: a 2-byte length, then entries of a type (0: host_name) and a 2-byte length.
   if (len < 5) return "";
@@ -412,19 +401,23 @@ std::string client_hello_server_name(const unsigned char* p, size_t len) {
   const size_t n = static_cast<size_t>(p[3]) << 8 | p[4];
   if (n == 0 || n + 3 > list) return "";
   std::string name = lower(std::string(reinterpret_cast<const char*>(p + 5), n));
-  if (!name.empty() && name.back() == '.') name.pop_back();
+  if (name.back() == '.') name.pop_back();  // "a.example." is "a.example"
+  if (name.empty() || name.back() == '.') return "";  // "a.." names no host
   return name;
 }
 
 int TlsServerContext::on_client_hello(SSL* ssl, int* alert, void* arg) {
-  // Only a handshake offering "acme-tls/1" is looked at (RFC 8737, 3: validation servers offer
-  // that protocol alone); it gets the challenge certificate for its name, or fails.
+  // Only a handshake offering "acme-tls/1" alone is looked at (RFC 8737, 3: what validation
+  // servers send); it gets the challenge certificate for its name, or fails. A client offering
+  // it among other protocols is an ordinary client: the server's own choice applies.
   const auto* self = static_cast<const TlsServerContext*>(arg);
   const unsigned char* p = nullptr;
   size_t len = 0;
+  static const unsigned char kOnlyAcme[] = {0, 11, 10, 'a', 'c', 'm', 'e', '-', 't', 'l', 's',
+                                            '/', '1'};
   if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &p,
                                 &len) != 1 ||
-      !client_hello_offers_alpn(p, len, kAcmeAlpn)) {
+      len != sizeof kOnlyAcme || std::memcmp(p, kOnlyAcme, len) != 0) {
     return SSL_CLIENT_HELLO_SUCCESS;
   }
   std::string name;

@@ -184,10 +184,9 @@ class TlsClientContext {
   std::vector<std::pair<std::string, SSL_SESSION*>> sessions_;  // few peers: a flat list
 };
 
-// ClientHello extension parsing for the TLS-ALPN-01 callback (exposed for the fuzzer): whether
-// an ALPN extension body (RFC 7301, 3.1) names `proto`; the host name of a server_name extension
-// body (RFC 6066, 3), lowercase, without a trailing dot ("" when malformed or absent).
-bool client_hello_offers_alpn(const unsigned char* ext, size_t len, std::string_view proto);
+// The host name of a ClientHello's server_name extension body (RFC 6066, 3), lowercase, without
+// a trailing dot; "" when malformed or absent. For the TLS-ALPN-01 callback (exposed for the
+// fuzzer).
 std::string client_hello_server_name(const unsigned char* ext, size_t len);
 
 // The OpenSSL error queue as one line ("error:0A000086:SSL routines::certificate verify

@@ -169,5 +169,37 @@ TEST(AcmeCrypto, TlsAlpnChallengeCertificateCarriesTheAcmeIdentifier) {
   EXPECT_FALSE(key_matches(pem.value(), other.value().private_pem()));
 }
 
+TEST(AcmeCrypto, ChainChecksRefuseWhatCannotBeServed) {
+  auto key = EcKey::generate();
+  ASSERT_TRUE(key.ok());
+  auto self = self_signed(key.value(), {"a.example"}, 7);
+  ASSERT_TRUE(self.ok());
+  EXPECT_NE(check_chain(self.value()).message().find("self-signed"), std::string::npos);
+  EXPECT_NE(check_chain("garbage").message().find("no PEM"), std::string::npos);
+  EXPECT_NE(check_chain(std::string(70 * 1024, 'x')).message().find("64 KiB"),
+            std::string::npos);
+  // A leaf "issued" by an unrelated certificate: not signed by the next one.
+  auto other_key = EcKey::generate();
+  ASSERT_TRUE(other_key.ok());
+  auto other = self_signed(other_key.value(), {"ca.example"}, 7);
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(check_chain(self.value() + other.value()).ok());
+}
+
+TEST(AcmeCrypto, ALongFirstNameLeavesTheCommonNameOut) {
+  // X.520 caps a common name at 64 characters; the SAN carries the name and is then critical.
+  auto key = EcKey::generate();
+  ASSERT_TRUE(key.ok());
+  const std::string name = std::string(70, 'a') + ".example";
+  auto pem = self_signed(key.value(), {name}, 7);
+  ASSERT_TRUE(pem.ok()) << pem.error().message();
+  auto info = certificate_info(pem.value());
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info.value().names, std::vector<std::string>{name});
+  auto csr = csr_der(key.value(), {name});
+  EXPECT_TRUE(csr.ok());
+  EXPECT_FALSE(self_signed(key.value(), {"a.example"}, 7, "short").ok());
+}
+
 }  // namespace
 }  // namespace citadel::http::acme

@@ -185,7 +185,14 @@ TEST_F(TlsAlpnChallenge, OtherHandshakesAreUnaffectedOrRefused) {
     EXPECT_EQ(h.peer_der(), der_of(site_pem));
   }
   {
-    // acme-tls/1 for a name with no challenge, or without a name: refused.
+    // acme-tls/1 among other protocols: an ordinary client, even for the challenged name.
+    MemoryHandshake mixed(context->new_ssl(), "a.example", {"h2", "acme-tls/1"});
+    ASSERT_TRUE(mixed.run()) << mixed.error;
+    EXPECT_EQ(mixed.alpn(), "h2");
+    EXPECT_EQ(mixed.peer_der(), der_of(site_pem));
+  }
+  {
+    // acme-tls/1 alone for a name with no challenge, or without a name: refused.
     MemoryHandshake other(context->new_ssl(), "b.example", {"acme-tls/1"});
     EXPECT_FALSE(other.run());
     MemoryHandshake none(context->new_ssl(), nullptr, {"acme-tls/1"});
@@ -209,10 +216,8 @@ TEST(ClientHelloParsing, BoundsAndForms) {
                                'c'};
   EXPECT_EQ(client_hello_server_name(sni, 16), "a.example.c");
   EXPECT_EQ(client_hello_server_name(sni, 15), "");  // the name runs past the input
-  const unsigned char alpn[] = {0, 7, 2, 'h', '2', 3, 'x', 'y', 'z'};
-  EXPECT_TRUE(client_hello_offers_alpn(alpn, sizeof alpn, "xyz"));
-  EXPECT_FALSE(client_hello_offers_alpn(alpn, sizeof alpn - 1, "xyz"));
-  EXPECT_FALSE(client_hello_offers_alpn(alpn, 1, "h2"));
+  const unsigned char dots[] = {0, 6, 0, 0, 3, 'a', '.', '.'};
+  EXPECT_EQ(client_hello_server_name(dots, sizeof dots), "");  // no host
 }
 
 }  // namespace
