@@ -132,6 +132,18 @@ uint64_t error_retry_after_ms(const http::client::ClientResponse& r) {
   return std::stoull(*h) * 1000;
 }
 
+// Takes HTTP-01 answers (by token) and TLS-ALPN-01 certificates (by name) out of `s`.
+void withdraw(proxy::AcmeState& s, const std::vector<std::string>& tokens,
+              const std::vector<std::string>& names) {
+  for (const auto& t : tokens) s.http01.erase(t);
+  s.tls_alpn01.erase(std::remove_if(s.tls_alpn01.begin(), s.tls_alpn01.end(),
+                                    [&](const auto& c) {
+                                      return std::find(names.begin(), names.end(), c.name) !=
+                                             names.end();
+                                    }),
+                     s.tls_alpn01.end());
+}
+
 }  // namespace
 
 std::string acme_account_dir(const std::string& data_dir, const proxy::AcmeConfig& a) {
@@ -631,15 +643,7 @@ class AcmeManager::Job {
     auto names = std::move(alpn_names_);
     http01_tokens_.clear();
     alpn_names_.clear();
-    owner_.update([&](proxy::AcmeState& s) {
-      for (const auto& t : tokens) s.http01.erase(t);
-      s.tls_alpn01.erase(std::remove_if(s.tls_alpn01.begin(), s.tls_alpn01.end(),
-                                        [&](const auto& c) {
-                                          return std::find(names.begin(), names.end(), c.name) !=
-                                                 names.end();
-                                        }),
-                         s.tls_alpn01.end());
-    });
+    owner_.update([&](proxy::AcmeState& s) { withdraw(s, tokens, names); });
   }
 
   void finalize() {
@@ -896,15 +900,7 @@ void AcmeManager::start(const proxy::Config& cfg) {
   }
   gone.clear();  // their requests and timers are cancelled
   if (!tokens.empty() || !names.empty()) {
-    update([&](proxy::AcmeState& s) {
-      for (const auto& t : tokens) s.http01.erase(t);
-      s.tls_alpn01.erase(std::remove_if(s.tls_alpn01.begin(), s.tls_alpn01.end(),
-                                        [&](const auto& c) {
-                                          return std::find(names.begin(), names.end(), c.name) !=
-                                                 names.end();
-                                        }),
-                         s.tls_alpn01.end());
-    });
+    update([&](proxy::AcmeState& s) { withdraw(s, tokens, names); });
   }
 }
 

@@ -190,6 +190,11 @@ def cert_facts(der):
     return serial, issuer, subject, names
 
 
+def validate(path):
+    return subprocess.run([CITADEL, "validate", "-c", str(path)], capture_output=True, text=True,
+                          timeout=30)
+
+
 def write_root(tmp_path, pebble):
     path = os.path.join(str(tmp_path), "pebble-root.pem")
     with open(path, "w") as f:
@@ -380,8 +385,7 @@ def test_bad_acme_configs_are_refused_with_their_line(tmp_path, acme, error):
 routes:
   - to: {{ respond: {{ status: 200 }} }}
 """)
-    r = subprocess.run([CITADEL, "validate", "-c", str(path)], capture_output=True, text=True,
-                       timeout=30)
+    r = validate(path)
     assert r.returncode == 1, r.stdout
     assert ("c.yaml:5:" in r.stderr or "c.yaml:6:" in r.stderr) and error in r.stderr, r.stderr
 
@@ -400,8 +404,7 @@ def test_one_domain_in_two_certificates_is_refused(tmp_path):
 routes:
   - to: { respond: { status: 200 } }
 """)
-    r = subprocess.run([CITADEL, "validate", "-c", str(path)], capture_output=True, text=True,
-                       timeout=30)
+    r = validate(path)
     assert r.returncode == 1 and "c.yaml:9:" in r.stderr, r.stderr
     assert '"shared.test" is also in the acme block at line 5' in r.stderr, r.stderr
 
@@ -420,8 +423,7 @@ def test_two_listeners_asking_for_different_certificates_under_one_name(tmp_path
 routes:
   - to: { respond: { status: 200 } }
 """)
-    r = subprocess.run([CITADEL, "validate", "-c", str(path)], capture_output=True, text=True,
-                       timeout=30)
+    r = validate(path)
     assert r.returncode == 1 and "c.yaml:9:" in r.stderr and "share one certificate" in r.stderr, \
         r.stderr
 
