@@ -125,10 +125,10 @@ uint64_t error_retry_after_ms(const http::client::ClientResponse& r) {
   const std::string* h = r.ok() && (r.status == 429 || r.status == 503)
                              ? r.header("Retry-After")
                              : nullptr;
-  if (h == nullptr || h->empty() || h->size() > 9 ||
-      h->find_first_not_of("0123456789") != std::string::npos) {
-    return 0;
+  if (h == nullptr || h->empty() || h->find_first_not_of("0123456789") != std::string::npos) {
+    return 0;  // absent, or an HTTP-date (not read: the doubling backoff applies)
   }
+  if (h->size() > 9) return kMaxBackoffMs;  // more than a day anyway
   return std::stoull(*h) * 1000;
 }
 
@@ -222,7 +222,10 @@ class AcmeManager::Job {
     if (before <= 0 || before >= life) before = life / 3;
     // A certificate that is due as soon as it is issued (a very short validity) is not ordered
     // again and again.
-    return std::max(served_.not_after - before, last_issued_ + kMinReorderS);
+    // The certificate's own start counts as an issuance too (CAs backdate it up to an hour), so
+    // a restart or an edited block does not order again at once either.
+    const int64_t issued = std::max(last_issued_, served_.not_before + kClockSkewS);
+    return std::max(served_.not_after - before, issued + kMinReorderS);
   }
 
   void schedule() {
@@ -527,7 +530,8 @@ class AcmeManager::Job {
       if (!parse(r, "authorization", v)) return;
       const std::string status = str_of(v, "status");
       const json::value* ident = v.as_object().if_contains("identifier");
-      const std::string name = ident != nullptr ? str_of(*ident, "value") : "";
+      std::string name = ident != nullptr ? str_of(*ident, "value") : "";
+      for (char& c : name) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
       if (status == "valid") {
         ++next_authz_;
         polls_ = 0;
@@ -715,11 +719,13 @@ class AcmeManager::Job {
         fail("certificate: " + info.error().message());
         return;
       }
-      if (core::Status chain = acme::check_chain(r.body); !chain.ok()) {
-        fail("certificate: " + chain.message());
+      auto chain = acme::check_chain(r.body);
+      if (!chain.ok()) {
+        fail("certificate: " + chain.error().message());
         return;
       }
-      if (!acme::key_matches(r.body, key_pem)) {
+      const std::string& pem = chain.value();  // the certificates alone, re-encoded
+      if (!acme::key_matches(pem, key_pem)) {
         fail("certificate: it is not for the key the request was signed with");
         return;
       }
@@ -738,7 +744,7 @@ class AcmeManager::Job {
       // The key first: a crash between the two leaves a new key with the old certificate,
       // which the next start sees as not matching and orders again.
       if (s.ok()) s = core::write_file_atomic(dir + "/key.pem", key_pem);
-      if (s.ok()) s = core::write_file_atomic(dir + "/cert.pem", r.body);
+      if (s.ok()) s = core::write_file_atomic(dir + "/cert.pem", pem);
       if (!s.ok()) {
         // Served anyway: better a certificate kept only in memory than none.
         owner_.log_.log(observe::LogLevel::kError, "ACME: cannot store the certificate: %s",
@@ -753,7 +759,7 @@ class AcmeManager::Job {
                       first().c_str(), served_.serial.c_str(),
                       static_cast<long long>(served_.not_after));
       http::TlsCertificateFiles files;
-      files.cert_pem = r.body;
+      files.cert_pem = pem;
       files.key_pem = key_pem;
       cert_key_.reset();
       owner_.update([&](proxy::AcmeState& st) { st.certificates[cfg_.key()] = files; });
@@ -846,11 +852,12 @@ core::Result<std::shared_ptr<const proxy::AcmeState>> AcmeManager::prepare(
     if (stored) {
       auto info = acme::certificate_info(files.cert_pem);
       stored = info.ok() && info.value().not_after > wall_now() &&
+               info.value().not_before <= wall_now() + kClockSkewS &&
                acme::key_matches(files.cert_pem, files.key_pem);
       if (!stored) {
         log_.log(observe::LogLevel::kWarn,
-                 "ACME: the stored certificate in %s is expired, unreadable or not for its key; "
-                 "ordering a new one",
+                 "ACME: the stored certificate in %s is expired, not yet valid, unreadable or "
+                 "not for its key; ordering a new one",
                  dir.c_str());
       }
     }

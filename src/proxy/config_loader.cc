@@ -147,6 +147,10 @@ std::string config_relative(const std::string& config_file, const std::string& n
 // hyphens in dot-separated labels (no wildcard: that needs DNS-01), at most 253 characters.
 bool acme_domain_ok(const std::string& d) {
   if (d.empty() || d.size() > 253 || d.front() == '.' || d.back() == '.') return false;
+  // A last label of digits only is an IP address in disguise ("1.2.3.4", "0x7f.1", "123"):
+  // no top-level domain is numeric, and IP identifiers are another ACME type.
+  const std::string last = d.substr(d.rfind('.') == std::string::npos ? 0 : d.rfind('.') + 1);
+  if (last.find_first_not_of("0123456789") == std::string::npos) return false;
   size_t label = 0;
   for (size_t i = 0; i < d.size(); ++i) {
     char c = d[i];
@@ -165,10 +169,12 @@ void read_acme(const ConfigNode& n, const std::string& file, AcmeConfig& a) {
   n.allow_keys({"directory", "email", "domains", "ca", "challenge", "renew_before", "retry"});
   a.line = n.line();
   a.directory = n["directory"].str();
-  if (a.directory.rfind("https://", 0) != 0 || a.directory.size() <= 8) {
-    (n["directory"].defined() ? n["directory"] : n)
-        .error("acme needs `directory`: the ACME server's directory URL (https://...), e.g. "
-               "https://acme-v02.api.letsencrypt.org/directory");
+  if (!n["directory"].defined()) {
+    n.error("acme needs `directory`: the ACME server's directory URL (https://...), e.g. "
+            "https://acme-v02.api.letsencrypt.org/directory");
+  } else if (a.directory.rfind("https://", 0) != 0 || a.directory.size() <= 8) {
+    n["directory"].error("the directory URL must start with https:// (lowercase): ACME runs "
+                         "over https only");
   } else if (auto url = http::client::parse_url(a.directory); !url.ok()) {
     n["directory"].error(url.error().message());
   } else if (!url.value().host_is_ip && !acme_domain_ok(url.value().host) &&

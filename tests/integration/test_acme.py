@@ -355,7 +355,8 @@ def test_renews_ahead_of_expiry_without_a_restart(acme_env, tmp_path):
 
 @pytest.mark.parametrize("acme, error", [
     ("{ domains: [a.test] }", "acme needs `directory`"),
-    ("{ directory: http://127.0.0.1:1/dir, domains: [a.test] }", "acme needs `directory`"),
+    ("{ directory: http://127.0.0.1:1/dir, domains: [a.test] }", "must start with https://"),
+    ("{ directory: https://127.0.0.1:1/dir, domains: [1.2.3.4] }", "expected a DNS name"),
     ("{ directory: https://127.0.0.1:1/dir }", "acme needs `domains`"),
     ("{ directory: https://127.0.0.1:1/dir, domains: [\"*.a.test\"] }", "DNS-01"),
     ("{ directory: https://127.0.0.1:1/dir, domains: [a..test] }",

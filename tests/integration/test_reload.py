@@ -41,7 +41,10 @@ def test_100_reloads_under_load_fail_no_request(upstreams, citadel):
     assert load.failed == [], load.failed[:5]
     assert load.stale == 0
     assert load.ok > 50
-    assert c.metric("citadel_config_reloads_total") == 100
+    # A SIGHUP's "config reloaded" may be matched by the line of the reload before it (the log
+    # pump can lag the snapshot of lines taken before the signal): the count settles, bounded.
+    wait_until(lambda: c.metric("citadel_config_reloads_total") == 100, 10,
+               what="100 reloads counted")
     assert c.request("GET", "/version")[2] == b"v99"
 
 

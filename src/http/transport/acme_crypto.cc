@@ -338,7 +338,7 @@ core::Result<CertificateInfo> certificate_info(std::string_view pem) {
   return info;
 }
 
-core::Status check_chain(std::string_view pem) {
+core::Result<std::string> check_chain(std::string_view pem) {
   constexpr size_t kMaxBytes = 64 * 1024;
   constexpr size_t kMaxCerts = 10;
   if (pem.size() > kMaxBytes) return core::Status::error("acme: the chain is over 64 KiB");
@@ -368,9 +368,18 @@ core::Status check_chain(std::string_view pem) {
       }
     }
   }
+  std::string out;
+  if (status.ok()) {
+    Bio b;
+    for (X509* x : certs) {
+      if (PEM_write_bio_X509(b.b, x) != 1) status = fail("cannot write the chain");
+    }
+    out = b.str();
+  }
   for (X509* x : certs) X509_free(x);
   ERR_clear_error();
-  return status;
+  if (!status.ok()) return status;
+  return out;
 }
 
 bool key_matches(std::string_view cert_pem, std::string_view key_pem) {

@@ -79,9 +79,9 @@ struct CertificateInfo {
 // What the first certificate of a PEM chain says about itself.
 core::Result<CertificateInfo> certificate_info(std::string_view pem);
 // Whether a PEM chain as an ACME server sends it can be served: 1 to 10 certificates in at most
-// 64 KiB, the first not self-signed, each signed by the one after it. The error says which
-// rule it breaks.
-core::Status check_chain(std::string_view pem);
+// 64 KiB, the first not self-signed, each signed by the one after it. Gives the certificates
+// alone, PEM again (whatever else the input held is dropped); the error says which rule fails.
+core::Result<std::string> check_chain(std::string_view pem);
 
 // Whether `key_pem` is the private key of the first certificate in `cert_pem`.
 bool key_matches(std::string_view cert_pem, std::string_view key_pem);

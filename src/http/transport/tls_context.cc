@@ -428,8 +428,17 @@ int TlsServerContext::on_client_hello(SSL* ssl, int* alert, void* arg) {
     if (n == name) {
       SSL_set_ex_data(ssl, challenge_index(), c.get());
       // The validation server presents no client certificate: a listener that requires one
-      // must not ask this handshake for it.
+      // must not ask this handshake for it. Nor may the handshake leave a session behind: one
+      // made without the client certificate would let its client resume past client_auth. No
+      // tickets, and a session id context of its own, which no other handshake resumes.
       SSL_set_verify(ssl, SSL_VERIFY_NONE, nullptr);
+      SSL_set_options(ssl, SSL_OP_NO_TICKET);
+      SSL_set_num_tickets(ssl, 0);
+      static const unsigned char kChallengeContext[] = "citadel acme-tls/1 challenge";
+      if (SSL_set_session_id_context(ssl, kChallengeContext, sizeof kChallengeContext - 1) != 1) {
+        *alert = SSL_AD_INTERNAL_ERROR;
+        return SSL_CLIENT_HELLO_ERROR;
+      }
       return SSL_CLIENT_HELLO_SUCCESS;
     }
   }

@@ -174,9 +174,9 @@ TEST(AcmeCrypto, ChainChecksRefuseWhatCannotBeServed) {
   ASSERT_TRUE(key.ok());
   auto self = self_signed(key.value(), {"a.example"}, 7);
   ASSERT_TRUE(self.ok());
-  EXPECT_NE(check_chain(self.value()).message().find("self-signed"), std::string::npos);
-  EXPECT_NE(check_chain("garbage").message().find("no PEM"), std::string::npos);
-  EXPECT_NE(check_chain(std::string(70 * 1024, 'x')).message().find("64 KiB"),
+  EXPECT_NE(check_chain(self.value()).error().message().find("self-signed"), std::string::npos);
+  EXPECT_NE(check_chain("garbage").error().message().find("no PEM"), std::string::npos);
+  EXPECT_NE(check_chain(std::string(70 * 1024, 'x')).error().message().find("64 KiB"),
             std::string::npos);
   // A leaf "issued" by an unrelated certificate: not signed by the next one.
   auto other_key = EcKey::generate();

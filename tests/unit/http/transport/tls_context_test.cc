@@ -7,6 +7,9 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -70,10 +73,12 @@ struct MemoryHandshake {
   SSL* server = nullptr;
   SSL_CTX* client_ctx = nullptr;
   std::string error;
-  MemoryHandshake(SSL* server_ssl, const char* sni, const std::vector<std::string>& alpn)
+  MemoryHandshake(SSL* server_ssl, const char* sni, const std::vector<std::string>& alpn,
+                  SSL_SESSION* resume = nullptr)
       : server(server_ssl) {
     client_ctx = SSL_CTX_new(TLS_client_method());
     client = SSL_new(client_ctx);
+    if (resume != nullptr) SSL_set_session(client, resume);
     SSL_set_connect_state(client);
     if (sni != nullptr) SSL_set_tlsext_host_name(client, sni);
     std::string wire;
@@ -112,6 +117,14 @@ struct MemoryHandshake {
       }
     }
     return false;
+  }
+  // The session the client would resume with (after reading what the server sent once the
+  // handshake was done: TLS 1.3 tickets); the caller frees it.
+  SSL_SESSION* session() {
+    char buf[64];
+    SSL_read(client, buf, sizeof buf);
+    ERR_clear_error();
+    return SSL_get1_session(client);
   }
   std::string alpn() const {
     const unsigned char* p = nullptr;
@@ -209,6 +222,48 @@ TEST_F(TlsAlpnChallenge, AHandshakeOutlivesItsContext) {
   EXPECT_FALSE(weak.expired());
   ASSERT_TRUE(h.run());
   EXPECT_EQ(h.peer_der(), der_of(challenge_pem));
+}
+
+TEST(TlsAlpnChallengeSessions, AChallengeSessionNeverResumesPastClientAuth) {
+  // From an outside attack: a client that made the challenge handshake (no client certificate
+  // asked) resumed its session on an ordinary handshake and got past client_auth: required.
+  auto site = acme::placeholder_certificate({"a.example"});
+  ASSERT_TRUE(site.ok());
+  const std::string ca = ::testing::TempDir() + "citadel_acme_ca_" + std::to_string(getpid());
+  {
+    FILE* f = std::fopen(ca.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs(site.value().cert_pem.c_str(), f);
+    std::fclose(f);
+  }
+  auto key = acme::EcKey::generate();
+  ASSERT_TRUE(key.ok());
+  auto cert = acme::self_signed(key.value(), {"a.example"}, 7, acme::sha256("t.x"));
+  ASSERT_TRUE(cert.ok());
+  for (bool tls13 : {true, false}) {
+    TlsServerOptions o;
+    o.certificates.push_back(site.value());
+    o.acme_challenges.push_back({"a.example", cert.value(), key.value().private_pem()});
+    o.alpn = {"http/1.1"};
+    o.client_auth = ClientAuth::kRequired;
+    o.client_ca = ca;
+    o.ticket_keys = std::make_shared<TicketKeys>();
+    o.session_context = "listener:test";
+    auto ctx = TlsServerContext::create(o);
+    ASSERT_TRUE(ctx.ok()) << ctx.error().message();
+    SSL* first = ctx.value()->new_ssl();
+    if (!tls13) SSL_set_max_proto_version(first, TLS1_2_VERSION);
+    MemoryHandshake challenge(first, "a.example", {"acme-tls/1"});
+    ASSERT_TRUE(challenge.run()) << challenge.error;
+    SSL_SESSION* session = challenge.session();
+    SSL* second = ctx.value()->new_ssl();
+    if (!tls13) SSL_set_max_proto_version(second, TLS1_2_VERSION);
+    MemoryHandshake again(second, "a.example", {"http/1.1"}, session);
+    EXPECT_FALSE(again.run()) << (tls13 ? "TLS 1.3" : "TLS 1.2");
+    EXPECT_EQ(SSL_session_reused(again.client), 0);
+    SSL_SESSION_free(session);
+  }
+  std::remove(ca.c_str());
 }
 
 TEST(ClientHelloParsing, BoundsAndForms) {
