@@ -38,7 +38,7 @@ tsan:
 
 fuzz: deps
 	@cmake --preset fuzz >/dev/null
-	@cmake --build --preset fuzz -j $(JOBS) --target fuzz_http1_request fuzz_http1_response fuzz_chunked fuzz_http2_server fuzz_client_hello
+	@cmake --build --preset fuzz -j $(JOBS) --target fuzz_http1_request fuzz_http1_response fuzz_chunked fuzz_http2_server fuzz_client_hello fuzz_jws
 	@scripts/run-fuzzers $(FUZZ_SECONDS)
 
 clean:

@@ -71,8 +71,9 @@ core::Status exec(sqlite3* db, const char* sql) {
 
 core::Result<sqlite3*> open_connection(const SqliteDatabase::Options& o, bool read_only) {
   sqlite3* db = nullptr;
-  const int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
-                    SQLITE_OPEN_NOMUTEX;  // each connection is used by one thread only
+  const int flags =
+      (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+      SQLITE_OPEN_NOMUTEX;  // each connection is used by one thread only
   if (sqlite3_open_v2(o.path.c_str(), &db, flags, nullptr) != SQLITE_OK) {
     std::string m = db != nullptr ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close_v2(db);
@@ -185,8 +186,8 @@ bool run_statement(SqliteDatabase::Worker& w, const SqlStatement& st, size_t ind
           break;
         case SQLITE_BLOB: {
           const auto* p = static_cast<const char*>(sqlite3_column_blob(stmt, c));
-          row.emplace_back(SqlBlob{std::string(p != nullptr ? p : "",
-                                               static_cast<size_t>(sqlite3_column_bytes(stmt, c)))});
+          const auto n = static_cast<size_t>(sqlite3_column_bytes(stmt, c));
+          row.emplace_back(SqlBlob{p != nullptr ? std::string(p, n) : std::string()});
           break;
         }
         default:
@@ -403,7 +404,9 @@ void SqliteDatabase::run_writer(Worker& w) {
       if (!commit.ok()) {
         exec(w.db, "ROLLBACK");
         for (Job* j = batch; j != nullptr; j = j->next) {
-          if (j->result.ok()) fail(j->result, SqlError::kUnavailable, "commit: " + commit.message());
+          if (j->result.ok()) {
+            fail(j->result, SqlError::kUnavailable, "commit: " + commit.message());
+          }
         }
       } else {
         commits_.fetch_add(1, std::memory_order_relaxed);

@@ -13,6 +13,8 @@
 
 #include <ctime>
 
+#include "core/base64.h"
+
 
 namespace citadel::http::acme {
 namespace {
@@ -88,32 +90,7 @@ int64_t epoch_of(const ASN1_TIME* t) {
 
 }  // namespace
 
-std::string base64url(std::string_view bytes) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  size_t i = 0;
-  auto at = [&](size_t k) { return static_cast<uint32_t>(static_cast<unsigned char>(bytes[k])); };
-  for (; i + 3 <= bytes.size(); i += 3) {
-    uint32_t v = at(i) << 16 | at(i + 1) << 8 | at(i + 2);
-    out += kAlphabet[v >> 18];
-    out += kAlphabet[(v >> 12) & 63];
-    out += kAlphabet[(v >> 6) & 63];
-    out += kAlphabet[v & 63];
-  }
-  if (bytes.size() - i == 1) {
-    uint32_t v = at(i) << 16;
-    out += kAlphabet[v >> 18];
-    out += kAlphabet[(v >> 12) & 63];
-  } else if (bytes.size() - i == 2) {
-    uint32_t v = at(i) << 16 | at(i + 1) << 8;
-    out += kAlphabet[v >> 18];
-    out += kAlphabet[(v >> 12) & 63];
-    out += kAlphabet[(v >> 6) & 63];
-  }
-  return out;
-}
+std::string base64url(std::string_view bytes) { return core::base64url_encode(bytes); }
 
 std::string sha256(std::string_view data) {
   unsigned char md[32];
