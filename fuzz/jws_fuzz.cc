@@ -1,7 +1,9 @@
 // Fuzzes JWS verification (crypto/jose.h), the first thing an access token from any client
 // meets: the compact form's split, strict base64url, the header's JSON, the algorithm and key
-// checks. Nothing may crash or leak, and a token that verifies must carry an allowed algorithm
-// and decode to what its parts say.
+// checks; and the duplicate-member check JWT claims go through, on the raw input. Nothing may
+// crash or leak, a token that verifies must carry an allowed algorithm and decode to what its
+// parts say, and JSON without duplicates must be JSON.
+#include <boost/json.hpp>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -10,6 +12,7 @@
 
 #include "core/base64.h"
 #include "crypto/jose.h"
+#include "crypto/jwt.h"
 
 using citadel::crypto::Jwk;
 using citadel::crypto::JwsAlg;
@@ -32,6 +35,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const size_t d2 = token.find('.', d1 + 1);
     auto payload = citadel::core::base64url_decode(token.substr(d1 + 1, d2 - d1 - 1));
     if (!payload || *payload != r.value().payload) std::abort();
+  }
+  if (citadel::crypto::json_without_duplicate_members(token)) {
+    boost::json::error_code ec;
+    boost::json::parse(token, ec);
+    if (ec) std::abort();
   }
   return 0;
 }
