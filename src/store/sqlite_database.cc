@@ -297,7 +297,7 @@ core::Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::open(
   for (size_t i = 0; i < db->workers_.size(); ++i) {
     Worker& w = *db->workers_[i];
     try {
-      w.thread = std::thread([self, &w, i] { i == 0 ? self->run_writer(w) : self->run_reader(w); });
+      w.thread = std::thread([self, &w, i] { self->run_worker(w, i == 0); });
     } catch (const std::system_error& e) {
       return core::Status::error(std::string("sqlite: cannot start a thread: ") + e.what());
     }
@@ -374,7 +374,7 @@ SqliteDatabase::Job* take_all(std::atomic<SqliteDatabase::Job*>& head) {
 
 }  // namespace
 
-void SqliteDatabase::run_writer(Worker& w) {
+void SqliteDatabase::run_worker(Worker& w, bool writer) {
   while (true) {
     w.wake.acquire();
     Job* batch = take_all(w.head);
@@ -382,37 +382,8 @@ void SqliteDatabase::run_writer(Worker& w) {
       if (stopping_.load(std::memory_order_acquire)) return;
       continue;
     }
-    // One transaction for the whole batch, a savepoint per job.
-    core::Status begin = exec(w.db, "BEGIN IMMEDIATE");
-    size_t n = 0;
-    for (Job* j = batch; j != nullptr; j = j->next) {
-      ++n;
-      if (!begin.ok()) {
-        fail(j->result, SqlError::kUnavailable, "cannot begin: " + begin.message());
-        continue;
-      }
-      exec(w.db, "SAVEPOINT job");
-      if (run_job(w, *j)) {
-        exec(w.db, "RELEASE job");
-      } else {
-        exec(w.db, "ROLLBACK TO job");
-        exec(w.db, "RELEASE job");
-      }
-    }
-    if (begin.ok()) {
-      core::Status commit = exec(w.db, "COMMIT");
-      if (!commit.ok()) {
-        exec(w.db, "ROLLBACK");
-        for (Job* j = batch; j != nullptr; j = j->next) {
-          if (j->result.ok()) {
-            fail(j->result, SqlError::kUnavailable, "commit: " + commit.message());
-          }
-        }
-      } else {
-        commits_.fetch_add(1, std::memory_order_relaxed);
-        transactions_.fetch_add(n, std::memory_order_relaxed);
-      }
-    }
+    if (writer) write_batch(w, batch);
+    else read_batch(w, batch);
     while (batch != nullptr) {
       Job* next = batch->next;
       finish(batch);
@@ -422,28 +393,47 @@ void SqliteDatabase::run_writer(Worker& w) {
   }
 }
 
-void SqliteDatabase::run_reader(Worker& w) {
-  while (true) {
-    w.wake.acquire();
-    Job* batch = take_all(w.head);
-    if (batch == nullptr) {
-      if (stopping_.load(std::memory_order_acquire)) return;
+void SqliteDatabase::write_batch(Worker& w, Job* batch) {
+  // One transaction for the whole batch, a savepoint per job.
+  core::Status begin = exec(w.db, "BEGIN IMMEDIATE");
+  size_t n = 0;
+  for (Job* j = batch; j != nullptr; j = j->next) {
+    ++n;
+    if (!begin.ok()) {
+      fail(j->result, SqlError::kUnavailable, "cannot begin: " + begin.message());
       continue;
     }
-    while (batch != nullptr) {
-      Job* next = batch->next;
-      // One read transaction per job: its statements see one snapshot.
-      core::Status begin = exec(w.db, "BEGIN");
-      if (!begin.ok()) {
-        fail(batch->result, SqlError::kUnavailable, "cannot begin: " + begin.message());
-      } else {
-        run_job(w, *batch);
-        exec(w.db, "COMMIT");
-      }
-      finish(batch);
-      batch = next;
+    exec(w.db, "SAVEPOINT job");
+    if (run_job(w, *j)) {
+      exec(w.db, "RELEASE job");
+    } else {
+      exec(w.db, "ROLLBACK TO job");
+      exec(w.db, "RELEASE job");
     }
-    if (stopping_.load(std::memory_order_acquire)) return;  // the rest is answered on close
+  }
+  if (!begin.ok()) return;
+  core::Status commit = exec(w.db, "COMMIT");
+  if (!commit.ok()) {
+    exec(w.db, "ROLLBACK");
+    for (Job* j = batch; j != nullptr; j = j->next) {
+      if (j->result.ok()) fail(j->result, SqlError::kUnavailable, "commit: " + commit.message());
+    }
+    return;
+  }
+  commits_.fetch_add(1, std::memory_order_relaxed);
+  transactions_.fetch_add(n, std::memory_order_relaxed);
+}
+
+void SqliteDatabase::read_batch(Worker& w, Job* batch) {
+  for (Job* j = batch; j != nullptr; j = j->next) {
+    // One read transaction per job: its statements see one snapshot.
+    core::Status begin = exec(w.db, "BEGIN");
+    if (!begin.ok()) {
+      fail(j->result, SqlError::kUnavailable, "cannot begin: " + begin.message());
+      continue;
+    }
+    run_job(w, *j);
+    exec(w.db, "COMMIT");
   }
 }
 

@@ -58,8 +58,9 @@ class SqliteDatabase final : public SqlDatabase {
 
  private:
   SqliteDatabase() = default;
-  void run_writer(Worker& w);
-  void run_reader(Worker& w);
+  void run_worker(Worker& w, bool writer);
+  void write_batch(Worker& w, Job* batch);  // the writer: one commit for the batch
+  void read_batch(Worker& w, Job* batch);   // a reader: a snapshot per job
   void push(Worker& w, Job* job);
   void finish(Job* job);  // counts it out and hands it to its loop
 
