@@ -11,6 +11,7 @@
 #include <ctime>
 #include <utility>
 
+#include "core/ascii.h"
 #include "core/file_io.h"
 #include "http/transport/acme_crypto.h"
 
@@ -189,7 +190,6 @@ class AcmeManager::Job {
   // The challenge answers this job has published (to withdraw when it goes).
   const std::vector<std::string>& http01_tokens() const { return http01_tokens_; }
   const std::vector<std::string>& alpn_names() const { return alpn_names_; }
-  const proxy::AcmeConfig& config() const { return cfg_; }
   const std::string& first() const { return cfg_.domains.front(); }
   int64_t not_after() const { return served_.not_after; }
   bool issued() const { return !served_.self_signed && served_.not_after != 0; }
@@ -530,8 +530,7 @@ class AcmeManager::Job {
       if (!parse(r, "authorization", v)) return;
       const std::string status = str_of(v, "status");
       const json::value* ident = v.as_object().if_contains("identifier");
-      std::string name = ident != nullptr ? str_of(*ident, "value") : "";
-      for (char& c : name) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+      const std::string name = core::ascii_lower(ident != nullptr ? str_of(*ident, "value") : "");
       if (status == "valid") {
         ++next_authz_;
         polls_ = 0;

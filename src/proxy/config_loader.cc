@@ -7,6 +7,7 @@
 #include <set>
 #include <thread>
 
+#include "core/ascii.h"
 #include "core/file_io.h"
 #include "http/client/url.h"
 #include "http/http1/parser.h"
@@ -192,8 +193,7 @@ void read_acme(const ConfigNode& n, const std::string& file, AcmeConfig& a) {
     (ds.defined() ? ds : n).error("acme needs `domains`: the names the certificate is for");
   } else {
     for (size_t i = 0; i < ds.size(); ++i) {
-      std::string d = ds.at(i).str();
-      for (char& c : d) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+      std::string d = core::ascii_lower(ds.at(i).str());
       if (d.rfind("*.", 0) == 0) {
         ds.at(i).error("wildcard names need the DNS-01 challenge, which Citadel does not answer");
       } else if (!acme_domain_ok(d)) {

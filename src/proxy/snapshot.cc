@@ -1,5 +1,7 @@
 #include "proxy/snapshot.h"
 
+#include "core/ascii.h"
+
 #include <algorithm>
 
 #include "http/transport/acme_crypto.h"
@@ -11,11 +13,6 @@
 
 namespace citadel::proxy {
 namespace {
-
-std::string lower(std::string s) {
-  for (char& c : s) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
-  return s;
-}
 
 // Compiles one of a route's patterns. The loader has checked them all, so an error here means a
 // Config that did not come from load_config; it is reported like a config error, not thrown.
@@ -201,8 +198,8 @@ core::Result<std::shared_ptr<const Snapshot>> build_snapshot(
     auto r = std::make_unique<Route>();
     r->name = rc.name;
     for (const auto& h : rc.match.hosts) {
-      if (h.rfind("*.", 0) == 0) r->wildcard_hosts.push_back(lower(h.substr(1)));
-      else r->exact_hosts.push_back(lower(h));
+      if (h.rfind("*.", 0) == 0) r->wildcard_hosts.push_back(core::ascii_lower(h.substr(1)));
+      else r->exact_hosts.push_back(core::ascii_lower(h));
     }
     r->path_kind = rc.match.path_kind;
     r->path = rc.match.path;

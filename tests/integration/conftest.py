@@ -25,6 +25,16 @@ SLOWDOWN = 4 if re.search(r"/build/(asan|tsan)/", CITADEL) else 1
 PYTHON = "/usr/bin/python3"
 
 
+def free_port():
+    """A loopback port free now, for a server that must be told its port before it starts (the
+    OS picks it; the small race until it is bound is the price of such servers)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

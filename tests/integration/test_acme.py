@@ -17,18 +17,10 @@ import urllib.request
 
 import pytest
 
-from conftest import CITADEL, SLOWDOWN, Citadel, wait_until
+from conftest import CITADEL, SLOWDOWN, Citadel, free_port, wait_until
 from test_tls import Pki
 
 DOMAINS = ["a.citadel.test", "b.citadel.test"]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Pebble:

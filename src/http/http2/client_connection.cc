@@ -154,7 +154,7 @@ void ClientStream::send_data(std::string_view data, bool end_stream, const Heade
           continue;
         }
         std::string n(f.name);
-        for (char& c : n) c = to_lower(c);
+        for (char& c : n) c = ascii_lower(c);
         trailers_out_.emplace_back(std::move(n), std::string(f.value));
       }
     }

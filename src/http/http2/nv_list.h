@@ -10,11 +10,12 @@
 #include <string_view>
 #include <vector>
 
+#include "core/ascii.h"
 #include "http/headers.h"
 
 namespace citadel::http::http2 {
 
-inline char to_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
+using core::ascii_lower;
 
 // Fields HTTP/2 forbids (RFC 9113 8.2.2) or that its codecs write themselves: connection
 // options, framing, and `te` (only `te: trailers` may pass, which callers add back).
@@ -35,7 +36,7 @@ class NvList {
     size_t no = text_.size();
     text_.append(n);
     if (lower) {
-      for (size_t i = no; i < text_.size(); ++i) text_[i] = to_lower(text_[i]);
+      for (size_t i = no; i < text_.size(); ++i) text_[i] = ascii_lower(text_[i]);
     }
     size_t vo = text_.size();
     text_.append(v);

@@ -382,7 +382,7 @@ void Stream::send_trailers(const HeaderMap& trailers) {
   for (const auto& f : trailers.fields()) {
     if (connection_specific(f.name) || f.name.empty() || f.name.front() == ':') continue;
     std::string name(f.name);
-    for (char& c : name) c = to_lower(c);
+    for (char& c : name) c = ascii_lower(c);
     trailers_out_.emplace_back(std::move(name), std::string(f.value));
   }
   send_data({}, true);

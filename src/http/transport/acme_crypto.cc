@@ -1,5 +1,7 @@
 #include "http/transport/acme_crypto.h"
 
+#include "core/ascii.h"
+
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
@@ -55,11 +57,6 @@ X509_EXTENSION* san_extension(const std::vector<std::string>& domains, bool crit
   X509_EXTENSION* ext = X509V3_EXT_i2d(NID_subject_alt_name, critical ? 1 : 0, names);
   GENERAL_NAMES_free(names);
   return ext;
-}
-
-std::string lower(std::string s) {
-  for (char& c : s) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
-  return s;
 }
 
 // A PEM password callback that gives none: an encrypted key fails to load instead of OpenSSL
@@ -297,7 +294,7 @@ core::Result<CertificateInfo> certificate_info(std::string_view pem) {
       const GENERAL_NAME* gn = sk_GENERAL_NAME_value(sans, i);
       if (gn->type != GEN_DNS) continue;
       const unsigned char* p = ASN1_STRING_get0_data(gn->d.dNSName);
-      info.names.push_back(lower(std::string(reinterpret_cast<const char*>(p),
+      info.names.push_back(core::ascii_lower(std::string(reinterpret_cast<const char*>(p),
                                              static_cast<size_t>(ASN1_STRING_length(
                                                  gn->d.dNSName)))));
     }

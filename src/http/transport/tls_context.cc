@@ -1,5 +1,7 @@
 #include "http/transport/tls_context.h"
 
+#include "core/ascii.h"
+
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -129,11 +131,6 @@ struct BioFile {
   ~BioFile() { BIO_free(bio); }
 };
 
-std::string lower(std::string s) {
-  for (char& c : s) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
-  return s;
-}
-
 // The DNS names a certificate serves: its subject alternative names, or else its common name.
 std::vector<std::string> certificate_names(X509* x) {
   std::vector<std::string> names;
@@ -145,7 +142,7 @@ std::vector<std::string> certificate_names(X509* x) {
       if (gn->type != GEN_DNS) continue;
       const unsigned char* p = ASN1_STRING_get0_data(gn->d.dNSName);
       int len = ASN1_STRING_length(gn->d.dNSName);
-      names.push_back(lower(std::string(reinterpret_cast<const char*>(p),
+      names.push_back(core::ascii_lower(std::string(reinterpret_cast<const char*>(p),
                                         static_cast<size_t>(len))));
     }
     GENERAL_NAMES_free(sans);
@@ -156,7 +153,7 @@ std::vector<std::string> certificate_names(X509* x) {
     if (i >= 0) {
       ASN1_STRING* cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, i));
       const unsigned char* p = ASN1_STRING_get0_data(cn);
-      names.push_back(lower(std::string(reinterpret_cast<const char*>(p),
+      names.push_back(core::ascii_lower(std::string(reinterpret_cast<const char*>(p),
                                         static_cast<size_t>(ASN1_STRING_length(cn)))));
     }
   }
@@ -272,7 +269,7 @@ core::Result<std::shared_ptr<TlsServerContext>> TlsServerContext::create(
     files.key_pem = ch.key_pem;
     auto c = load_certificate(files);
     if (!c.ok()) return c.error();
-    t->challenges_.emplace_back(lower(ch.name), std::move(c.value()));
+    t->challenges_.emplace_back(core::ascii_lower(ch.name), std::move(c.value()));
   }
 
   SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
@@ -376,7 +373,7 @@ SSL* TlsServerContext::new_ssl() const {
 
 const TlsServerContext::Certificate* TlsServerContext::select(const char* server_name) const {
   if (server_name != nullptr && server_name[0] != '\0') {
-    std::string name = lower(server_name);
+    std::string name = core::ascii_lower(server_name);
     if (!name.empty() && name.back() == '.') name.pop_back();  // "example.com." is the same host
     for (const auto& [n, i] : exact_) {
       if (n == name) return certs_[i].get();
@@ -400,7 +397,7 @@ std::string client_hello_server_name(const unsigned char* p, size_t len) {
   if (list + 2 > len || list < 3 || p[2] != 0) return "";
   const size_t n = static_cast<size_t>(p[3]) << 8 | p[4];
   if (n == 0 || n + 3 > list) return "";
-  std::string name = lower(std::string(reinterpret_cast<const char*>(p + 5), n));
+  std::string name = core::ascii_lower(std::string(reinterpret_cast<const char*>(p + 5), n));
   if (name.back() == '.') name.pop_back();  // "a.example." is "a.example"
   if (name.empty() || name.back() == '.') return "";  // "a.." names no host
   return name;
