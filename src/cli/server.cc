@@ -281,13 +281,39 @@ core::Status Server::open_listener(const proxy::ListenerConfig& l, ListenerSocke
 core::Status Server::apply_listeners(const proxy::Config& cfg) {
   std::vector<ListenerSockets> next;
   std::vector<ListenerSockets> opened;
+  std::vector<std::pair<std::string, std::string>> renamed;  // old name, new name
+  auto named_in_config = [&](const std::string& name) {
+    for (const auto& l : cfg.listeners) {
+      if (l.name == name) return true;
+    }
+    return false;
+  };
+  // The same address, or the port a port-0 listener got now written into the config.
+  auto same_address = [](const ListenerSockets& cur, const proxy::ListenerConfig& l) {
+    return cur.configured.text() == l.address.text() ||
+           (l.address.port != 0 && cur.bound.text() == l.address.text());
+  };
   for (const auto& l : cfg.listeners) {
     bool kept = false;
     for (const auto& cur : listeners_) {
-      if (cur.name == l.name && cur.configured.text() == l.address.text()) {
+      if (cur.name == l.name && same_address(cur, l)) {
         next.push_back(cur);
         kept = true;
       }
+    }
+    if (kept) continue;
+    // A listener renamed on the same address keeps its sockets: closing them would reset the
+    // connections the kernel has already queued on them.
+    for (const auto& cur : listeners_) {
+      if (kept || !same_address(cur, l) || named_in_config(cur.name)) continue;
+      bool taken = false;
+      for (const auto& r : renamed) taken = taken || r.first == cur.name;
+      if (taken) continue;
+      renamed.emplace_back(cur.name, l.name);
+      next.push_back(cur);
+      next.back().name = l.name;
+      next.back().merge_slashes = l.merge_slashes;
+      kept = true;
     }
     if (kept) continue;
     ListenerSockets ls;
@@ -304,10 +330,15 @@ core::Status Server::apply_listeners(const proxy::Config& cfg) {
   for (const auto& cur : listeners_) {
     bool stays = false;
     for (const auto& n : next) stays = stays || n.name == cur.name;
+    for (const auto& r : renamed) stays = stays || r.first == cur.name;
     if (!stays) {
       for (auto& w : workers_) w->remove_listener(cur.name);
       log_.log(LogLevel::kInfo, "listener %s closed", cur.name.c_str());
     }
+  }
+  for (const auto& r : renamed) {
+    for (auto& w : workers_) w->rename_listener(r.first, r.second);
+    log_.log(LogLevel::kInfo, "listener %s renamed %s", r.first.c_str(), r.second.c_str());
   }
   for (auto& o : opened) {
     for (size_t i = 0; i < nworkers_; ++i) {

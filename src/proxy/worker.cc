@@ -222,6 +222,14 @@ void Worker::remove_listener(const std::string& name) {
   });
 }
 
+void Worker::rename_listener(const std::string& from, const std::string& to) {
+  loop_.post([this, from, to] {
+    for (auto& l : listeners_) {
+      if (l->name == from) l->name = to;
+    }
+  });
+}
+
 void Worker::accept_from(Listener& l) {
   if (l.fd < 0 || l.paused_fds) return;
   // Bounded per wake-up so that one busy listener cannot starve established connections.

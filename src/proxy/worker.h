@@ -69,6 +69,9 @@ class Worker final : public http::ConnectionOwner,
   // Control thread: listen on `fd` (already bound, listening, SO_REUSEPORT) as listener `name`.
   void add_listener(const std::string& name, int fd, bool merge_slashes);
   void remove_listener(const std::string& name);
+  // Control thread: the listener `from` goes on under the name `to`, on the same socket, so a
+  // reload that renames a listener resets none of the connections waiting in its accept queue.
+  void rename_listener(const std::string& from, const std::string& to);
   // Control thread: stop accepting, close idle connections, close the rest after their current
   // response. `done` becomes true when no connection is left.
   void drain();

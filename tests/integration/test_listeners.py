@@ -8,6 +8,8 @@ import subprocess
 import textwrap
 import time
 
+import pytest
+
 from conftest import CITADEL, wait_until
 
 
@@ -114,6 +116,38 @@ def test_reload_renaming_a_listener_keeps_its_address(citadel):
     status, text = c.admin("POST", "/config/reload")
     assert status == 200, text
     wait_until(lambda: fresh_connection_bodies(port, 1) == [b"new"], what="the new config")
+
+
+@pytest.mark.parametrize("name", ["renamed", "public"])
+def test_reload_fixing_the_port_resets_no_waiting_connection(citadel, name):
+    # Connections made across the reload land in the sockets' accept queues: the listener, renamed
+    # or given the port it got from port 0, keeps its sockets, so every one is answered.
+    c = citadel(respond_config("old"))
+    port = c.port
+    c.write_config(respond_config("new", port=port).replace("name: public", f"name: {name}"))
+    clients = []
+    try:
+        for i in range(200):
+            if i == 50:
+                status, text = c.admin("POST", "/config/reload")
+                assert status == 200, text
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            clients.append(s)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        for s in clients:
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 200") and data.endswith((b"old", b"new")), data
+    finally:
+        for s in clients:
+            s.close()
+    wait_until(lambda: any("config reloaded" in l for l in c.snapshot_lines()), what="the reload")
+    lines = c.snapshot_lines()
+    assert not any("listener public closed" in l for l in lines), "\n".join(lines)
 
 
 def test_admin_off_loopback_warns(citadel):
