@@ -32,22 +32,6 @@ constexpr int kMaxBadNonce = 5;
 
 int64_t wall_now() { return static_cast<int64_t>(::time(nullptr)); }
 
-// mkdir -p with mode 0700 for the directories it makes; `path` itself is made 0700 even when it
-// was there (it holds keys).
-core::Status make_dirs(const std::string& path) {
-  for (size_t i = 1; i <= path.size(); ++i) {
-    if (i != path.size() && path[i] != '/') continue;
-    std::string part = path.substr(0, i);
-    if (::mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) {
-      return core::Status::error("cannot create " + part + ": " + std::strerror(errno));
-    }
-  }
-  if (::chmod(path.c_str(), 0700) != 0) {
-    return core::Status::error("cannot restrict " + path + ": " + std::strerror(errno));
-  }
-  return core::Status();
-}
-
 // What a server said, fit for one log line: control characters (a forged line, terminal
 // escapes) become '?', and at most 300 bytes are kept.
 std::string printable(std::string_view s) {
@@ -447,7 +431,7 @@ class AcmeManager::Job {
       fail(key.error().message());
       return false;
     }
-    core::Status s = make_dirs(dir);
+    core::Status s = core::make_private_dirs(dir);
     if (s.ok()) s = core::write_file_atomic(path, key.value().private_pem());
     if (!s.ok()) {
       fail(s.message());
@@ -739,7 +723,7 @@ class AcmeManager::Job {
         return;
       }
       const std::string dir = acme_certificate_dir(data_dir_, cfg_);
-      core::Status s = make_dirs(dir);
+      core::Status s = core::make_private_dirs(dir);
       // The key first: a crash between the two leaves a new key with the old certificate,
       // which the next start sees as not matching and orders again.
       if (s.ok()) s = core::write_file_atomic(dir + "/key.pem", key_pem);

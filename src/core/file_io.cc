@@ -82,4 +82,18 @@ Status write_file_atomic(const std::string& path, const std::string& data, unsig
   return Status();
 }
 
+Status make_private_dirs(const std::string& path) {
+  for (size_t i = 1; i <= path.size(); ++i) {
+    if (i != path.size() && path[i] != '/') continue;
+    std::string part = path.substr(0, i);
+    if (::mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) {
+      return Status::error("cannot create " + part + ": " + std::strerror(errno));
+    }
+  }
+  if (::chmod(path.c_str(), 0700) != 0) {
+    return Status::error("cannot restrict " + path + ": " + std::strerror(errno));
+  }
+  return Status();
+}
+
 }  // namespace citadel::core

@@ -19,4 +19,8 @@ int read_file(const std::string& path, std::string& out, size_t limit = 1 << 20)
 // crash keeps one of them. The temporary file is made exclusively and never through a link.
 Status write_file_atomic(const std::string& path, const std::string& data, unsigned mode = 0600);
 
+// mkdir -p with mode 0700 for the directories it makes; `path` itself is made 0700 even when it
+// was there (it holds keys and databases).
+Status make_private_dirs(const std::string& path);
+
 }  // namespace citadel::core

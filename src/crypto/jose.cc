@@ -7,6 +7,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <openssl/param_build.h>
 #include <openssl/rsa.h>
 
@@ -109,6 +110,20 @@ Jwk& Jwk::operator=(Jwk&& o) noexcept {
 }
 
 core::Result<Jwk> Jwk::parse(std::string_view text) {
+  auto k = parse_key(text);
+  if (!k.ok() || k.value().kty_ == "oct") return k;
+  json::object pub;
+  json::value v = json::parse(text);
+  const json::object& o = v.as_object();
+  for (const char* m : {"kty", "crv", "x", "y", "n", "e", "kid", "alg"}) {
+    if (const json::value* f = o.if_contains(m); f != nullptr && f->is_string()) pub[m] = *f;
+  }
+  pub["use"] = "sig";
+  k.value().public_json_ = json::serialize(pub);
+  return k;
+}
+
+core::Result<Jwk> Jwk::parse_key(std::string_view text) {
   json::error_code ec;
   json::value v = json::parse(text, ec);
   if (ec || !v.is_object()) return fail("a JWK is a JSON object");
@@ -392,6 +407,64 @@ core::Result<JwsVerified> jws_verify(std::string_view compact, const std::vector
   }
   return fail(known_kid ? "the signature does not verify" : "unknown key id \"" +
                                                                 kid.substr(0, 64) + "\"");
+}
+
+}  // namespace citadel::crypto
+
+namespace citadel::crypto {
+
+core::Result<std::string> generate_jwk(JwsAlg alg, std::string_view kid) {
+  json::object o;
+  if (alg == JwsAlg::kHS256) {
+    unsigned char secret[32];
+    if (RAND_bytes(secret, sizeof secret) != 1) return fail("no randomness");
+    o["kty"] = "oct";
+    o["k"] = core::base64url_encode(std::string_view(reinterpret_cast<char*>(secret), 32));
+    OPENSSL_cleanse(secret, sizeof secret);
+  } else if (alg == JwsAlg::kEdDSA || alg == JwsAlg::kES256) {
+    EVP_PKEY* pkey = alg == JwsAlg::kEdDSA ? EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519")
+                                           : EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
+    if (pkey == nullptr) return fail("cannot generate a key");
+    bool ok = true;
+    if (alg == JwsAlg::kEdDSA) {
+      unsigned char pub[32], priv[32];
+      size_t np = sizeof pub, nd = sizeof priv;
+      ok = EVP_PKEY_get_raw_public_key(pkey, pub, &np) == 1 &&
+           EVP_PKEY_get_raw_private_key(pkey, priv, &nd) == 1 && np == 32 && nd == 32;
+      if (ok) {
+        o["kty"] = "OKP";
+        o["crv"] = "Ed25519";
+        o["x"] = core::base64url_encode(std::string_view(reinterpret_cast<char*>(pub), 32));
+        o["d"] = core::base64url_encode(std::string_view(reinterpret_cast<char*>(priv), 32));
+      }
+      OPENSSL_cleanse(priv, sizeof priv);
+    } else {
+      BIGNUM* x = nullptr;
+      BIGNUM* y = nullptr;
+      BIGNUM* d = nullptr;
+      ok = EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_EC_PUB_X, &x) == 1 &&
+           EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_EC_PUB_Y, &y) == 1 &&
+           EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_PRIV_KEY, &d) == 1;
+      if (ok) {
+        o["kty"] = "EC";
+        o["crv"] = "P-256";
+        o["x"] = core::base64url_encode(bn_pad(x, 32));
+        o["y"] = core::base64url_encode(bn_pad(y, 32));
+        o["d"] = core::base64url_encode(bn_pad(d, 32));
+      }
+      BN_free(x);
+      BN_free(y);
+      BN_clear_free(d);
+    }
+    EVP_PKEY_free(pkey);
+    if (!ok) return fail("cannot export the generated key");
+  } else {
+    return fail("keys are generated for EdDSA, ES256 and HS256 only");
+  }
+  o["kid"] = kid;
+  o["alg"] = jws_alg_name(alg);
+  o["use"] = "sig";
+  return json::serialize(o);
 }
 
 }  // namespace citadel::crypto

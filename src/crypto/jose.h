@@ -47,9 +47,13 @@ class Jwk {
   bool has_private() const { return private_; }
   // Whether this key can sign or verify `alg` at all.
   bool fits(JwsAlg alg) const;
+  // The public half as a JWK (kty, crv, x, y, n, e, kid, alg, "use": "sig"), for a JWKS
+  // document; empty for a symmetric (oct) key, which is never published.
+  const std::string& public_json() const { return public_json_; }
 
  private:
   Jwk();
+  static core::Result<Jwk> parse_key(std::string_view json);
   friend core::Result<std::string> jws_sign(const Jwk&, JwsAlg, std::string_view,
                                             std::string_view);
   friend struct JwsVerifier;
@@ -58,9 +62,15 @@ class Jwk {
   std::string kid_;
   std::string alg_;
   std::string secret_;  // oct
+  std::string public_json_;
   EVP_PKEY* pkey_ = nullptr;
   bool private_ = false;
 };
+
+// A new private key for `alg` as a JWK (with `kid`, `alg` and "use": "sig"), from the system's
+// CSPRNG: EdDSA (Ed25519), ES256 (P-256) or HS256 (256 random bits); other algorithms are
+// refused.
+core::Result<std::string> generate_jwk(JwsAlg alg, std::string_view kid);
 
 // Signs `payload` under `protected_header` (a JSON object without `alg`: it is added first)
 // into compact serialization. The key must be private (or oct).

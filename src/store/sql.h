@@ -57,6 +57,12 @@ struct SqlResult {
   bool ok() const { return error == SqlError::kNone; }
 };
 
+// One schema change: `version` increasing from 1, its SQL (several statements allowed).
+struct SqlMigration {
+  int version = 0;
+  std::string sql;
+};
+
 class SqlDatabase {
  public:
   using Done = std::function<void(SqlResult&)>;
@@ -67,12 +73,35 @@ class SqlDatabase {
   // `read_only`: the statements only read (any reader may take them; a write there fails).
   virtual void execute(core::EventLoop& loop, std::vector<SqlStatement> statements, Done done,
                        bool read_only = false) = 0;
+
+  // The same, waiting for the result: for threads that may block (the control thread at start,
+  // a command-line tool, the blocking pool), never a worker loop.
+  virtual SqlResult execute_blocking(std::vector<SqlStatement> statements,
+                                     bool read_only = false) = 0;
+
+  // Applies `component`'s migrations not yet applied, in order, each in its own transaction
+  // (recorded in `schema_migrations` under the component's name, so services version their
+  // tables apart), and refuses a schema newer than the last one given (a downgrade). Blocks:
+  // the control thread, before the component's first execute().
+  virtual core::Status migrate(const std::string& component,
+                               const std::vector<SqlMigration>& migrations) = 0;
+
+  // Finishes what runs, answers the rest (and anything asked later) with kUnavailable; the
+  // object stays valid for those who still hold it. Control thread, before the loops that await
+  // results are destroyed.
+  virtual void close() = 0;
 };
 
-// One schema change: `version` increasing from 1, its SQL (several statements allowed).
-struct SqlMigration {
-  int version = 0;
-  std::string sql;
-};
+// Column `i` of a row as an integer, text or blob (0 / "" when NULL or another type): results
+// are read by position, the shape the service's own SQL gave them.
+inline int64_t sql_int(const std::vector<SqlValue>& row, size_t i) {
+  const auto* v = std::get_if<int64_t>(&row.at(i));
+  return v != nullptr ? *v : 0;
+}
+inline std::string sql_text(const std::vector<SqlValue>& row, size_t i) {
+  if (const auto* v = std::get_if<std::string>(&row.at(i))) return *v;
+  if (const auto* b = std::get_if<SqlBlob>(&row.at(i))) return b->bytes;
+  return {};
+}
 
 }  // namespace citadel::store

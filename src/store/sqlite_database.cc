@@ -14,7 +14,8 @@ namespace citadel::store {
 // One transaction on its way: queued by execute(), run by a worker thread, completed on the
 // caller's loop (run() delivers the result and frees it).
 struct SqliteDatabase::Job final : core::Completion {
-  core::EventLoop* loop = nullptr;
+  core::EventLoop* loop = nullptr;            // or, for execute_blocking(), `waiting`:
+  std::binary_semaphore* waiting = nullptr;  // released when done; the waiter owns the job
   std::vector<SqlStatement> statements;
   Done done;
   SqlResult result;
@@ -221,7 +222,8 @@ bool run_job(SqliteDatabase::Worker& w, SqliteDatabase::Job& job) {
 }  // namespace
 
 core::Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::open(
-    const Options& options, const std::vector<SqlMigration>& migrations) {
+    const Options& options, const std::vector<SqlMigration>& migrations,
+    const std::string& component) {
   std::unique_ptr<SqliteDatabase> db(new SqliteDatabase());
   db->options_ = options;
   db->options_.readers = std::max<size_t>(options.readers, 1);
@@ -238,53 +240,6 @@ core::Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::open(
   auto conn = open_connection(db->options_, false);
   if (!conn.ok()) return conn.error();
   writer->db = conn.value();
-  // Migrations, in order, each once.
-  if (core::Status s = exec(writer->db,
-                            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                            "version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
-      !s.ok()) {
-    return core::Status::error("sqlite: " + s.message());
-  }
-  int current = 0;
-  {
-    sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(writer->db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", -1,
-                       &st, nullptr);
-    if (st != nullptr && sqlite3_step(st) == SQLITE_ROW) current = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-  }
-  int last = 0;
-  for (const auto& m : migrations) {
-    if (m.version <= last) {
-      return core::Status::error("sqlite: migration versions must increase (" +
-                                 std::to_string(m.version) + " after " + std::to_string(last) +
-                                 ")");
-    }
-    last = m.version;
-  }
-  if (current > last) {
-    return core::Status::error("sqlite: " + options.path + " is at schema version " +
-                               std::to_string(current) + ", newer than this build's " +
-                               std::to_string(last) + " (a downgrade is not supported)");
-  }
-  for (const auto& m : migrations) {
-    if (m.version <= current) continue;
-    core::Status s = exec(writer->db, "BEGIN IMMEDIATE");
-    if (s.ok()) s = exec(writer->db, m.sql.c_str());
-    if (s.ok()) {
-      const std::string record = "INSERT INTO schema_migrations VALUES (" +
-                                 std::to_string(m.version) + ", strftime('%s','now'))";
-      s = exec(writer->db, record.c_str());
-    }
-    if (s.ok()) s = exec(writer->db, "COMMIT");
-    if (!s.ok()) {
-      exec(writer->db, "ROLLBACK");
-      return core::Status::error("sqlite: migration " + std::to_string(m.version) + ": " +
-                                 s.message());
-    }
-    current = m.version;
-  }
-  db->schema_version_ = current;
   db->workers_.push_back(std::move(writer));
   for (size_t i = 0; i < db->options_.readers; ++i) {
     auto reader = std::make_unique<Worker>();
@@ -302,10 +257,98 @@ core::Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::open(
       return core::Status::error(std::string("sqlite: cannot start a thread: ") + e.what());
     }
   }
+  if (!migrations.empty()) {
+    if (core::Status s = db->migrate(component, migrations); !s.ok()) return s;
+  }
   return db;
 }
 
-SqliteDatabase::~SqliteDatabase() {
+core::Status SqliteDatabase::migrate(const std::string& component,
+                                     const std::vector<SqlMigration>& migrations) {
+  int last = 0;
+  for (const auto& m : migrations) {
+    if (m.version <= last) {
+      return core::Status::error("sqlite: " + component + ": migration versions must increase (" +
+                                 std::to_string(m.version) + " after " + std::to_string(last) +
+                                 ")");
+    }
+    last = m.version;
+  }
+  auto conn = open_connection(options_, false);
+  if (!conn.ok()) return conn.error();
+  sqlite3* db = conn.value();
+  struct Closer {
+    sqlite3* db;
+    ~Closer() { sqlite3_close_v2(db); }
+  } closer{db};
+  if (core::Status s = exec(db,
+                            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                            "component TEXT NOT NULL, version INTEGER NOT NULL, "
+                            "applied_at INTEGER NOT NULL, PRIMARY KEY (component, version))");
+      !s.ok()) {
+    return core::Status::error("sqlite: " + s.message());
+  }
+  // BEGIN IMMEDIATE first: two instances starting at once apply each migration once.
+  if (core::Status s = exec(db, "BEGIN IMMEDIATE"); !s.ok()) {
+    return core::Status::error("sqlite: " + s.message());
+  }
+  int current = 0;
+  {
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db,
+                       "SELECT COALESCE(MAX(version), 0) FROM schema_migrations "
+                       "WHERE component = ?1",
+                       -1, &st, nullptr);
+    if (st != nullptr) {
+      sqlite3_bind_text(st, 1, component.c_str(), -1, SQLITE_TRANSIENT);
+      if (sqlite3_step(st) == SQLITE_ROW) current = sqlite3_column_int(st, 0);
+    }
+    sqlite3_finalize(st);
+  }
+  if (current > last) {
+    exec(db, "ROLLBACK");
+    return core::Status::error("sqlite: " + options_.path + ": " + component +
+                               " is at schema version " + std::to_string(current) +
+                               ", newer than this build's " + std::to_string(last) +
+                               " (a downgrade is not supported)");
+  }
+  core::Status s;
+  for (const auto& m : migrations) {
+    if (m.version <= current) continue;
+    s = exec(db, m.sql.c_str());
+    if (!s.ok()) {
+      s = core::Status::error("sqlite: " + component + " migration " +
+                              std::to_string(m.version) + ": " + s.message());
+      break;
+    }
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db,
+                       "INSERT INTO schema_migrations VALUES (?1, ?2, strftime('%s','now'))", -1,
+                       &st, nullptr);
+    sqlite3_bind_text(st, 1, component.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 2, m.version);
+    const int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+      s = core::Status::error("sqlite: " + std::string(sqlite3_errmsg(db)));
+      break;
+    }
+    current = m.version;
+  }
+  if (s.ok()) s = exec(db, "COMMIT");
+  if (!s.ok()) {
+    exec(db, "ROLLBACK");
+    return s;
+  }
+  schema_version_ = current;
+  return s;
+}
+
+SqliteDatabase::~SqliteDatabase() { close(); }
+
+void SqliteDatabase::close() {
+  if (closed_) return;
+  closed_ = true;
   stopping_.store(true, std::memory_order_release);
   for (auto& w : workers_) w->wake.release();
   for (auto& w : workers_) {
@@ -325,6 +368,10 @@ SqliteDatabase::~SqliteDatabase() {
 
 void SqliteDatabase::finish(Job* job) {
   pending_.fetch_sub(1, std::memory_order_relaxed);
+  if (job->waiting != nullptr) {
+    job->waiting->release();
+    return;
+  }
   job->loop->complete(job);
 }
 
@@ -343,6 +390,21 @@ void SqliteDatabase::execute(core::EventLoop& loop, std::vector<SqlStatement> st
   job->loop = &loop;
   job->statements = std::move(statements);
   job->done = std::move(done);
+  submit(job, read_only);
+}
+
+SqlResult SqliteDatabase::execute_blocking(std::vector<SqlStatement> statements,
+                                           bool read_only) {
+  std::binary_semaphore done{0};
+  Job job;
+  job.waiting = &done;
+  job.statements = std::move(statements);
+  submit(&job, read_only);
+  done.acquire();
+  return std::move(job.result);
+}
+
+void SqliteDatabase::submit(Job* job, bool read_only) {
   if (pending_.fetch_add(1, std::memory_order_relaxed) >= options_.max_queue ||
       stopping_.load(std::memory_order_acquire)) {
     fail(job->result, SqlError::kUnavailable, "the database is overloaded or closing");

@@ -34,19 +34,27 @@ class SqliteDatabase final : public SqlDatabase {
     size_t max_queue = 4096; // transactions waiting, all threads together
     int busy_timeout_ms = 5000;
   };
-  // Opens or creates the database, turns WAL on, applies the migrations not yet applied (each in
-  // its own transaction, recorded in `schema_migrations`), then starts the threads. Refuses a
-  // database whose schema is newer than the migrations given (a downgrade).
+  // Opens or creates the database, turns WAL on and starts the threads; then migrate(
+  // `component`, `migrations`) when migrations are given.
   static core::Result<std::unique_ptr<SqliteDatabase>> open(
-      const Options& options, const std::vector<SqlMigration>& migrations);
-  // Stops the threads once the transactions they hold are done; what is still queued completes
-  // with kUnavailable on its loop (a stopped loop's owner runs EventLoop::run_completions()).
+      const Options& options, const std::vector<SqlMigration>& migrations = {},
+      const std::string& component = "main");
+  // close().
   ~SqliteDatabase() override;
+  // Stops the threads once the transactions they hold are done; what is still queued, and
+  // whatever is asked after, completes with kUnavailable on its loop (a stopped loop's owner runs
+  // EventLoop::run_completions()). Call it before the loops that await results are destroyed.
+  void close() override;
 
   void execute(core::EventLoop& loop, std::vector<SqlStatement> statements, Done done,
                bool read_only = false) override;
+  SqlResult execute_blocking(std::vector<SqlStatement> statements,
+                             bool read_only = false) override;
+  // On a connection of its own (BEGIN IMMEDIATE waits for the writer thread's commit).
+  core::Status migrate(const std::string& component,
+                       const std::vector<SqlMigration>& migrations) override;
 
-  // The schema version after the migrations (tests, logs).
+  // The schema version of the component last migrated (tests, logs).
   int schema_version() const { return schema_version_; }
   // Commits the writer made, and transactions it committed (commits <= transactions: group
   // commit).
@@ -62,6 +70,7 @@ class SqliteDatabase final : public SqlDatabase {
   void write_batch(Worker& w, Job* batch);  // the writer: one commit for the batch
   void read_batch(Worker& w, Job* batch);   // a reader: a snapshot per job
   void push(Worker& w, Job* job);
+  void submit(Job* job, bool read_only);
   void finish(Job* job);  // counts it out and hands it to its loop
 
   Options options_;
@@ -70,6 +79,7 @@ class SqliteDatabase final : public SqlDatabase {
   std::atomic<size_t> next_reader_{0};
   std::atomic<size_t> pending_{0};
   std::atomic<bool> stopping_{false};
+  bool closed_ = false;
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> transactions_{0};
 };

@@ -144,6 +144,34 @@ TEST(Jose, TokenAttacksAreRefused) {
   EXPECT_FALSE(Jwk::parse("[]").ok());
 }
 
+TEST(Jwk, GeneratedKeysSignAndTheirPublicHalvesVerify) {
+  for (JwsAlg alg : {JwsAlg::kEdDSA, JwsAlg::kES256, JwsAlg::kHS256}) {
+    auto text = generate_jwk(alg, "k1");
+    ASSERT_TRUE(text.ok()) << text.error().message();
+    auto key = Jwk::parse(text.value());
+    ASSERT_TRUE(key.ok()) << key.error().message();
+    EXPECT_TRUE(key.value().has_private());
+    EXPECT_EQ(key.value().kid(), "k1");
+    auto token = jws_sign(key.value(), alg, R"({"kid":"k1"})", R"({"sub":"u"})");
+    ASSERT_TRUE(token.ok());
+    JwsVerifyOptions only{{alg}};
+    if (alg == JwsAlg::kHS256) {
+      EXPECT_TRUE(key.value().public_json().empty());  // a secret is never published
+      EXPECT_TRUE(jws_verify(token.value(), {&key.value()}, only).ok());
+      continue;
+    }
+    const std::string& pub = key.value().public_json();
+    EXPECT_EQ(pub.find("\"d\""), std::string::npos) << pub;
+    auto verifier = Jwk::parse(pub);
+    ASSERT_TRUE(verifier.ok()) << pub;
+    EXPECT_FALSE(verifier.value().has_private());
+    EXPECT_TRUE(jws_verify(token.value(), {&verifier.value()}, only).ok());
+    // Two generations never give the same key.
+    EXPECT_NE(generate_jwk(alg, "k1").value(), text.value());
+  }
+  EXPECT_FALSE(generate_jwk(JwsAlg::kRS256, "k").ok());
+}
+
 TEST(Base64Url, StrictDecoding) {
   EXPECT_EQ(core::base64url_decode("Zm9vYmFy").value(), "foobar");
   EXPECT_EQ(core::base64url_decode("-_8").value(), "\xfb\xff");

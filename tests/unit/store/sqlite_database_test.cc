@@ -202,5 +202,47 @@ TEST_F(SqliteTest, WorkStillQueuedAtCloseIsAnsweredUnavailable) {
   EXPECT_EQ(answered.load(), 2000);  // every callback ran, once
 }
 
+TEST_F(SqliteTest, ComponentsVersionTheirTablesApart) {
+  Open();
+  ASSERT_TRUE(db->migrate("other", {{1, "CREATE TABLE other_things (id INTEGER PRIMARY KEY)"}})
+                  .ok());
+  EXPECT_EQ(db->schema_version(), 1);
+  // Each component's own history: "main" stays at 2, "other" at 1; applying again is a no-op.
+  ASSERT_TRUE(db->migrate("other", {{1, "CREATE TABLE other_things (id INTEGER PRIMARY KEY)"}})
+                  .ok());
+  auto r = db->execute_blocking(
+      {{"SELECT component, MAX(version) FROM schema_migrations GROUP BY component "
+        "ORDER BY component", {}}},
+      true);
+  ASSERT_TRUE(r.ok()) << r.message;
+  ASSERT_EQ(r.statements[0].rows.size(), 2u);
+  EXPECT_EQ(sql_text(r.statements[0].rows[0], 0), "main");
+  EXPECT_EQ(sql_int(r.statements[0].rows[0], 1), 2);
+  EXPECT_EQ(sql_text(r.statements[0].rows[1], 0), "other");
+  EXPECT_EQ(sql_int(r.statements[0].rows[1], 1), 1);
+  // A failing migration leaves nothing behind.
+  auto bad = db->migrate("other", {{1, ""}, {2, "CREATE TABLE x (a); CREATE TABLE x (b)"}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.message().find("other migration 2"), std::string::npos) << bad.message();
+  auto none = db->execute_blocking({{"SELECT COUNT(*) FROM sqlite_master WHERE name = 'x'", {}}},
+                                   true);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(sql_int(none.statements[0].rows[0], 0), 0);
+}
+
+TEST_F(SqliteTest, BlockingCallsAndCloseAnswerEveryone) {
+  Open();
+  auto w = db->execute_blocking(
+      {{"INSERT INTO users (email) VALUES ($1)", {std::string("c@example.com")}}});
+  ASSERT_TRUE(w.ok()) << w.message;
+  auto dup = db->execute_blocking(
+      {{"INSERT INTO users (email) VALUES ($1)", {std::string("c@example.com")}}});
+  EXPECT_EQ(dup.error, SqlError::kConflict);
+  db->close();
+  auto late = db->execute_blocking({{"SELECT 1", {}}}, true);
+  EXPECT_EQ(late.error, SqlError::kUnavailable);
+  EXPECT_EQ(Run({{"SELECT 1", {}}}, true).error, SqlError::kUnavailable);
+}
+
 }  // namespace
 }  // namespace citadel::store
