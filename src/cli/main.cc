@@ -10,8 +10,10 @@
 #include "filters/compress/compress_filter.h"
 #include "filters/compress/decompress_filter.h"
 #include "filters/headers/headers_filter.h"
+#include "platform/identity/identity_service.h"
 #include "proxy/config.h"
 #include "proxy/extension_registry.h"
+#include "store/stores.h"
 
 namespace {
 
@@ -26,10 +28,11 @@ constexpr const char* kUsage =
     "POST /config/reload.\n";
 
 // The one place that knows every filter this build offers.
-void register_filters(citadel::proxy::ExtensionRegistry& r) {
+void register_extensions(citadel::proxy::ExtensionRegistry& r, citadel::store::Stores& stores) {
   r.add(std::make_unique<citadel::filters::HeadersFilterConfig>());
   r.add(std::make_unique<citadel::filters::CompressFilterConfig>());
   r.add(std::make_unique<citadel::filters::DecompressFilterConfig>());
+  r.add_service(std::make_unique<citadel::platform::identity::IdentityServiceParser>(stores));
 }
 
 }  // namespace
@@ -61,15 +64,18 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "citadel: a config file is needed (-c FILE)\n\n%s", kUsage);
     return 2;
   }
+  // The stores outlive the registry's parsers and the server that closes them.
+  citadel::store::Stores stores;
   citadel::proxy::ExtensionRegistry filters;
-  register_filters(filters);
+  register_extensions(filters, stores);
 
   if (command == "validate") {
     citadel::core::ConfigErrors errors;
     auto cfg = citadel::proxy::load_config(config, filters, errors);
     if (!cfg) {
       for (const auto& e : errors.all()) std::fprintf(stderr, "%s\n", e.c_str());
-      std::fprintf(stderr, "%zu error%s\n", errors.all().size(), errors.all().size() == 1 ? "" : "s");
+      const size_t n = errors.all().size();
+      std::fprintf(stderr, "%zu error%s\n", n, n == 1 ? "" : "s");
       return 1;
     }
     std::printf("%s: ok (%zu listeners, %zu clusters, %zu routes)\n", config.c_str(),
@@ -84,6 +90,6 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  citadel::cli::Server server(config, filters);
+  citadel::cli::Server server(config, filters, stores);
   return server.run();
 }

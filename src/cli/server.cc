@@ -192,9 +192,11 @@ class Server::AdminListener final : public core::IoHandler {
   http::DownstreamConnection* conns_ = nullptr;
 };
 
-Server::Server(std::string config_path, const proxy::ExtensionRegistry& filters)
+Server::Server(std::string config_path, const proxy::ExtensionRegistry& filters,
+               store::Stores& stores)
     : config_path_(std::move(config_path)),
       filters_(filters),
+      stores_(stores),
       drain_timer_(&Server::on_drain_tick, this),
       dns_timer_(&Server::on_dns_refresh, this),
       ticket_timer_(&Server::on_ticket_rotation, this),
@@ -228,6 +230,7 @@ Server::~Server() {
   health_.reset();
   for (auto& w : workers_) w->stop();
   if (blocking_) blocking_->stop();  // cancelled jobs wait in the stopped loops' queues
+  stores_.close();                   // so do the stores' unanswered transactions
   workers_.clear();                  // each worker runs them (its destructor) before it goes
   if (access_log_) access_log_->stop();
   signals_.reset();
@@ -361,6 +364,7 @@ int Server::run() {
     return 2;
   }
   log_.set_level(observe::parse_level(cfg->error_log_level));
+  stores_.configure(store::StoreOptions{cfg->data_dir});
   nworkers_ = cfg->workers;
   metrics_ = std::make_unique<observe::Registry>(nworkers_);
   reloads_ = metrics_->counter("citadel_config_reloads_total", "Successful config reloads");
@@ -434,7 +438,9 @@ int Server::run() {
     control_client_ = std::make_unique<http::client::HttpClient>(loop_, admin_blocks_, o);
     stapler_ = std::make_unique<OcspStapler>(
         loop_, *control_client_, log_,
-        [this](std::shared_ptr<const OcspStaples> staples) { publish_staples(std::move(staples)); });
+        [this](std::shared_ptr<const OcspStaples> staples) {
+          publish_staples(std::move(staples));
+        });
   }
   watch_certificate_files();
   acme_->start(*shared_cfg);
@@ -799,7 +805,9 @@ void yaml_to_json(const YAML::Node& n, std::string& out, bool redact) {
       size_t at = v.find('@');
       if (scheme != std::string::npos && at != std::string::npos && at > scheme) {
         size_t colon = v.find(':', scheme + 3);
-        if (colon != std::string::npos && colon < at) v.replace(colon + 1, at - colon - 1, "[redacted]");
+        if (colon != std::string::npos && colon < at) {
+          v.replace(colon + 1, at - colon - 1, "[redacted]");
+        }
       }
       bool plain = n.Tag() != "!";
       bool number = plain && !v.empty() &&

@@ -21,12 +21,15 @@
 #include "proxy/health_checker.h"
 #include "proxy/snapshot.h"
 #include "proxy/worker.h"
+#include "store/stores.h"
 
 namespace citadel::cli {
 
 class Server final : public AdminBackend, public http::ConnectionOwner {
  public:
-  Server(std::string config_path, const proxy::ExtensionRegistry& filters);
+  // `stores`: the engines platform services use; configured from the config at start, closed
+  // when the server stops (before its workers' loops go).
+  Server(std::string config_path, const proxy::ExtensionRegistry& filters, store::Stores& stores);
   ~Server();
 
   // Loads the config, starts everything, serves until SIGTERM/SIGINT has drained. Returns the
@@ -83,6 +86,7 @@ class Server final : public AdminBackend, public http::ConnectionOwner {
 
   std::string config_path_;
   const proxy::ExtensionRegistry& filters_;
+  store::Stores& stores_;
   core::EventLoop loop_;
   observe::ErrorLog log_;
   std::unique_ptr<observe::Registry> metrics_;

@@ -93,6 +93,7 @@ Jwk::Jwk(Jwk&& o) noexcept
       kid_(std::move(o.kid_)),
       alg_(std::move(o.alg_)),
       secret_(std::move(o.secret_)),
+      public_json_(std::move(o.public_json_)),
       pkey_(std::exchange(o.pkey_, nullptr)),
       private_(o.private_) {}
 Jwk& Jwk::operator=(Jwk&& o) noexcept {
@@ -103,6 +104,7 @@ Jwk& Jwk::operator=(Jwk&& o) noexcept {
     kid_ = std::move(o.kid_);
     alg_ = std::move(o.alg_);
     secret_ = std::move(o.secret_);
+    public_json_ = std::move(o.public_json_);
     pkey_ = std::exchange(o.pkey_, nullptr);
     private_ = o.private_;
   }

@@ -53,6 +53,7 @@ struct SqlStatementResult {
 struct SqlResult {
   SqlError error = SqlError::kNone;
   std::string message;  // what failed, naming the statement's index
+  int failed_statement = -1;  // the index of the statement that failed, when one did
   std::vector<SqlStatementResult> statements;  // one per statement, when it succeeded
   bool ok() const { return error == SqlError::kNone; }
 };

@@ -213,6 +213,7 @@ bool run_job(SqliteDatabase::Worker& w, SqliteDatabase::Job& job) {
   job.result.statements.resize(job.statements.size());
   for (size_t i = 0; i < job.statements.size(); ++i) {
     if (!run_statement(w, job.statements[i], i, job.result.statements[i], job.result)) {
+      job.result.failed_statement = static_cast<int>(i);
       return false;
     }
   }

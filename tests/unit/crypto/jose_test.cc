@@ -160,12 +160,14 @@ TEST(Jwk, GeneratedKeysSignAndTheirPublicHalvesVerify) {
       EXPECT_TRUE(jws_verify(token.value(), {&key.value()}, only).ok());
       continue;
     }
-    const std::string& pub = key.value().public_json();
+    const std::string pub = key.value().public_json();
     EXPECT_EQ(pub.find("\"d\""), std::string::npos) << pub;
     auto verifier = Jwk::parse(pub);
     ASSERT_TRUE(verifier.ok()) << pub;
     EXPECT_FALSE(verifier.value().has_private());
     EXPECT_TRUE(jws_verify(token.value(), {&verifier.value()}, only).ok());
+    Jwk moved = std::move(key.value());  // the public half moves with the key
+    EXPECT_EQ(moved.public_json(), pub);
     // Two generations never give the same key.
     EXPECT_NE(generate_jwk(alg, "k1").value(), text.value());
   }

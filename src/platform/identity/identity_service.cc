@@ -1,0 +1,808 @@
+#include "platform/identity/identity_service.h"
+
+#include <ctime>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <boost/json.hpp>
+
+#include "core/ascii.h"
+#include "crypto/jwt.h"
+#include "crypto/password.h"
+#include "crypto/random.h"
+#include "http/pipeline/blocking.h"
+#include "http/pipeline/filter.h"
+#include "platform/form.h"
+#include "platform/identity/key_set.h"
+#include "platform/identity/options.h"
+#include "platform/identity/schema.h"
+
+namespace citadel::platform::identity {
+namespace {
+
+namespace json = boost::json;
+using store::SqlError;
+using store::SqlResult;
+using store::SqlStatement;
+
+constexpr size_t kMaxBody = 64 * 1024;
+constexpr size_t kMaxEmail = 254;
+
+int64_t now_s() { return static_cast<int64_t>(::time(nullptr)); }
+
+struct Metrics {
+  observe::Counter* signups = nullptr;
+  observe::Counter* signups_refused = nullptr;
+  observe::Counter* logins = nullptr;
+  observe::Counter* logins_failed = nullptr;
+  observe::Counter* refreshes = nullptr;
+  observe::Counter* refreshes_failed = nullptr;
+  observe::Counter* refresh_reuse = nullptr;
+  observe::Counter* store_errors = nullptr;
+};
+
+// What every request of one snapshot shares; immutable.
+struct Service {
+  IdentityOptions o;
+  std::shared_ptr<store::SqlDatabase> db;
+  std::shared_ptr<const KeySet> keys;
+  std::shared_ptr<const std::string> dummy_hash;  // verified for unknown emails: equal timing
+  std::string discovery;
+  Metrics m;
+};
+
+// An email as stored and compared: trimmed, ASCII letters folded (the domain is case-blind and
+// mail systems treat the local part so in practice), one '@', no spaces or controls.
+bool normalise_email(std::string_view in, std::string& out) {
+  while (!in.empty() && (in.front() == ' ' || in.front() == '\t')) in.remove_prefix(1);
+  while (!in.empty() && (in.back() == ' ' || in.back() == '\t')) in.remove_suffix(1);
+  if (in.empty() || in.size() > kMaxEmail) return false;
+  const size_t at = in.find('@');
+  if (at == 0 || at == std::string_view::npos || at + 1 == in.size() ||
+      in.find('@', at + 1) != std::string_view::npos) {
+    return false;
+  }
+  for (char c : in) {
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return false;
+  }
+  out = core::ascii_lower(std::string(in));
+  return true;
+}
+
+std::string printable(std::string_view s, size_t max) {
+  std::string out;
+  for (char c : s.substr(0, max)) {
+    out.push_back(static_cast<unsigned char>(c) < 0x20 || c == 0x7f ? '?' : c);
+  }
+  return out;
+}
+
+enum class Endpoint : uint8_t {
+  kNone,
+  kSignup,
+  kToken,
+  kLogin,
+  kRevoke,
+  kSessions,
+  kSession,  // /sessions/{id}
+  kUserinfo,
+  kJwks,
+  kDiscovery,
+};
+
+class IdentityHandler final : public pipeline::Handler {
+ public:
+  explicit IdentityHandler(std::shared_ptr<const Service> svc) : svc_(std::move(svc)) {}
+
+  void on_request_headers(pipeline::HandlerContext& ctx, bool end_stream) override {
+    ctx_ = &ctx;
+    const http::RequestHead& req = ctx.request();
+    std::string_view path = ctx.route_path();
+    const std::string& prefix = svc_->o.prefix;
+    if (path.substr(0, prefix.size()) != prefix) return not_found();
+    path.remove_prefix(prefix.size());
+    std::string_view allow;
+    if (path == "/signup") {
+      ep_ = Endpoint::kSignup, allow = "POST";
+    } else if (path == "/token") {
+      ep_ = Endpoint::kToken, allow = "POST";
+    } else if (path == "/login") {
+      ep_ = Endpoint::kLogin, allow = "POST";
+    } else if (path == "/revoke" || path == "/logout") {
+      ep_ = Endpoint::kRevoke, allow = "POST";
+    } else if (path == "/sessions") {
+      ep_ = Endpoint::kSessions, allow = "GET, DELETE";
+    } else if (path.substr(0, 10) == "/sessions/" && path.size() > 10 &&
+               path.find('/', 10) == std::string_view::npos) {
+      ep_ = Endpoint::kSession, allow = "DELETE";
+      target_ = std::string(path.substr(10));
+    } else if (path == "/userinfo") {
+      ep_ = Endpoint::kUserinfo, allow = "GET";
+    } else if (path == "/jwks.json") {
+      ep_ = Endpoint::kJwks, allow = "GET, HEAD";
+    } else if (path == "/.well-known/openid-configuration") {
+      ep_ = Endpoint::kDiscovery, allow = "GET, HEAD";
+    } else {
+      return not_found();
+    }
+    std::string_view method = req.method;
+    bool allowed = false;
+    http::for_each_list_element(allow,
+                                [&](std::string_view m) { allowed = allowed || m == method; });
+    if (!allowed) {
+      json::object e{{"error", "invalid_request"},
+                     {"error_description", std::string(method) + " is not allowed here"}};
+      ctx.response_head().headers.add("Allow", allow);
+      return reply(405, json::serialize(e));
+    }
+    if (method == "POST") {
+      if (req.framing == http::BodyFraming::kContentLength && req.content_length > kMaxBody) {
+        return error(413, "invalid_request", "the body is over 64 KiB");
+      }
+      if (end_stream) return dispatch();
+      return;  // the body follows
+    }
+    if (!end_stream) ctx.pause_request_body();  // a GET's body is not read
+    dispatch();
+  }
+
+  void on_request_data(pipeline::HandlerContext&, std::string_view data, bool end) override {
+    if (done_ || dispatched_) return;
+    if (body_.size() + data.size() > kMaxBody) {
+      return error(413, "invalid_request", "the body is over 64 KiB");
+    }
+    body_.append(data);
+    if (end) dispatch();
+  }
+
+  void on_reset() override { done_ = true; }
+
+ private:
+  // ---- answers -----------------------------------------------------------------------------
+
+  void reply(int status, std::string body, bool no_store = true) {
+    if (done_) return;
+    done_ = true;
+    out_ = std::move(body);
+    http::ResponseHead& resp = ctx_->response_head();
+    resp.status = status;
+    resp.headers.add("Content-Type", "application/json");
+    // Tokens and personal data: never kept by a cache (RFC 6749, 5.1).
+    if (no_store) {
+      resp.headers.add("Cache-Control", "no-store");
+      resp.headers.add("Pragma", "no-cache");
+    }
+    if (ctx_->request().is_head) {
+      resp.framing = http::BodyFraming::kContentLength;
+      resp.content_length = out_.size();
+      ctx_->send_response_headers(true);
+      return;
+    }
+    resp.framing = http::BodyFraming::kContentLength;
+    resp.content_length = out_.size();
+    ctx_->send_response_headers(false);
+    ctx_->send_response_data(out_, true);
+  }
+
+  // RFC 6749, 5.2 (and the same shape for the service's other errors).
+  void error(int status, std::string_view code, std::string_view description) {
+    json::object e{{"error", code}, {"error_description", description}};
+    if (status == 401 && ep_ != Endpoint::kToken) {
+      // RFC 6750, 3: what a client with a bad or missing bearer token is told.
+      std::string_view challenge = code == "invalid_token"
+                                       ? std::string_view("Bearer error=\"invalid_token\"")
+                                       : std::string_view("Bearer");
+      ctx_->response_head().headers.add("WWW-Authenticate", challenge);
+    }
+    reply(status, json::serialize(e));
+  }
+
+  void not_found() {
+    ep_ = Endpoint::kNone;
+    error(404, "not_found", "no such endpoint");
+  }
+
+  void unavailable(const SqlResult& r) {
+    svc_->m.store_errors->add(ctx_->worker().index());
+    ctx_->worker().log().log(observe::LogLevel::kError, "identity: store: %s",
+                             printable(r.message, 300).c_str());
+    ctx_->response_head().headers.add("Retry-After", "1");
+    error(503, "temporarily_unavailable", "the store cannot answer now");
+  }
+
+  // ---- plumbing ----------------------------------------------------------------------------
+
+  template <class F>
+  void sql(std::vector<SqlStatement> statements, bool read_only, F then) {
+    pipeline::StreamHandle h = ctx_->handle();
+    std::shared_ptr<const Service> keep = svc_;
+    svc_->db->execute(
+        ctx_->loop(), std::move(statements),
+        [this, h, keep, then = std::move(then)](SqlResult& r) mutable {
+          if (!h.valid() || done_) return;  // the client left; the store's work stands
+          then(r);
+        },
+        read_only);
+  }
+
+  template <class Work, class Then>
+  void blocking(Work work, Then then) {
+    if (!pipeline::run_blocking(ctx_->worker(), ctx_->handle(), std::move(work),
+                                [this, then = std::move(then)](auto result) mutable {
+                                  if (!done_) then(std::move(result));
+                                })) {
+      ctx_->response_head().headers.add("Retry-After", "1");
+      error(503, "temporarily_unavailable", "too busy to check passwords now");
+    }
+  }
+
+  // The JSON object body of a sign-up or login: false (answered) when it is not one.
+  bool read_json(json::object& out) {
+    if (!has_media_type(ctx_->request(), "application/json")) {
+      error(415, "invalid_request", "expected Content-Type: application/json");
+      return false;
+    }
+    json::error_code ec;
+    json::value v = json::parse(body_, ec);
+    if (ec || !v.is_object() || !crypto::json_without_duplicate_members(body_)) {
+      error(400, "invalid_request", "expected one JSON object (no member given twice)");
+      return false;
+    }
+    out = std::move(v.as_object());
+    return true;
+  }
+
+  static std::string member(const json::object& o, std::string_view key) {
+    const json::value* v = o.if_contains(key);
+    return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();
+  }
+
+  // ---- the endpoints -----------------------------------------------------------------------
+
+  void dispatch() {
+    dispatched_ = true;
+    switch (ep_) {
+      case Endpoint::kSignup: return signup();
+      case Endpoint::kToken: return token();
+      case Endpoint::kLogin: return login_json();
+      case Endpoint::kRevoke: return revoke();
+      case Endpoint::kSessions:
+      case Endpoint::kSession:
+      case Endpoint::kUserinfo: return with_bearer();
+      case Endpoint::kJwks: return reply(200, svc_->keys->jwks(), false);
+      case Endpoint::kDiscovery: return reply(200, svc_->discovery, false);
+      case Endpoint::kNone: return not_found();
+    }
+  }
+
+  bool password_acceptable(const std::string& password) {
+    if (password.size() < svc_->o.min_password_length) {
+      error(400, "invalid_password",
+            "the password needs at least " + std::to_string(svc_->o.min_password_length) +
+                " characters");
+      return false;
+    }
+    if (password.size() > svc_->o.max_password_length) {
+      error(400, "invalid_password", "the password is over 1024 bytes");
+      return false;
+    }
+    return true;
+  }
+
+  void signup() {
+    json::object in;
+    if (!read_json(in)) return;
+    const size_t w = ctx_->worker().index();
+    if (svc_->o.signup == Signup::kClosed) {
+      svc_->m.signups_refused->add(w);
+      return error(403, "signup_closed", "sign-up is closed: an administrator creates accounts");
+    }
+    if (!normalise_email(member(in, "email"), email_)) {
+      return error(400, "invalid_email", "expected \"email\": an address such as a@example.com");
+    }
+    password_ = member(in, "password");
+    if (!password_acceptable(password_)) return;
+    invite_ = member(in, "invite");
+    if (svc_->o.signup == Signup::kInviteOnly && invite_.empty()) {
+      svc_->m.signups_refused->add(w);
+      return error(403, "invite_required", "sign-up needs an invitation (\"invite\")");
+    }
+    crypto::PasswordParams params = svc_->o.password;
+    blocking([pw = std::move(password_), params]() { return crypto::password_hash(pw, params); },
+             [this](core::Result<std::string> hash) {
+               if (!hash.ok()) {
+                 return error(500, "server_error", "cannot hash the password");
+               }
+               create_user(hash.value());
+             });
+  }
+
+  void create_user(const std::string& hash) {
+    const int64_t now = now_s();
+    user_id_ = crypto::random_token(16);
+    std::vector<SqlStatement> st;
+    const bool invited = svc_->o.signup == Signup::kInviteOnly;
+    if (invited) {
+      st.push_back({"UPDATE identity_invites SET used_at = $1 WHERE digest = $2 AND "
+                    "used_at IS NULL AND expires_at > $1 AND (email IS NULL OR email = $3)",
+                    {now, crypto::secret_digest(invite_), email_},
+                    1});
+    }
+    st.push_back({"INSERT INTO identity_users (id, email, password_hash, created_at) "
+                  "VALUES ($1, $2, $3, $4)",
+                  {user_id_, email_, hash, now}});
+    sql(std::move(st), false, [this, invited](SqlResult& r) {
+      const size_t w = ctx_->worker().index();
+      if (r.error == SqlError::kConflict) {
+        svc_->m.signups_refused->add(w);
+        if (invited && r.failed_statement == 0) {
+          return error(403, "invalid_invite", "the invitation is unknown, used or expired");
+        }
+        return error(409, "email_taken", "an account with this email exists");
+      }
+      if (!r.ok()) return unavailable(r);
+      svc_->m.signups->add(w);
+      json::object out{{"id", user_id_}, {"email", email_}};
+      reply(201, json::serialize(out));
+    });
+  }
+
+  // POST {prefix}/login with JSON {email, password}: the password grant for first-party
+  // clients that speak JSON; the same answer as the token endpoint's.
+  void login_json() {
+    json::object in;
+    if (!read_json(in)) return;
+    std::string scope = member(in, "scope");
+    password_login(member(in, "email"), member(in, "password"), scope.empty() ? "openid" : scope);
+  }
+
+  void token() {
+    if (!has_media_type(ctx_->request(), "application/x-www-form-urlencoded")) {
+      return error(400, "invalid_request",
+                   "expected Content-Type: application/x-www-form-urlencoded");
+    }
+    std::map<std::string, std::string> form;
+    std::string why;
+    if (!parse_form(body_, form, why)) return error(400, "invalid_request", why);
+    auto get = [&](const char* k) {
+      auto it = form.find(k);
+      return it == form.end() ? std::string() : it->second;
+    };
+    const std::string grant = get("grant_type");
+    if (grant == "password") {
+      std::string scope = get("scope");
+      return password_login(get("username"), get("password"), scope.empty() ? "openid" : scope);
+    }
+    if (grant == "refresh_token") {
+      const std::string rt = get("refresh_token");
+      if (rt.empty()) return error(400, "invalid_request", "refresh_token is missing");
+      return refresh(rt);
+    }
+    if (grant.empty()) return error(400, "invalid_request", "grant_type is missing");
+    error(400, "unsupported_grant_type", "supported: password, refresh_token");
+  }
+
+  bool scope_acceptable(const std::string& scope) {
+    bool ok = !scope.empty() && scope.size() <= 256;
+    size_t i = 0;
+    while (ok && i < scope.size()) {
+      size_t sp = scope.find(' ', i);
+      std::string_view s(scope.data() + i, (sp == std::string::npos ? scope.size() : sp) - i);
+      ok = s == "openid" || s == "profile" || s == "email" || s == "offline_access";
+      i = sp == std::string::npos ? scope.size() : sp + 1;
+    }
+    if (!ok) error(400, "invalid_scope", "supported scopes: openid profile email offline_access");
+    return ok;
+  }
+
+  void password_login(const std::string& username, std::string password, std::string scope) {
+    if (!scope_acceptable(scope)) return;
+    scope_ = std::move(scope);
+    if (!normalise_email(username, email_) || password.empty() ||
+        password.size() > svc_->o.max_password_length) {
+      svc_->m.logins_failed->add(ctx_->worker().index());
+      return bad_credentials();
+    }
+    password_ = std::move(password);
+    sql({{"SELECT id, password_hash, disabled FROM identity_users WHERE email = $1", {email_}}},
+        true, [this](SqlResult& r) {
+          if (!r.ok()) return unavailable(r);
+          const auto& rows = r.statements[0].rows;
+          std::string stored = *svc_->dummy_hash;
+          bool usable = false;
+          if (!rows.empty()) {
+            user_id_ = store::sql_text(rows[0], 0);
+            stored = store::sql_text(rows[0], 1);
+            usable = store::sql_int(rows[0], 2) == 0;
+          }
+          verify_password(std::move(stored), usable);
+        });
+  }
+
+  struct Verdict {
+    bool match = false;
+    std::string rehash;  // a new hash under the configured parameters, when one is due
+  };
+
+  void verify_password(std::string stored, bool usable) {
+    crypto::PasswordParams params = svc_->o.password;
+    // An unknown email costs one Argon2id verification like a known one: timing tells nothing.
+    blocking(
+        [pw = std::move(password_), stored = std::move(stored), params]() {
+          Verdict v;
+          v.match = crypto::password_verify(pw, stored);
+          if (v.match && crypto::password_needs_rehash(stored, params)) {
+            auto h = crypto::password_hash(pw, params);
+            if (h.ok()) v.rehash = std::move(h.value());
+          }
+          return v;
+        },
+        [this, usable](Verdict v) {
+          if (!v.match || !usable) {
+            svc_->m.logins_failed->add(ctx_->worker().index());
+            return bad_credentials();
+          }
+          open_session(std::move(v.rehash));
+        });
+  }
+
+  void bad_credentials() {
+    if (ep_ == Endpoint::kLogin) return error(401, "invalid_grant", "wrong email or password");
+    error(400, "invalid_grant", "wrong email or password");
+  }
+
+  void open_session(std::string rehash) {
+    const int64_t now = now_s();
+    session_id_ = crypto::random_token(16);
+    refresh_token_ = crypto::random_token(32);
+    session_expires_ = now + svc_->o.session_ttl_s;
+    const http::HeaderField* ua = ctx_->request().headers.find("user-agent");
+    std::vector<SqlStatement> st = {
+        {"INSERT INTO identity_sessions (id, user_id, created_at, last_used_at, expires_at, "
+         "client_address, user_agent) VALUES ($1, $2, $3, $3, $4, $5, $6)",
+         {session_id_, user_id_, now, session_expires_,
+          std::string(ctx_->connection().peer_ip),
+          printable(ua != nullptr ? ua->value : std::string_view(), 200)}},
+        {"INSERT INTO identity_refresh_tokens (digest, session_id, expires_at) "
+         "VALUES ($1, $2, $3)",
+         {crypto::secret_digest(refresh_token_), session_id_,
+          std::min(now + svc_->o.refresh_ttl_s, session_expires_)}},
+        {"SELECT role FROM identity_user_roles WHERE user_id = $1 ORDER BY role", {user_id_}},
+    };
+    if (!rehash.empty()) {
+      st.push_back({"UPDATE identity_users SET password_hash = $1 WHERE id = $2",
+                    {std::move(rehash), user_id_}});
+    }
+    sql(std::move(st), false, [this](SqlResult& r) {
+      if (!r.ok()) return unavailable(r);
+      svc_->m.logins->add(ctx_->worker().index());
+      issue(r.statements[2].rows);
+    });
+  }
+
+  void refresh(const std::string& presented) {
+    scope_ = "openid";
+    digest_ = crypto::secret_digest(presented);
+    sql({{"SELECT t.session_id, t.used_at, t.expires_at, s.user_id, s.revoked_at, s.expires_at, "
+          "u.email, u.disabled FROM identity_refresh_tokens t "
+          "JOIN identity_sessions s ON s.id = t.session_id "
+          "JOIN identity_users u ON u.id = s.user_id WHERE t.digest = $1",
+          {digest_}}},
+        true, [this](SqlResult& r) {
+          if (!r.ok()) return unavailable(r);
+          const auto& rows = r.statements[0].rows;
+          const size_t w = ctx_->worker().index();
+          if (rows.empty()) {
+            svc_->m.refreshes_failed->add(w);
+            return error(400, "invalid_grant", "the refresh token is unknown");
+          }
+          const auto& row = rows[0];
+          session_id_ = store::sql_text(row, 0);
+          user_id_ = store::sql_text(row, 3);
+          email_ = store::sql_text(row, 6);
+          session_expires_ = store::sql_int(row, 5);
+          const int64_t now = now_s();
+          if (!std::holds_alternative<std::monostate>(row[1])) return reused();
+          if (!std::holds_alternative<std::monostate>(row[4]) || store::sql_int(row, 2) <= now ||
+              session_expires_ <= now || store::sql_int(row, 7) != 0) {
+            svc_->m.refreshes_failed->add(w);
+            return error(400, "invalid_grant", "the session has ended");
+          }
+          rotate(now);
+        });
+  }
+
+  // A refresh token used twice: one of the two holders is not the user. Both lose the session
+  // (RFC 6819, 5.2.2.3; OAuth 2.0 Security BCP, 4.14.2).
+  void reused() {
+    svc_->m.refresh_reuse->add(ctx_->worker().index());
+    ctx_->worker().log().log(observe::LogLevel::kWarn,
+                             "identity: a refresh token was used again: session %s revoked",
+                             session_id_.c_str());
+    sql({{"UPDATE identity_sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+          {now_s(), session_id_}}},
+        false, [this](SqlResult& r) {
+          if (!r.ok()) return unavailable(r);
+          error(400, "invalid_grant", "the refresh token was already used: the session is revoked");
+        });
+  }
+
+  void rotate(int64_t now) {
+    refresh_token_ = crypto::random_token(32);
+    sql({{"UPDATE identity_refresh_tokens SET used_at = $1 WHERE digest = $2 AND used_at IS NULL",
+          {now, digest_}, 1},
+         {"UPDATE identity_sessions SET last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+          {now, session_id_}, 1},
+         {"INSERT INTO identity_refresh_tokens (digest, session_id, expires_at) "
+          "VALUES ($1, $2, $3)",
+          {crypto::secret_digest(refresh_token_), session_id_,
+           std::min(now + svc_->o.refresh_ttl_s, session_expires_)}},
+         {"SELECT role FROM identity_user_roles WHERE user_id = $1 ORDER BY role", {user_id_}}},
+        false, [this](SqlResult& r) {
+          if (r.error == SqlError::kConflict) {
+            // Another request used the same token between our read and this write.
+            if (r.failed_statement == 0) return reused();
+            svc_->m.refreshes_failed->add(ctx_->worker().index());
+            return error(400, "invalid_grant", "the session has ended");
+          }
+          if (!r.ok()) return unavailable(r);
+          svc_->m.refreshes->add(ctx_->worker().index());
+          issue(r.statements[3].rows);
+        });
+  }
+
+  // The token response (RFC 6749, 5.1) with a fresh access token for the session.
+  void issue(const std::vector<std::vector<store::SqlValue>>& role_rows) {
+    const IdentityOptions& o = svc_->o;
+    const int64_t now = now_s();
+    json::array roles;
+    for (const auto& row : role_rows) roles.emplace_back(store::sql_text(row, 0));
+    json::object claims;
+    claims["iss"] = o.issuer;
+    claims["sub"] = user_id_;
+    if (o.audiences.size() == 1) {
+      claims["aud"] = o.audiences[0];
+    } else {
+      json::array aud;
+      for (const auto& a : o.audiences) aud.emplace_back(a);
+      claims["aud"] = std::move(aud);
+    }
+    claims["iat"] = now;
+    claims["nbf"] = now;
+    claims["exp"] = now + o.access_ttl_s;
+    claims["jti"] = crypto::random_token(16);
+    claims["sid"] = session_id_;
+    claims["email"] = email_;
+    claims["roles"] = std::move(roles);
+    claims["scope"] = scope_;
+    const crypto::Jwk& key = svc_->keys->signer();
+    json::object header{{"typ", "at+jwt"}, {"kid", key.kid()}};
+    auto token = crypto::jws_sign(key, svc_->keys->algorithm(), json::serialize(header),
+                                  json::serialize(claims));
+    if (!token.ok()) return error(500, "server_error", "cannot sign the token");
+    json::object out{{"access_token", token.value()},
+                     {"token_type", "Bearer"},
+                     {"expires_in", o.access_ttl_s},
+                     {"refresh_token", refresh_token_},
+                     {"scope", scope_}};
+    reply(200, json::serialize(out));
+  }
+
+  // RFC 7009: the answer is 200 whether or not the token was known (nothing to learn from it).
+  void revoke() {
+    std::string token;
+    if (has_media_type(ctx_->request(), "application/json")) {
+      json::object in;
+      if (!read_json(in)) return;
+      token = member(in, "refresh_token");
+    } else {
+      std::map<std::string, std::string> form;
+      std::string why;
+      if (!has_media_type(ctx_->request(), "application/x-www-form-urlencoded") ||
+          !parse_form(body_, form, why)) {
+        return error(400, "invalid_request", "expected a form with token=...");
+      }
+      token = form.count("token") != 0 ? form["token"] : form["refresh_token"];
+    }
+    if (token.empty()) return error(400, "invalid_request", "the token is missing");
+    sql({{"UPDATE identity_sessions SET revoked_at = $1 WHERE revoked_at IS NULL AND id = "
+          "(SELECT session_id FROM identity_refresh_tokens WHERE digest = $2)",
+          {now_s(), crypto::secret_digest(token)}}},
+        false, [this](SqlResult& r) {
+          if (!r.ok()) return unavailable(r);
+          reply(200, "{}");
+        });
+  }
+
+  // ---- endpoints for a signed-in user (Authorization: Bearer <access token>) ---------------
+
+  void with_bearer() {
+    const http::HeaderField* auth = ctx_->request().headers.find("authorization");
+    std::string_view v = auth != nullptr ? auth->value : std::string_view();
+    if (v.size() < 7 || !http::iequals(v.substr(0, 7), "Bearer ")) {
+      return error(401, "invalid_request", "an access token is needed (Authorization: Bearer)");
+    }
+    v.remove_prefix(7);
+    while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+    crypto::JwtRules rules;
+    rules.algorithms = svc_->keys->algorithms();
+    rules.issuer = svc_->o.issuer;
+    rules.audiences = svc_->o.audiences;
+    rules.max_lifetime_s = svc_->o.access_ttl_s + 60;
+    auto claims = crypto::jwt_verify(v, svc_->keys->verifiers(), rules, now_s());
+    if (!claims.ok()) return error(401, "invalid_token", claims.error().message());
+    json::error_code ec;
+    json::value payload = json::parse(claims.value().payload, ec);
+    const json::value* sid = ec ? nullptr : payload.as_object().if_contains("sid");
+    if (sid == nullptr || !sid->is_string() || claims.value().sub.empty()) {
+      return error(401, "invalid_token", "not a session's access token");
+    }
+    session_id_ = std::string(sid->as_string());
+    user_id_ = claims.value().sub;
+    const int64_t now = now_s();
+    // The session must still be open: a revoked one's access tokens stop here at once.
+    SqlStatement live{"SELECT u.email, u.email_verified FROM identity_sessions s "
+                      "JOIN identity_users u ON u.id = s.user_id WHERE s.id = $1 AND "
+                      "s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > $3 AND "
+                      "u.disabled = 0",
+                      {session_id_, user_id_, now}};
+    if (ep_ == Endpoint::kUserinfo) {
+      return sql({std::move(live)}, true, [this](SqlResult& r) {
+        if (!r.ok()) return unavailable(r);
+        const auto& rows = r.statements[0].rows;
+        if (rows.empty()) return error(401, "invalid_token", "the session has ended");
+        json::object out{{"sub", user_id_},
+                         {"email", store::sql_text(rows[0], 0)},
+                         {"email_verified", store::sql_int(rows[0], 1) != 0}};
+        reply(200, json::serialize(out));
+      });
+    }
+    if (ep_ == Endpoint::kSessions && ctx_->request().method == "GET") {
+      return sql({std::move(live),
+                  {"SELECT id, created_at, last_used_at, expires_at, client_address, user_agent "
+                   "FROM identity_sessions WHERE user_id = $1 AND revoked_at IS NULL AND "
+                   "expires_at > $2 ORDER BY created_at, id",
+                   {user_id_, now}}},
+                 true, [this](SqlResult& r) {
+                   if (!r.ok()) return unavailable(r);
+                   if (r.statements[0].rows.empty()) {
+                     return error(401, "invalid_token", "the session has ended");
+                   }
+                   json::array list;
+                   for (const auto& row : r.statements[1].rows) {
+                     list.emplace_back(json::object{
+                         {"id", store::sql_text(row, 0)},
+                         {"created_at", store::sql_int(row, 1)},
+                         {"last_used_at", store::sql_int(row, 2)},
+                         {"expires_at", store::sql_int(row, 3)},
+                         {"client_address", store::sql_text(row, 4)},
+                         {"user_agent", store::sql_text(row, 5)},
+                         {"current", store::sql_text(row, 0) == session_id_}});
+                   }
+                   reply(200, json::serialize(json::object{{"sessions", std::move(list)}}));
+                 });
+    }
+    // DELETE: one session of the user's, or all of them. The first statement is the
+    // authorisation (the caller's session is live); it changes nothing.
+    SqlStatement check{"UPDATE identity_sessions SET revoked_at = NULL WHERE id = $1 AND "
+                       "user_id = $2 AND revoked_at IS NULL AND expires_at > $3",
+                       {session_id_, user_id_, now}, 1};
+    SqlStatement act =
+        ep_ == Endpoint::kSession
+            ? SqlStatement{"UPDATE identity_sessions SET revoked_at = $1 WHERE id = $2 AND "
+                           "user_id = $3 AND revoked_at IS NULL",
+                           {now, target_, user_id_}, 1}
+            : SqlStatement{"UPDATE identity_sessions SET revoked_at = $1 WHERE user_id = $2 "
+                           "AND revoked_at IS NULL",
+                           {now, user_id_}};
+    sql({std::move(check), std::move(act)}, false, [this](SqlResult& r) {
+      if (r.error == SqlError::kConflict && r.failed_statement == 0) {
+        return error(401, "invalid_token", "the session has ended");
+      }
+      if (r.error == SqlError::kConflict) return error(404, "not_found", "no such session");
+      if (!r.ok()) return unavailable(r);
+      json::object out{{"revoked", r.statements[1].changes}};
+      reply(200, json::serialize(out));
+    });
+  }
+
+  std::shared_ptr<const Service> svc_;
+  pipeline::HandlerContext* ctx_ = nullptr;
+  Endpoint ep_ = Endpoint::kNone;
+  bool dispatched_ = false;
+  bool done_ = false;  // answered, or the stream is gone
+  std::string body_;
+  std::string out_;
+  std::string email_, password_, invite_, scope_, target_;
+  std::string user_id_, session_id_, refresh_token_, digest_;
+  int64_t session_expires_ = 0;
+};
+
+class IdentityFactory final : public pipeline::HandlerFactory {
+ public:
+  explicit IdentityFactory(std::shared_ptr<const Service> svc) : svc_(std::move(svc)) {}
+  pipeline::Handler* create(core::Arena& arena) const override {
+    return pipeline::arena_new<IdentityHandler>(arena, svc_);
+  }
+
+ private:
+  std::shared_ptr<const Service> svc_;
+};
+
+std::string discovery_document(const IdentityOptions& o, crypto::JwsAlg alg) {
+  json::object d;
+  d["issuer"] = o.issuer;
+  d["token_endpoint"] = o.issuer + "/token";
+  d["jwks_uri"] = o.issuer + "/jwks.json";
+  d["userinfo_endpoint"] = o.issuer + "/userinfo";
+  d["revocation_endpoint"] = o.issuer + "/revoke";
+  d["grant_types_supported"] = json::array{"password", "refresh_token"};
+  d["response_types_supported"] = json::array{"token"};
+  d["subject_types_supported"] = json::array{"public"};
+  d["id_token_signing_alg_values_supported"] = json::array{jws_alg_name(alg)};
+  d["token_endpoint_auth_methods_supported"] = json::array{"none"};
+  d["scopes_supported"] = json::array{"openid", "profile", "email", "offline_access"};
+  d["claims_supported"] = json::array{"sub", "iss", "aud", "exp", "iat", "email", "roles"};
+  return json::serialize(d);
+}
+
+}  // namespace
+
+std::unique_ptr<pipeline::HandlerFactory> IdentityServiceParser::parse(
+    const core::ConfigNode& options, pipeline::BuildContext& ctx) const {
+  IdentityOptions o = parse_identity_options(options);
+  if (o.issuer.empty()) return nullptr;
+  auto svc = std::make_shared<Service>();
+  observe::Registry& reg = ctx.metrics();
+  const char* events = "Identity service events by kind and outcome";
+  svc->m.signups = reg.counter("citadel_identity_events_total", events,
+                               "event=\"signup\",outcome=\"success\"");
+  svc->m.signups_refused = reg.counter("citadel_identity_events_total", events,
+                                       "event=\"signup\",outcome=\"failure\"");
+  svc->m.logins = reg.counter("citadel_identity_events_total", events,
+                              "event=\"login\",outcome=\"success\"");
+  svc->m.logins_failed = reg.counter("citadel_identity_events_total", events,
+                                     "event=\"login\",outcome=\"failure\"");
+  svc->m.refreshes = reg.counter("citadel_identity_events_total", events,
+                                 "event=\"refresh\",outcome=\"success\"");
+  svc->m.refreshes_failed = reg.counter("citadel_identity_events_total", events,
+                                        "event=\"refresh\",outcome=\"failure\"");
+  svc->m.refresh_reuse = reg.counter("citadel_identity_events_total", events,
+                                     "event=\"refresh_reuse\",outcome=\"failure\"");
+  svc->m.store_errors = reg.counter("citadel_identity_store_errors_total",
+                                    "Identity requests answered 503: the store failed");
+  svc->discovery = discovery_document(o, o.algorithm);
+  if (ctx.checking()) {
+    svc->o = std::move(o);
+    return std::make_unique<IdentityFactory>(std::move(svc));
+  }
+  auto db = stores_.sql();
+  if (!db.ok()) {
+    options.error("the identity service cannot open its store: " + db.error().message());
+    return nullptr;
+  }
+  if (core::Status s = db.value()->migrate("identity", identity_migrations()); !s.ok()) {
+    options.error("the identity service cannot prepare its tables: " + s.message());
+    return nullptr;
+  }
+  auto keys = KeySet::load(*db.value(), o, now_s());
+  if (!keys.ok()) {
+    options.error("the identity service: " + keys.error().message());
+    return nullptr;
+  }
+  // A hash to verify against when the email is unknown, made once per parameter set.
+  const std::string params_key = "dummy/" + std::to_string(o.password.memory_kib) + "/" +
+                                 std::to_string(o.password.iterations);
+  svc->dummy_hash = ctx.state<std::string>(params_key, [&] {
+    auto h = crypto::password_hash(crypto::random_token(16), o.password);
+    return std::make_shared<std::string>(h.ok() ? h.value() : std::string());
+  });
+  svc->db = std::move(db.value());
+  svc->keys = std::move(keys.value());
+  svc->o = std::move(o);
+  return std::make_unique<IdentityFactory>(std::move(svc));
+}
+
+}  // namespace citadel::platform::identity
