@@ -29,6 +29,7 @@ bench:
 	@bench/proxy_bench.sh
 	@bench/h2_bench.sh
 	@/usr/bin/python3 bench/per_request.py
+	@bench/auth_bench.sh
 
 asan:
 	@$(MAKE) --no-print-directory test PRESET=asan

@@ -7,6 +7,7 @@
 
 #include "citadel/build_info.h"
 #include "cli/server.h"
+#include "filters/auth/jwt_filter.h"
 #include "filters/compress/compress_filter.h"
 #include "filters/compress/decompress_filter.h"
 #include "filters/headers/headers_filter.h"
@@ -32,6 +33,7 @@ void register_extensions(citadel::proxy::ExtensionRegistry& r, citadel::store::S
   r.add(std::make_unique<citadel::filters::HeadersFilterConfig>());
   r.add(std::make_unique<citadel::filters::CompressFilterConfig>());
   r.add(std::make_unique<citadel::filters::DecompressFilterConfig>());
+  r.add(std::make_unique<citadel::filters::JwtFilterConfig>());
   r.add_service(std::make_unique<citadel::platform::identity::IdentityServiceParser>(stores));
 }
 
