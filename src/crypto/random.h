@@ -9,6 +9,9 @@
 
 namespace citadel::crypto {
 
+// `bytes` random bytes, raw.
+std::string random_bytes(size_t bytes);
+
 // `bytes` random bytes, base64url without padding (16 bytes: 22 characters, 128 bits).
 std::string random_token(size_t bytes);
 

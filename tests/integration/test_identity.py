@@ -134,7 +134,8 @@ def test_discovery_and_jwks_describe_the_service(idp):
     assert doc["issuer"] == ISSUER
     assert doc["token_endpoint"] == ISSUER + "/token"
     assert doc["jwks_uri"] == ISSUER + "/jwks.json"
-    assert set(doc["grant_types_supported"]) == {"password", "refresh_token"}
+    assert set(doc["grant_types_supported"]) == {
+        "password", "refresh_token", "urn:citadel:params:oauth:grant-type:mfa-otp"}
     keys = jwks_keys(idp)
     assert len(keys) == 1 and keys[0]["alg"] == "EdDSA" and keys[0]["use"] == "sig"
     assert set(keys[0]) == {"kty", "crv", "x", "kid", "alg", "use"}  # no private member

@@ -16,9 +16,11 @@
 #include "crypto/jwt.h"
 #include "crypto/password.h"
 #include "crypto/random.h"
+#include "crypto/totp.h"
 #include "http/pipeline/blocking.h"
 #include "http/pipeline/filter.h"
 #include "platform/form.h"
+#include "platform/qr_svg.h"
 #include "platform/identity/key_set.h"
 #include "platform/identity/options.h"
 #include "platform/identity/schema.h"
@@ -33,6 +35,9 @@ using store::SqlStatement;
 
 constexpr size_t kMaxBody = 64 * 1024;
 constexpr size_t kMaxEmail = 254;
+// The grant that answers an MFA challenge at the token endpoint (an extension grant, RFC 6749
+// section 4.5, named as Auth0's mfa-otp grant is).
+constexpr const char* kMfaOtpGrant = "urn:citadel:params:oauth:grant-type:mfa-otp";
 
 int64_t now_s() { return static_cast<int64_t>(::time(nullptr)); }
 
@@ -45,6 +50,9 @@ struct Metrics {
   observe::Counter* refreshes_failed = nullptr;
   observe::Counter* refresh_reuse = nullptr;
   observe::Counter* store_errors = nullptr;
+  observe::Counter* mfa_ok = nullptr;
+  observe::Counter* mfa_failed = nullptr;
+  observe::Counter* mfa_enrolled = nullptr;
 };
 
 // Password hashes at once: no more than the CPUs this process may run on. Argon2id is memory
@@ -116,6 +124,9 @@ enum class Endpoint : uint8_t {
   kSignup,
   kToken,
   kLogin,
+  kLoginMfa,  // the second step of a login that needs a TOTP or recovery code
+  kTotp,      // POST: enrol (a new secret); DELETE: remove the second factor
+  kTotpConfirm,
   kRevoke,
   kSessions,
   kSession,  // /sessions/{id}
@@ -142,6 +153,12 @@ class IdentityHandler final : public pipeline::Handler {
       ep_ = Endpoint::kToken, allow = "POST";
     } else if (path == "/login") {
       ep_ = Endpoint::kLogin, allow = "POST";
+    } else if (path == "/login/mfa") {
+      ep_ = Endpoint::kLoginMfa, allow = "POST";
+    } else if (path == "/mfa/totp") {
+      ep_ = Endpoint::kTotp, allow = "POST, DELETE";
+    } else if (path == "/mfa/totp/confirm") {
+      ep_ = Endpoint::kTotpConfirm, allow = "POST";
     } else if (path == "/revoke" || path == "/logout") {
       ep_ = Endpoint::kRevoke, allow = "POST";
     } else if (path == "/sessions") {
@@ -169,7 +186,7 @@ class IdentityHandler final : public pipeline::Handler {
       ctx.response_head().headers.add("Allow", allow);
       return reply(405, json::serialize(e));
     }
-    if (method == "POST") {
+    if (method == "POST" || method == "DELETE") {
       if (req.framing == http::BodyFraming::kContentLength && req.content_length > kMaxBody) {
         return error(413, "invalid_request", "the body is over 64 KiB");
       }
@@ -299,6 +316,9 @@ class IdentityHandler final : public pipeline::Handler {
       case Endpoint::kSignup: return signup();
       case Endpoint::kToken: return token();
       case Endpoint::kLogin: return login_json();
+      case Endpoint::kLoginMfa: return login_mfa_json();
+      case Endpoint::kTotp:
+      case Endpoint::kTotpConfirm: return totp_authenticate();
       case Endpoint::kRevoke: return revoke();
       case Endpoint::kSessions:
       case Endpoint::kSession:
@@ -409,13 +429,17 @@ class IdentityHandler final : public pipeline::Handler {
       std::string scope = get("scope");
       return password_login(get("username"), get("password"), scope.empty() ? "openid" : scope);
     }
+    if (grant == kMfaOtpGrant) {
+      return mfa_grant(get("mfa_token"), get("otp"), get("recovery_code"));
+    }
     if (grant == "refresh_token") {
       const std::string rt = get("refresh_token");
       if (rt.empty()) return error(400, "invalid_request", "refresh_token is missing");
       return refresh(rt);
     }
     if (grant.empty()) return error(400, "invalid_request", "grant_type is missing");
-    error(400, "unsupported_grant_type", "supported: password, refresh_token");
+    error(400, "unsupported_grant_type",
+          std::string("supported: password, refresh_token, ") + kMfaOtpGrant);
   }
 
   bool scope_acceptable(const std::string& scope) {
@@ -440,7 +464,13 @@ class IdentityHandler final : public pipeline::Handler {
       return bad_credentials();
     }
     password_ = std::move(password);
-    sql({{"SELECT id, password_hash, disabled FROM identity_users WHERE email = $1", {email_}}},
+    sql({{"SELECT u.id, u.password_hash, u.disabled, u.mfa_required, t.confirmed_at "
+          "FROM identity_users u LEFT JOIN identity_totp t ON t.user_id = u.id "
+          "WHERE u.email = $1",
+          {email_}},
+         {"SELECT r.role FROM identity_user_roles r JOIN identity_users u ON u.id = r.user_id "
+          "WHERE u.email = $1",
+          {email_}}},
         true, [this](SqlResult& r) {
           if (!r.ok()) return unavailable(r);
           const auto& rows = r.statements[0].rows;
@@ -450,6 +480,13 @@ class IdentityHandler final : public pipeline::Handler {
             user_id_ = store::sql_text(rows[0], 0);
             stored = store::sql_text(rows[0], 1);
             usable = store::sql_int(rows[0], 2) == 0;
+            mfa_required_ = store::sql_int(rows[0], 3) != 0;
+            totp_enrolled_ = !std::holds_alternative<std::monostate>(rows[0][4]);
+          }
+          for (const auto& role : r.statements[1].rows) {
+            for (const auto& need : svc_->o.mfa_required_roles) {
+              mfa_required_ = mfa_required_ || store::sql_text(role, 0) == need;
+            }
           }
           verify_password(std::move(stored), usable);
         });
@@ -480,8 +517,42 @@ class IdentityHandler final : public pipeline::Handler {
             svc_->m.logins_failed->add(ctx_->worker().index());
             return bad_credentials();
           }
+          // A second factor, when the account has one or must have one.
+          if (totp_enrolled_) return challenge("otp", std::move(v.rehash));
+          if (mfa_required_) return challenge("enroll", std::move(v.rehash));
           open_session(std::move(v.rehash));
         });
+  }
+
+  // The password was right, a second factor is due: a single-use challenge names the pending
+  // login (mfa_token), answered 403 as OAuth servers with MFA do (no tokens yet).
+  void challenge(const char* purpose, std::string rehash) {
+    const int64_t now = now_s();
+    challenge_token_ = crypto::random_token(32);
+    std::vector<SqlStatement> st = {
+        {"INSERT INTO identity_mfa_challenges (digest, user_id, purpose, scope, expires_at) "
+         "VALUES ($1, $2, $3, $4, $5)",
+         {crypto::secret_digest(challenge_token_), user_id_, std::string(purpose), scope_,
+          now + svc_->o.mfa_challenge_ttl_s}},
+        // Spent and expired challenges go as new ones come: the table stays small.
+        {"DELETE FROM identity_mfa_challenges WHERE expires_at < $1", {now - 3600}},
+    };
+    if (!rehash.empty()) {
+      st.push_back({"UPDATE identity_users SET password_hash = $1 WHERE id = $2",
+                    {std::move(rehash), user_id_}});
+    }
+    const bool otp = std::string_view(purpose) == "otp";
+    sql(std::move(st), false, [this, otp](SqlResult& r) {
+      if (!r.ok()) return unavailable(r);
+      json::object out{
+          {"error", otp ? "mfa_required" : "mfa_enrollment_required"},
+          {"error_description",
+           otp ? "a one-time code is needed: POST it with this mfa_token"
+               : "this account must set up a second factor first: enrol with this mfa_token"},
+          {"mfa_token", challenge_token_},
+          {"expires_in", svc_->o.mfa_challenge_ttl_s}};
+      reply(403, json::serialize(out));
+    });
   }
 
   void bad_credentials() {
@@ -489,24 +560,32 @@ class IdentityHandler final : public pipeline::Handler {
     error(400, "invalid_grant", "wrong email or password");
   }
 
-  void open_session(std::string rehash) {
-    const int64_t now = now_s();
+  // A new session for user_id_ (amr_, scope_): its row, its first refresh token and the
+  // user's roles, appended to `st` (which may hold guards first); issue() answers from `roles_at`.
+  void add_session(std::vector<SqlStatement>& st, int64_t now) {
     session_id_ = crypto::random_token(16);
     refresh_token_ = crypto::random_token(32);
     session_expires_ = now + svc_->o.session_ttl_s;
     const http::HeaderField* ua = ctx_->request().headers.find("user-agent");
-    std::vector<SqlStatement> st = {
-        {"INSERT INTO identity_sessions (id, user_id, created_at, last_used_at, expires_at, "
-         "client_address, user_agent) VALUES ($1, $2, $3, $3, $4, $5, $6)",
-         {session_id_, user_id_, now, session_expires_,
-          std::string(ctx_->connection().peer_ip),
-          printable(ua != nullptr ? ua->value : std::string_view(), 200)}},
-        {"INSERT INTO identity_refresh_tokens (digest, session_id, expires_at) "
-         "VALUES ($1, $2, $3)",
-         {crypto::secret_digest(refresh_token_), session_id_,
-          std::min(now + svc_->o.refresh_ttl_s, session_expires_)}},
-        {"SELECT role FROM identity_user_roles WHERE user_id = $1 ORDER BY role", {user_id_}},
-    };
+    st.push_back({"INSERT INTO identity_sessions (id, user_id, created_at, last_used_at, "
+                  "expires_at, client_address, user_agent, amr, scope) "
+                  "VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8)",
+                  {session_id_, user_id_, now, session_expires_,
+                   std::string(ctx_->connection().peer_ip),
+                   printable(ua != nullptr ? ua->value : std::string_view(), 200), amr_,
+                   scope_}});
+    st.push_back({"INSERT INTO identity_refresh_tokens (digest, session_id, expires_at) "
+                  "VALUES ($1, $2, $3)",
+                  {crypto::secret_digest(refresh_token_), session_id_,
+                   std::min(now + svc_->o.refresh_ttl_s, session_expires_)}});
+    st.push_back(
+        {"SELECT role FROM identity_user_roles WHERE user_id = $1 ORDER BY role", {user_id_}});
+  }
+
+  void open_session(std::string rehash) {
+    amr_ = "pwd";
+    std::vector<SqlStatement> st;
+    add_session(st, now_s());
     if (!rehash.empty()) {
       st.push_back({"UPDATE identity_users SET password_hash = $1 WHERE id = $2",
                     {std::move(rehash), user_id_}});
@@ -518,11 +597,256 @@ class IdentityHandler final : public pipeline::Handler {
     });
   }
 
+  // ---- the second factor ---------------------------------------------------------------------
+
+  // POST {prefix}/login/mfa with JSON {mfa_token, code | recovery_code}.
+  void login_mfa_json() {
+    json::object in;
+    if (!read_json(in)) return;
+    mfa_grant(member(in, "mfa_token"), member(in, "code"), member(in, "recovery_code"));
+  }
+
+  // The mfa-otp grant: the challenge of a login whose password was right, and a TOTP code (or
+  // a recovery code) for its account. Wrong codes count against the challenge.
+  void mfa_grant(const std::string& mfa_token, std::string otp, std::string recovery) {
+    if (mfa_token.empty() || otp.empty() == recovery.empty()) {
+      return error(400, "invalid_request", "mfa_token and one of otp / recovery_code are needed");
+    }
+    otp_ = std::move(otp);
+    recovery_ = std::move(recovery);
+    digest_ = crypto::secret_digest(mfa_token);
+    sql({{"SELECT c.user_id, c.purpose, c.scope, c.expires_at, c.attempts, c.used_at, t.secret, "
+          "t.confirmed_at, u.email, u.disabled FROM identity_mfa_challenges c "
+          "JOIN identity_users u ON u.id = c.user_id "
+          "LEFT JOIN identity_totp t ON t.user_id = c.user_id WHERE c.digest = $1",
+          {digest_}}},
+        true, [this](SqlResult& r) {
+          if (!r.ok()) return unavailable(r);
+          const auto& rows = r.statements[0].rows;
+          const int64_t now = now_s();
+          if (rows.empty() || store::sql_text(rows[0], 1) != "otp" ||
+              store::sql_int(rows[0], 3) <= now ||
+              store::sql_int(rows[0], 4) >= svc_->o.mfa_max_attempts ||
+              !std::holds_alternative<std::monostate>(rows[0][5]) ||
+              std::holds_alternative<std::monostate>(rows[0][7]) ||
+              store::sql_int(rows[0], 9) != 0) {
+            svc_->m.mfa_failed->add(ctx_->worker().index());
+            return error(400, "invalid_grant", "the MFA challenge is unknown, spent or expired");
+          }
+          user_id_ = store::sql_text(rows[0], 0);
+          scope_ = store::sql_text(rows[0], 2);
+          email_ = store::sql_text(rows[0], 8);
+          const int64_t now_step = now;
+          std::vector<SqlStatement> st = {
+              {"UPDATE identity_mfa_challenges SET used_at = $1 WHERE digest = $2 AND "
+               "used_at IS NULL",
+               {now_step, digest_}, 1}};
+          if (!otp_.empty()) {
+            auto secret = crypto::base32_decode(store::sql_text(rows[0], 6));
+            auto step = secret ? crypto::totp_match(*secret, otp_, now, crypto::TotpParams{},
+                                                    svc_->o.mfa_window)
+                               : std::nullopt;
+            if (!step) return wrong_code();
+            amr_ = "pwd otp";
+            // Each code once: a step at or before the last accepted one is a replay.
+            st.push_back({"UPDATE identity_totp SET last_step = $1 WHERE user_id = $2 AND "
+                          "last_step < $1",
+                          {*step, user_id_}, 1});
+          } else {
+            amr_ = "pwd otp";
+            st.push_back({"UPDATE identity_recovery_codes SET used_at = $1 WHERE user_id = $2 "
+                          "AND digest = $3 AND used_at IS NULL",
+                          {now, user_id_, crypto::secret_digest(normal_recovery(recovery_))},
+                          1});
+          }
+          add_session(st, now);
+          sql(std::move(st), false, [this](SqlResult& w) {
+            if (w.error == SqlError::kConflict && w.failed_statement == 0) {
+              return error(400, "invalid_grant", "the MFA challenge was already used");
+            }
+            if (w.error == SqlError::kConflict && w.failed_statement == 1) {
+              if (!otp_.empty()) {
+                svc_->m.mfa_failed->add(ctx_->worker().index());
+                return error(400, "invalid_grant", "this code was already used: wait for the next");
+              }
+              return wrong_code();
+            }
+            if (!w.ok()) return unavailable(w);
+            svc_->m.logins->add(ctx_->worker().index());
+            svc_->m.mfa_ok->add(ctx_->worker().index());
+            issue(w.statements[4].rows);
+          });
+        });
+  }
+
+  void wrong_code() {
+    svc_->m.mfa_failed->add(ctx_->worker().index());
+    sql({{"UPDATE identity_mfa_challenges SET attempts = attempts + 1 WHERE digest = $1",
+          {digest_}}},
+        false, [this](SqlResult& r) {
+          if (!r.ok()) return unavailable(r);
+          error(400, "invalid_grant", "the code does not match");
+        });
+  }
+
+  // Recovery codes as handed out ("ABCDE-FGHIJ"): case, spaces and dashes do not matter.
+  static std::string normal_recovery(const std::string& code) {
+    std::string out;
+    for (char c : code) {
+      if (c == '-' || c == ' ') continue;
+      out.push_back(c >= 'a' && c <= 'z' ? static_cast<char>(c - 32) : c);
+    }
+    return out;
+  }
+
+  // Enrolment and removal act for a signed-in user (an access token of a live session) or,
+  // for enrolment only, for a login that must enrol first (its mfa_token as the bearer).
+  void totp_authenticate() {
+    const http::HeaderField* auth = ctx_->request().headers.find("authorization");
+    std::string_view v = auth != nullptr ? auth->value : std::string_view();
+    if (v.size() < 7 || !http::iequals(v.substr(0, 7), "Bearer ")) {
+      return error(401, "invalid_request", "an access token is needed (Authorization: Bearer)");
+    }
+    v.remove_prefix(7);
+    while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+    if (v.find('.') != std::string_view::npos) return with_bearer();
+    if (ctx_->request().method == "DELETE") {
+      return error(401, "invalid_token", "removing a second factor needs an access token");
+    }
+    digest_ = crypto::secret_digest(v);
+    sql({{"SELECT user_id FROM identity_mfa_challenges WHERE digest = $1 AND "
+          "purpose = 'enroll' AND used_at IS NULL AND expires_at > $2",
+          {digest_, now_s()}}},
+        true, [this](SqlResult& r) {
+          if (!r.ok()) return unavailable(r);
+          if (r.statements[0].rows.empty()) {
+            return error(401, "invalid_token", "the enrolment challenge is unknown or expired");
+          }
+          user_id_ = store::sql_text(r.statements[0].rows[0], 0);
+          enrolling_ = true;
+          totp_action();
+        });
+  }
+
+  void totp_action() {
+    if (ep_ == Endpoint::kTotpConfirm) return totp_confirm();
+    if (ctx_->request().method == "DELETE") return totp_remove();
+    totp_enrol();
+  }
+
+  void totp_enrol() {
+    const int64_t now = now_s();
+    raw_secret_ = crypto::random_bytes(20);  // 160 bits, RFC 4226's recommended size
+    secret_ = crypto::base32_encode(raw_secret_);
+    sql({{"INSERT INTO identity_totp (user_id, secret, created_at) VALUES ($1, $2, $3) "
+          "ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, "
+          "created_at = excluded.created_at WHERE identity_totp.confirmed_at IS NULL",
+          {user_id_, secret_, now}, 1},
+         {"SELECT email FROM identity_users WHERE id = $1", {user_id_}}},
+        false, [this](SqlResult& r) {
+          if (r.error == SqlError::kConflict) {
+            return error(409, "already_enrolled",
+                         "a second factor is set up: remove it first (DELETE)");
+          }
+          if (!r.ok()) return unavailable(r);
+          const std::string account =
+              r.statements[1].rows.empty() ? user_id_ : store::sql_text(r.statements[1].rows[0], 0);
+          const std::string uri =
+              crypto::otpauth_uri(svc_->o.mfa_label, account, raw_secret_, crypto::TotpParams{});
+          json::object out{{"secret", secret_}, {"otpauth_uri", uri}, {"qr_svg", qr_svg(uri)}};
+          reply(200, json::serialize(out));
+        });
+  }
+
+  void totp_confirm() {
+    json::object in;
+    if (!read_json(in)) return;
+    otp_ = member(in, "code");
+    if (otp_.empty()) return error(400, "invalid_request", "\"code\" is missing");
+    sql({{"SELECT secret, confirmed_at FROM identity_totp WHERE user_id = $1", {user_id_}}},
+        true, [this](SqlResult& r) {
+          if (!r.ok()) return unavailable(r);
+          const auto& rows = r.statements[0].rows;
+          if (rows.empty()) return error(409, "not_enrolled", "enrol first (POST .../mfa/totp)");
+          if (!std::holds_alternative<std::monostate>(rows[0][1])) {
+            return error(409, "already_enrolled", "the second factor is already confirmed");
+          }
+          auto secret = crypto::base32_decode(store::sql_text(rows[0], 0));
+          const int64_t now = now_s();
+          auto step = secret ? crypto::totp_match(*secret, otp_, now, crypto::TotpParams{},
+                                                  svc_->o.mfa_window)
+                             : std::nullopt;
+          if (!step) {
+            svc_->m.mfa_failed->add(ctx_->worker().index());
+            return error(400, "invalid_code", "the code does not match: check the device's clock");
+          }
+          std::vector<SqlStatement> st = {
+              {"UPDATE identity_totp SET confirmed_at = $1, last_step = $2 WHERE user_id = $3 "
+               "AND confirmed_at IS NULL",
+               {now, *step, user_id_}, 1},
+              {"DELETE FROM identity_recovery_codes WHERE user_id = $1", {user_id_}}};
+          json::array codes;
+          for (int i = 0; i < 10; ++i) {
+            // 50 bits each, in two groups of five base32 letters.
+            std::string c = crypto::base32_encode(crypto::random_bytes(7)).substr(0, 10);
+            st.push_back({"INSERT INTO identity_recovery_codes (user_id, digest) VALUES ($1, $2)",
+                          {user_id_, crypto::secret_digest(c)}});
+            codes.emplace_back(c.substr(0, 5) + "-" + c.substr(5));
+          }
+          if (enrolling_) {
+            st.push_back({"UPDATE identity_mfa_challenges SET used_at = $1 WHERE digest = $2",
+                          {now, digest_}});
+          }
+          sql(std::move(st), false, [this, codes = std::move(codes)](SqlResult& w) mutable {
+            if (w.error == SqlError::kConflict) {
+              return error(409, "already_enrolled", "the second factor is already confirmed");
+            }
+            if (!w.ok()) return unavailable(w);
+            svc_->m.mfa_enrolled->add(ctx_->worker().index());
+            json::object out{{"recovery_codes", std::move(codes)}};
+            reply(200, json::serialize(out));
+          });
+        });
+  }
+
+  void totp_remove() {
+    json::object in;
+    if (!read_json(in)) return;
+    otp_ = member(in, "code");
+    if (otp_.empty()) {
+      return error(400, "invalid_request", "\"code\" (a current TOTP code) is missing");
+    }
+    sql({{"SELECT secret FROM identity_totp WHERE user_id = $1 AND confirmed_at IS NOT NULL",
+          {user_id_}}},
+        true, [this](SqlResult& r) {
+          if (!r.ok()) return unavailable(r);
+          const auto& rows = r.statements[0].rows;
+          if (rows.empty()) return error(409, "not_enrolled", "no second factor is set up");
+          auto secret = crypto::base32_decode(store::sql_text(rows[0], 0));
+          auto step = secret ? crypto::totp_match(*secret, otp_, now_s(), crypto::TotpParams{},
+                                                  svc_->o.mfa_window)
+                             : std::nullopt;
+          if (!step) {
+            svc_->m.mfa_failed->add(ctx_->worker().index());
+            return error(400, "invalid_code", "the code does not match");
+          }
+          sql({{"DELETE FROM identity_totp WHERE user_id = $1 AND last_step < $2",
+                {user_id_, *step}, 1},
+               {"DELETE FROM identity_recovery_codes WHERE user_id = $1", {user_id_}}},
+              false, [this](SqlResult& w) {
+                if (w.error == SqlError::kConflict) {
+                  return error(400, "invalid_code", "this code was already used");
+                }
+                if (!w.ok()) return unavailable(w);
+                reply(200, "{\"removed\":true}");
+              });
+        });
+  }
+
   void refresh(const std::string& presented) {
-    scope_ = "openid";
     digest_ = crypto::secret_digest(presented);
     sql({{"SELECT t.session_id, t.used_at, t.expires_at, s.user_id, s.revoked_at, s.expires_at, "
-          "u.email, u.disabled FROM identity_refresh_tokens t "
+          "u.email, u.disabled, s.amr, s.scope FROM identity_refresh_tokens t "
           "JOIN identity_sessions s ON s.id = t.session_id "
           "JOIN identity_users u ON u.id = s.user_id WHERE t.digest = $1",
           {digest_}}},
@@ -539,6 +863,8 @@ class IdentityHandler final : public pipeline::Handler {
           user_id_ = store::sql_text(row, 3);
           email_ = store::sql_text(row, 6);
           session_expires_ = store::sql_int(row, 5);
+          amr_ = store::sql_text(row, 8);
+          scope_ = store::sql_text(row, 9);
           const int64_t now = now_s();
           if (!std::holds_alternative<std::monostate>(row[1])) return reused();
           if (!std::holds_alternative<std::monostate>(row[4]) || store::sql_int(row, 2) <= now ||
@@ -613,6 +939,12 @@ class IdentityHandler final : public pipeline::Handler {
     claims["email"] = email_;
     claims["roles"] = std::move(roles);
     claims["scope"] = scope_;
+    json::array amr;  // RFC 8176: "pwd", and "otp" + "mfa" after a second factor
+    for (std::string_view m : {"pwd", "otp"}) {
+      if (amr_.find(m) != std::string::npos) amr.emplace_back(m);
+    }
+    if (amr.size() > 1) amr.emplace_back("mfa");
+    claims["amr"] = std::move(amr);
     const crypto::Jwk& key = svc_->keys->signer();
     json::object header{{"typ", "at+jwt"}, {"kid", key.kid()}};
     auto token = crypto::jws_sign(key, svc_->keys->algorithm(), json::serialize(header),
@@ -684,6 +1016,15 @@ class IdentityHandler final : public pipeline::Handler {
                       "s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > $3 AND "
                       "u.disabled = 0",
                       {session_id_, user_id_, now}};
+    if (ep_ == Endpoint::kTotp || ep_ == Endpoint::kTotpConfirm) {
+      return sql({std::move(live)}, true, [this](SqlResult& r) {
+        if (!r.ok()) return unavailable(r);
+        if (r.statements[0].rows.empty()) {
+          return error(401, "invalid_token", "the session has ended");
+        }
+        totp_action();
+      });
+    }
     if (ep_ == Endpoint::kUserinfo) {
       return sql({std::move(live)}, true, [this](SqlResult& r) {
         if (!r.ok()) return unavailable(r);
@@ -753,6 +1094,11 @@ class IdentityHandler final : public pipeline::Handler {
   std::string out_;
   std::string email_, password_, invite_, scope_, target_;
   std::string user_id_, session_id_, refresh_token_, digest_;
+  std::string amr_ = "pwd";
+  std::string otp_, recovery_, secret_, raw_secret_, challenge_token_;
+  bool mfa_required_ = false;
+  bool totp_enrolled_ = false;
+  bool enrolling_ = false;  // acting on an enrolment challenge, not an access token
   int64_t session_expires_ = 0;
 };
 
@@ -774,7 +1120,7 @@ std::string discovery_document(const IdentityOptions& o, crypto::JwsAlg alg) {
   d["jwks_uri"] = o.issuer + "/jwks.json";
   d["userinfo_endpoint"] = o.issuer + "/userinfo";
   d["revocation_endpoint"] = o.issuer + "/revoke";
-  d["grant_types_supported"] = json::array{"password", "refresh_token"};
+  d["grant_types_supported"] = json::array{"password", "refresh_token", kMfaOtpGrant};
   d["response_types_supported"] = json::array{"token"};
   d["subject_types_supported"] = json::array{"public"};
   d["id_token_signing_alg_values_supported"] = json::array{jws_alg_name(alg)};
@@ -807,6 +1153,12 @@ std::unique_ptr<pipeline::HandlerFactory> IdentityServiceParser::parse(
                                         "event=\"refresh\",outcome=\"failure\"");
   svc->m.refresh_reuse = reg.counter("citadel_identity_events_total", events,
                                      "event=\"refresh_reuse\",outcome=\"failure\"");
+  svc->m.mfa_ok = reg.counter("citadel_identity_events_total", events,
+                              "event=\"mfa\",outcome=\"success\"");
+  svc->m.mfa_failed = reg.counter("citadel_identity_events_total", events,
+                                  "event=\"mfa\",outcome=\"failure\"");
+  svc->m.mfa_enrolled = reg.counter("citadel_identity_events_total", events,
+                                    "event=\"mfa_enrolment\",outcome=\"success\"");
   svc->m.store_errors = reg.counter("citadel_identity_store_errors_total",
                                     "Identity requests answered 503: the store failed");
   svc->discovery = discovery_document(o, o.algorithm);

@@ -8,7 +8,8 @@ IdentityOptions parse_identity_options(const core::ConfigNode& node) {
   IdentityOptions o;
   if (node.defined() && !node.expect_map()) return o;
   node.allow_keys({"issuer", "prefix", "audiences", "signup", "access_token_ttl",
-                   "refresh_token_ttl", "session_ttl", "algorithm", "key_rotation", "password"});
+                   "refresh_token_ttl", "session_ttl", "algorithm", "key_rotation", "password",
+                   "mfa"});
   core::ConfigNode iss = node["issuer"];
   o.issuer = iss.str();
   std::string issuer_path;
@@ -72,6 +73,22 @@ IdentityOptions parse_identity_options(const core::ConfigNode& node) {
         pw["iterations"].integer(static_cast<int64_t>(o.password.iterations), 1, 100));
     o.min_password_length =
         static_cast<size_t>(pw["min_length"].integer(8, 1, 128));
+  }
+  core::ConfigNode mfa = node["mfa"];
+  if (mfa.defined() && mfa.expect_map()) {
+    mfa.allow_keys({"label", "required_roles", "window", "challenge_ttl"});
+    o.mfa_label = mfa["label"].str(o.mfa_label);
+    if (o.mfa_label.empty() || o.mfa_label.find(':') != std::string::npos) {
+      mfa["label"].error("expected a name without ':' (authenticator apps split on it)");
+    }
+    o.mfa_required_roles = mfa["required_roles"].str_list();
+    o.mfa_window = static_cast<int>(mfa["window"].integer(o.mfa_window, 0, 10));
+    core::ConfigNode ttl = mfa["challenge_ttl"];
+    o.mfa_challenge_ttl_s =
+        static_cast<int64_t>(ttl.nonzero_duration_ms(300'000) / 1000);
+    if (o.mfa_challenge_ttl_s < 30 || o.mfa_challenge_ttl_s > 3600) {
+      ttl.error("expected between 30s and 1h");
+    }
   }
   return o;
 }

@@ -30,6 +30,14 @@ struct IdentityOptions {
   crypto::PasswordParams password;
   size_t min_password_length = 8;
   size_t max_password_length = 1024;  // Argon2id reads all of it: bounded
+  // TOTP: the name authenticator apps show beside the account; roles whose users must use a
+  // second factor (those not enrolled get an enrolment challenge instead of tokens); codes
+  // accepted this many steps either side of now (clock drift); a challenge's lifetime and tries.
+  std::string mfa_label = "Citadel";
+  std::vector<std::string> mfa_required_roles;
+  int mfa_window = 1;
+  int64_t mfa_challenge_ttl_s = 300;
+  int mfa_max_attempts = 5;
 };
 
 // Reads `node` (may be absent: then every default, and `issuer` is missing, an error).

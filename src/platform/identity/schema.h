@@ -36,6 +36,28 @@ inline const std::vector<store::SqlMigration>& identity_migrations() {
        "CREATE TABLE identity_keys ("
        " kid TEXT PRIMARY KEY, alg TEXT NOT NULL, jwk TEXT NOT NULL,"
        " created_at INTEGER NOT NULL, retired_at INTEGER)"},
+      // TOTP second factors (RFC 6238): the secret an authenticator app holds (it must be read
+      // back to check codes: the database file is the secret's protection, 0600), confirmed
+      // once a first code matched; `last_step` refuses a code used before (replay). Recovery
+      // codes as digests. A login that needs the second factor gets a challenge: single-use,
+      // short-lived, a few attempts. `amr` (RFC 8176) on a session: how its login proved
+      // itself, and the scope it was granted, carried into every token it refreshes.
+      {2,
+       "CREATE TABLE identity_totp ("
+       " user_id TEXT PRIMARY KEY REFERENCES identity_users(id) ON DELETE CASCADE,"
+       " secret TEXT NOT NULL, created_at INTEGER NOT NULL, confirmed_at INTEGER,"
+       " last_step INTEGER NOT NULL DEFAULT 0);"
+       "CREATE TABLE identity_recovery_codes ("
+       " user_id TEXT NOT NULL REFERENCES identity_users(id) ON DELETE CASCADE,"
+       " digest TEXT NOT NULL, used_at INTEGER, PRIMARY KEY (user_id, digest));"
+       "CREATE TABLE identity_mfa_challenges ("
+       " digest TEXT PRIMARY KEY,"
+       " user_id TEXT NOT NULL REFERENCES identity_users(id) ON DELETE CASCADE,"
+       " purpose TEXT NOT NULL, scope TEXT NOT NULL, expires_at INTEGER NOT NULL,"
+       " attempts INTEGER NOT NULL DEFAULT 0, used_at INTEGER);"
+       "ALTER TABLE identity_users ADD COLUMN mfa_required INTEGER NOT NULL DEFAULT 0;"
+       "ALTER TABLE identity_sessions ADD COLUMN amr TEXT NOT NULL DEFAULT 'pwd';"
+       "ALTER TABLE identity_sessions ADD COLUMN scope TEXT NOT NULL DEFAULT 'openid'"},
   };
   return kMigrations;
 }
