@@ -449,3 +449,77 @@ def test_config_errors_name_file_and_line(citadel, tmp_path):
     r = subprocess.run([CITADEL, "validate", "-c", path], capture_output=True, text=True,
                        timeout=10)
     assert r.returncode == 1 and "signup_mode" in r.stderr
+
+
+def grant_from(c, source, email, password="correct horse battery"):
+    """The password grant from another loopback address (127.0.0.0/8 is all loopback)."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", c.port, timeout=10,
+                                      source_address=(source, 0))
+    try:
+        conn.request("POST", "/auth/token", body=urllib.parse.urlencode(
+            {"grant_type": "password", "username": email, "password": password}),
+            headers={"Content-Type": "application/x-www-form-urlencoded"})
+        r = conn.getresponse()
+        return r.status, dict(r.getheaders()), json.loads(r.read())
+    finally:
+        conn.close()
+
+
+def throttle_rows(c):
+    db = sqlite3.connect(os.path.join(str(c.tmp_path), "data", "citadel.db"))
+    try:
+        return {k: (f, b) for k, f, b in db.execute(
+            "SELECT key, failures, blocked_until FROM identity_throttle")}
+    finally:
+        db.close()
+
+
+def test_failed_logins_throttle_one_address_without_locking_the_user_out(idp):
+    idp.signup("pat@example.com")
+    for _ in range(5):
+        status, _, body = grant_from(idp.c, "127.0.0.1", "pat@example.com", "wrong guess")
+        assert status == 400 and body["error"] == "invalid_grant"
+    # The fifth failure blocks this address for this account, even with the right password,
+    # before any hashing.
+    status, hdrs, body = grant_from(idp.c, "127.0.0.1", "pat@example.com")
+    assert status == 429 and body["error"] == "too_many_attempts", body
+    assert 1 <= int(hdrs["Retry-After"]) <= 30
+    # The user, from elsewhere, is not locked out; the success clears the account's count.
+    status, _, _ = grant_from(idp.c, "127.0.0.2", "pat@example.com")
+    assert status == 200
+    assert grant_from(idp.c, "127.0.0.1", "pat@example.com")[0] == 429
+    rows = throttle_rows(idp.c)
+    assert "acct:pat@example.com" not in rows and "pair:pat@example.com|127.0.0.2" not in rows
+    assert rows["pair:pat@example.com|127.0.0.1"][0] == 5
+    # Another account from the first address is not affected.
+    idp.signup("quinn@example.com")
+    assert grant_from(idp.c, "127.0.0.1", "quinn@example.com")[0] == 200
+    assert idp.c.metric('citadel_identity_events_total{event="login",outcome="throttled"}') == 2
+
+
+def test_guesses_spread_over_addresses_slow_the_account_for_a_bounded_time(idp):
+    idp.signup("ray@example.com")
+    for i in range(20):
+        status, _, _ = grant_from(idp.c, "127.0.0.%d" % (10 + i), "ray@example.com", "guess")
+        assert status == 400
+    status, hdrs, _ = grant_from(idp.c, "127.0.0.99", "ray@example.com")
+    assert status == 429 and int(hdrs["Retry-After"]) <= 60  # the account's first step: 60 s
+    _, blocked = throttle_rows(idp.c)["acct:ray@example.com"]
+    assert blocked - time.time() <= 60
+    # Unknown accounts are throttled the same way (nothing tells them apart).
+    for _ in range(5):
+        grant_from(idp.c, "127.0.0.3", "nobody@example.com", "x")
+    assert grant_from(idp.c, "127.0.0.3", "nobody@example.com", "x")[0] == 429
+
+
+def test_concurrent_failures_all_count(idp):
+    idp.signup("sam@example.com")
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: grant_from(idp.c, "127.0.0.4", "sam@example.com",
+                                                     "wrong"), range(12)))
+    assert all(r[0] in (400, 429) for r in results)
+    rows = throttle_rows(idp.c)
+    # Every attempt that reached the password check was counted (none lost to a race).
+    checked = sum(1 for r in results if r[0] == 400)
+    assert rows["pair:sam@example.com|127.0.0.4"][0] == checked >= 5

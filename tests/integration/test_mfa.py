@@ -136,7 +136,15 @@ def test_codes_outside_the_window_and_wrong_codes_are_refused_then_the_challenge
     assert mfa(cl, mt, otp=totp(secret, step_offset=3))[0] == 400
     for _ in range(3):
         assert mfa(cl, mt, otp="000000" if totp(secret) != "000000" else "111111")[0] == 400
-    # Five wrong tries: even the right code no longer opens this challenge.
+    # Five wrong codes count like five wrong passwords: this address is throttled now.
+    status, hdrs, body = mfa(cl, mt, otp=totp(secret, step_offset=2))
+    assert status == 429 and body["error"] == "too_many_attempts" and int(hdrs["Retry-After"]) > 0
+    assert cl.password_grant("m@example.com")[0] == 429
+    con = db(cl.c)
+    con.execute("DELETE FROM identity_throttle")  # as if the wait had passed
+    con.commit()
+    con.close()
+    # And the challenge has burnt: even the right code no longer opens it.
     status, _, body = mfa(cl, mt, otp=totp(secret, step_offset=2))
     assert status == 400 and "spent" in body["error_description"]
     assert mfa(cl, "no-such-challenge", otp=totp(secret))[0] == 400

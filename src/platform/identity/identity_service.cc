@@ -35,6 +35,23 @@ using store::SqlStatement;
 
 constexpr size_t kMaxBody = 64 * 1024;
 constexpr size_t kMaxEmail = 254;
+
+// Throttling of failed logins and second-factor codes (docs/identity.md): after `threshold`
+// failures on a key, each further one blocks the key for `step` seconds more, up to `cap`. The
+// pair (account, address) is strict: one address guessing one account. The account alone is
+// looser, so that guesses spread over many addresses slow down too, yet capped low enough that
+// nobody can keep a user locked out for long. The address alone catches one address trying many
+// accounts. A success clears the pair and the account; a quiet day clears any key.
+struct ThrottleRule {
+  const char* prefix;
+  int64_t threshold, step_s, cap_s;
+};
+constexpr ThrottleRule kThrottle[] = {
+    {"pair:", 5, 30, 900},
+    {"acct:", 20, 60, 900},
+    {"addr:", 100, 60, 3600},
+};
+constexpr int64_t kThrottleMemoryS = 86400;
 // The grant that answers an MFA challenge at the token endpoint (an extension grant, RFC 6749
 // section 4.5, named as Auth0's mfa-otp grant is).
 constexpr const char* kMfaOtpGrant = "urn:citadel:params:oauth:grant-type:mfa-otp";
@@ -50,6 +67,7 @@ struct Metrics {
   observe::Counter* refreshes_failed = nullptr;
   observe::Counter* refresh_reuse = nullptr;
   observe::Counter* store_errors = nullptr;
+  observe::Counter* logins_throttled = nullptr;
   observe::Counter* mfa_ok = nullptr;
   observe::Counter* mfa_failed = nullptr;
   observe::Counter* mfa_enrolled = nullptr;
@@ -470,9 +488,11 @@ class IdentityHandler final : public pipeline::Handler {
           {email_}},
          {"SELECT r.role FROM identity_user_roles r JOIN identity_users u ON u.id = r.user_id "
           "WHERE u.email = $1",
-          {email_}}},
+          {email_}},
+         throttle_check()},
         true, [this](SqlResult& r) {
           if (!r.ok()) return unavailable(r);
+          if (throttled(r.statements[2])) return;
           const auto& rows = r.statements[0].rows;
           std::string stored = *svc_->dummy_hash;
           bool usable = false;
@@ -515,7 +535,7 @@ class IdentityHandler final : public pipeline::Handler {
         [this, usable](Verdict v) {
           if (!v.match || !usable) {
             svc_->m.logins_failed->add(ctx_->worker().index());
-            return bad_credentials();
+            return record_failure([this] { bad_credentials(); });
           }
           // A second factor, when the account has one or must have one.
           if (totp_enrolled_) return challenge("otp", std::move(v.rehash));
@@ -555,6 +575,64 @@ class IdentityHandler final : public pipeline::Handler {
     });
   }
 
+  // ---- throttling ------------------------------------------------------------------------------
+
+  std::string throttle_key(const ThrottleRule& rule) const {
+    const std::string address(ctx_->connection().peer_ip);
+    if (rule.prefix[0] == 'p') return std::string(rule.prefix) + email_ + "|" + address;
+    if (rule.prefix[0] == 'a' && rule.prefix[1] == 'c') return std::string(rule.prefix) + email_;
+    return std::string(rule.prefix) + address;
+  }
+
+  SqlStatement throttle_check() const {
+    return {"SELECT MAX(blocked_until) FROM identity_throttle WHERE key IN ($1, $2, $3)",
+            {throttle_key(kThrottle[0]), throttle_key(kThrottle[1]), throttle_key(kThrottle[2])}};
+  }
+
+  // True (and answered 429) when one of the keys is blocked now.
+  bool throttled(const store::SqlStatementResult& check) {
+    const int64_t until = check.rows.empty() ? 0 : store::sql_int(check.rows[0], 0);
+    const int64_t now = now_s();
+    if (until <= now) return false;
+    svc_->m.logins_throttled->add(ctx_->worker().index());
+    const std::string wait = std::to_string(until - now);
+    ctx_->response_head().headers.add("Retry-After", ctx_->arena().copy(wait));
+    error(429, "too_many_attempts",
+          "too many failed attempts: try again in " + wait + " seconds");
+    return true;
+  }
+
+  // Counts a failure on each key (one transaction: concurrent failures all count), then `then`.
+  template <class Then>
+  void record_failure(Then then) {
+    const int64_t now = now_s();
+    std::vector<SqlStatement> st;
+    for (const ThrottleRule& rule : kThrottle) {
+      const std::string key = throttle_key(rule);
+      st.push_back({"INSERT INTO identity_throttle (key, failures, blocked_until, updated_at) "
+                    "VALUES ($1, 1, 0, $2) ON CONFLICT (key) DO UPDATE SET failures = CASE "
+                    "WHEN identity_throttle.updated_at < $3 THEN 1 "
+                    "ELSE identity_throttle.failures + 1 END, updated_at = $2",
+                    {key, now, now - kThrottleMemoryS}});
+      st.push_back({"UPDATE identity_throttle SET blocked_until = updated_at + CASE "
+                    "WHEN (failures - $2 + 1) * $3 < $4 THEN (failures - $2 + 1) * $3 "
+                    "ELSE $4 END WHERE key = $1 AND failures >= $2",
+                    {key, rule.threshold, rule.step_s, rule.cap_s}});
+    }
+    st.push_back({"DELETE FROM identity_throttle WHERE updated_at < $1 AND blocked_until < $2",
+                  {now - kThrottleMemoryS, now}});
+    sql(std::move(st), false, [this, then = std::move(then)](SqlResult& r) mutable {
+      if (!r.ok()) return unavailable(r);
+      then();
+    });
+  }
+
+  // A login that succeeded clears its account's and its pair's counts.
+  SqlStatement throttle_clear() const {
+    return {"DELETE FROM identity_throttle WHERE key IN ($1, $2)",
+            {throttle_key(kThrottle[0]), throttle_key(kThrottle[1])}};
+  }
+
   void bad_credentials() {
     if (ep_ == Endpoint::kLogin) return error(401, "invalid_grant", "wrong email or password");
     error(400, "invalid_grant", "wrong email or password");
@@ -586,6 +664,7 @@ class IdentityHandler final : public pipeline::Handler {
     amr_ = "pwd";
     std::vector<SqlStatement> st;
     add_session(st, now_s());
+    st.push_back(throttle_clear());
     if (!rehash.empty()) {
       st.push_back({"UPDATE identity_users SET password_hash = $1 WHERE id = $2",
                     {std::move(rehash), user_id_}});
@@ -623,69 +702,86 @@ class IdentityHandler final : public pipeline::Handler {
         true, [this](SqlResult& r) {
           if (!r.ok()) return unavailable(r);
           const auto& rows = r.statements[0].rows;
-          const int64_t now = now_s();
-          if (rows.empty() || store::sql_text(rows[0], 1) != "otp" ||
-              store::sql_int(rows[0], 3) <= now ||
-              store::sql_int(rows[0], 4) >= svc_->o.mfa_max_attempts ||
-              !std::holds_alternative<std::monostate>(rows[0][5]) ||
-              std::holds_alternative<std::monostate>(rows[0][7]) ||
-              store::sql_int(rows[0], 9) != 0) {
-            svc_->m.mfa_failed->add(ctx_->worker().index());
-            return error(400, "invalid_grant", "the MFA challenge is unknown, spent or expired");
+          if (!rows.empty() && email_.empty()) {
+            // Throttled by the account's keys: read them, then come back here.
+            email_ = store::sql_text(rows[0], 8);
+            return sql({throttle_check()}, true, [this, r](SqlResult& t) mutable {
+              if (!t.ok()) return unavailable(t);
+              if (throttled(t.statements[0])) return;
+              mfa_checked(r);
+            });
           }
-          user_id_ = store::sql_text(rows[0], 0);
-          scope_ = store::sql_text(rows[0], 2);
-          email_ = store::sql_text(rows[0], 8);
-          const int64_t now_step = now;
-          std::vector<SqlStatement> st = {
-              {"UPDATE identity_mfa_challenges SET used_at = $1 WHERE digest = $2 AND "
-               "used_at IS NULL",
-               {now_step, digest_}, 1}};
-          if (!otp_.empty()) {
-            auto secret = crypto::base32_decode(store::sql_text(rows[0], 6));
-            auto step = secret ? crypto::totp_match(*secret, otp_, now, crypto::TotpParams{},
-                                                    svc_->o.mfa_window)
-                               : std::nullopt;
-            if (!step) return wrong_code();
-            amr_ = "pwd otp";
-            // Each code once: a step at or before the last accepted one is a replay.
-            st.push_back({"UPDATE identity_totp SET last_step = $1 WHERE user_id = $2 AND "
-                          "last_step < $1",
-                          {*step, user_id_}, 1});
-          } else {
-            amr_ = "pwd otp";
-            st.push_back({"UPDATE identity_recovery_codes SET used_at = $1 WHERE user_id = $2 "
-                          "AND digest = $3 AND used_at IS NULL",
-                          {now, user_id_, crypto::secret_digest(normal_recovery(recovery_))},
-                          1});
-          }
-          add_session(st, now);
-          sql(std::move(st), false, [this](SqlResult& w) {
-            if (w.error == SqlError::kConflict && w.failed_statement == 0) {
-              return error(400, "invalid_grant", "the MFA challenge was already used");
-            }
-            if (w.error == SqlError::kConflict && w.failed_statement == 1) {
-              if (!otp_.empty()) {
-                svc_->m.mfa_failed->add(ctx_->worker().index());
-                return error(400, "invalid_grant", "this code was already used: wait for the next");
-              }
-              return wrong_code();
-            }
-            if (!w.ok()) return unavailable(w);
-            svc_->m.logins->add(ctx_->worker().index());
-            svc_->m.mfa_ok->add(ctx_->worker().index());
-            issue(w.statements[4].rows);
-          });
+          mfa_checked(r);
         });
   }
 
+  void mfa_checked(SqlResult& r) {
+    const auto& rows = r.statements[0].rows;
+    const int64_t now = now_s();
+    if (rows.empty() || store::sql_text(rows[0], 1) != "otp" ||
+        store::sql_int(rows[0], 3) <= now ||
+        store::sql_int(rows[0], 4) >= svc_->o.mfa_max_attempts ||
+        !std::holds_alternative<std::monostate>(rows[0][5]) ||
+        std::holds_alternative<std::monostate>(rows[0][7]) ||
+        store::sql_int(rows[0], 9) != 0) {
+      svc_->m.mfa_failed->add(ctx_->worker().index());
+      return error(400, "invalid_grant", "the MFA challenge is unknown, spent or expired");
+    }
+    user_id_ = store::sql_text(rows[0], 0);
+    scope_ = store::sql_text(rows[0], 2);
+    email_ = store::sql_text(rows[0], 8);
+    const int64_t now_step = now;
+    std::vector<SqlStatement> st = {
+        {"UPDATE identity_mfa_challenges SET used_at = $1 WHERE digest = $2 AND "
+         "used_at IS NULL",
+         {now_step, digest_}, 1}};
+    if (!otp_.empty()) {
+      auto secret = crypto::base32_decode(store::sql_text(rows[0], 6));
+      auto step = secret ? crypto::totp_match(*secret, otp_, now, crypto::TotpParams{},
+                                              svc_->o.mfa_window)
+                         : std::nullopt;
+      if (!step) return wrong_code();
+      amr_ = "pwd otp";
+      // Each code once: a step at or before the last accepted one is a replay.
+      st.push_back({"UPDATE identity_totp SET last_step = $1 WHERE user_id = $2 AND "
+                    "last_step < $1",
+                    {*step, user_id_}, 1});
+    } else {
+      amr_ = "pwd otp";
+      st.push_back({"UPDATE identity_recovery_codes SET used_at = $1 WHERE user_id = $2 "
+                    "AND digest = $3 AND used_at IS NULL",
+                    {now, user_id_, crypto::secret_digest(normal_recovery(recovery_))},
+                    1});
+    }
+    add_session(st, now);
+    st.push_back(throttle_clear());
+    sql(std::move(st), false, [this](SqlResult& w) {
+      if (w.error == SqlError::kConflict && w.failed_statement == 0) {
+        return error(400, "invalid_grant", "the MFA challenge was already used");
+      }
+      if (w.error == SqlError::kConflict && w.failed_statement == 1) {
+        if (!otp_.empty()) {
+          svc_->m.mfa_failed->add(ctx_->worker().index());
+          return error(400, "invalid_grant", "this code was already used: wait for the next");
+        }
+        return wrong_code();
+      }
+      if (!w.ok()) return unavailable(w);
+      svc_->m.logins->add(ctx_->worker().index());
+      svc_->m.mfa_ok->add(ctx_->worker().index());
+      issue(w.statements[4].rows);
+    });
+  }
+
+  // A wrong code counts against the challenge and, like a wrong password, against the account
+  // (a password alone cannot buy unlimited challenges to guess codes with).
   void wrong_code() {
     svc_->m.mfa_failed->add(ctx_->worker().index());
     sql({{"UPDATE identity_mfa_challenges SET attempts = attempts + 1 WHERE digest = $1",
           {digest_}}},
         false, [this](SqlResult& r) {
           if (!r.ok()) return unavailable(r);
-          error(400, "invalid_grant", "the code does not match");
+          record_failure([this] { error(400, "invalid_grant", "the code does not match"); });
         });
   }
 
@@ -1153,6 +1249,8 @@ std::unique_ptr<pipeline::HandlerFactory> IdentityServiceParser::parse(
                                         "event=\"refresh\",outcome=\"failure\"");
   svc->m.refresh_reuse = reg.counter("citadel_identity_events_total", events,
                                      "event=\"refresh_reuse\",outcome=\"failure\"");
+  svc->m.logins_throttled = reg.counter("citadel_identity_events_total", events,
+                                        "event=\"login\",outcome=\"throttled\"");
   svc->m.mfa_ok = reg.counter("citadel_identity_events_total", events,
                               "event=\"mfa\",outcome=\"success\"");
   svc->m.mfa_failed = reg.counter("citadel_identity_events_total", events,

@@ -58,6 +58,13 @@ inline const std::vector<store::SqlMigration>& identity_migrations() {
        "ALTER TABLE identity_users ADD COLUMN mfa_required INTEGER NOT NULL DEFAULT 0;"
        "ALTER TABLE identity_sessions ADD COLUMN amr TEXT NOT NULL DEFAULT 'pwd';"
        "ALTER TABLE identity_sessions ADD COLUMN scope TEXT NOT NULL DEFAULT 'openid'"},
+      // Failed logins and codes by key ("pair:EMAIL|ADDRESS", "acct:EMAIL", "addr:ADDRESS"):
+      // a count that starts again after a quiet day, and a time before which logins on that
+      // key are refused without looking at the password.
+      {3,
+       "CREATE TABLE identity_throttle ("
+       " key TEXT PRIMARY KEY, failures INTEGER NOT NULL, blocked_until INTEGER NOT NULL,"
+       " updated_at INTEGER NOT NULL)"},
   };
   return kMigrations;
 }
