@@ -20,6 +20,7 @@
 #include "http/pipeline/blocking.h"
 #include "http/pipeline/filter.h"
 #include "platform/form.h"
+#include "platform/json_handler.h"
 #include "platform/qr_svg.h"
 #include "platform/identity/key_set.h"
 #include "platform/identity/options.h"
@@ -33,7 +34,6 @@ using store::SqlError;
 using store::SqlResult;
 using store::SqlStatement;
 
-constexpr size_t kMaxBody = 64 * 1024;
 constexpr size_t kMaxEmail = 254;
 
 // Throttling of failed logins and second-factor codes (docs/identity.md): after `threshold`
@@ -129,14 +129,6 @@ bool normalise_email(std::string_view in, std::string& out) {
   return true;
 }
 
-std::string printable(std::string_view s, size_t max) {
-  std::string out;
-  for (char c : s.substr(0, max)) {
-    out.push_back(static_cast<unsigned char>(c) < 0x20 || c == 0x7f ? '?' : c);
-  }
-  return out;
-}
-
 enum class Endpoint : uint8_t {
   kNone,
   kSignup,
@@ -153,13 +145,12 @@ enum class Endpoint : uint8_t {
   kDiscovery,
 };
 
-class IdentityHandler final : public pipeline::Handler {
+class IdentityHandler final : public JsonHandler {
  public:
   explicit IdentityHandler(std::shared_ptr<const Service> svc) : svc_(std::move(svc)) {}
 
   void on_request_headers(pipeline::HandlerContext& ctx, bool end_stream) override {
     ctx_ = &ctx;
-    const http::RequestHead& req = ctx.request();
     std::string_view path = ctx.route_path();
     const std::string& prefix = svc_->o.prefix;
     if (path.substr(0, prefix.size()) != prefix) return not_found();
@@ -169,6 +160,7 @@ class IdentityHandler final : public pipeline::Handler {
       ep_ = Endpoint::kSignup, allow = "POST";
     } else if (path == "/token") {
       ep_ = Endpoint::kToken, allow = "POST";
+      bearer_challenge_ = false;  // clients authenticate to it otherwise (RFC 6749, 5.2)
     } else if (path == "/login") {
       ep_ = Endpoint::kLogin, allow = "POST";
     } else if (path == "/login/mfa") {
@@ -194,78 +186,10 @@ class IdentityHandler final : public pipeline::Handler {
     } else {
       return not_found();
     }
-    std::string_view method = req.method;
-    bool allowed = false;
-    http::for_each_list_element(allow,
-                                [&](std::string_view m) { allowed = allowed || m == method; });
-    if (!allowed) {
-      json::object e{{"error", "invalid_request"},
-                     {"error_description", std::string(method) + " is not allowed here"}};
-      ctx.response_head().headers.add("Allow", allow);
-      return reply(405, json::serialize(e));
-    }
-    if (method == "POST" || method == "DELETE") {
-      if (req.framing == http::BodyFraming::kContentLength && req.content_length > kMaxBody) {
-        return error(413, "invalid_request", "the body is over 64 KiB");
-      }
-      if (end_stream) return dispatch();
-      return;  // the body follows
-    }
-    if (!end_stream) ctx.pause_request_body();  // a GET's body is not read
-    dispatch();
+    begin(ctx, end_stream, allow);
   }
-
-  void on_request_data(pipeline::HandlerContext&, std::string_view data, bool end) override {
-    if (done_ || dispatched_) return;
-    if (body_.size() + data.size() > kMaxBody) {
-      return error(413, "invalid_request", "the body is over 64 KiB");
-    }
-    body_.append(data);
-    if (end) dispatch();
-  }
-
-  void on_reset() override { done_ = true; }
 
  private:
-  // ---- answers -----------------------------------------------------------------------------
-
-  void reply(int status, std::string body, bool no_store = true) {
-    if (done_) return;
-    done_ = true;
-    out_ = std::move(body);
-    http::ResponseHead& resp = ctx_->response_head();
-    resp.status = status;
-    resp.headers.add("Content-Type", "application/json");
-    // Tokens and personal data: never kept by a cache (RFC 6749, 5.1).
-    if (no_store) {
-      resp.headers.add("Cache-Control", "no-store");
-      resp.headers.add("Pragma", "no-cache");
-    }
-    if (ctx_->request().is_head) {
-      resp.framing = http::BodyFraming::kContentLength;
-      resp.content_length = out_.size();
-      ctx_->send_response_headers(true);
-      return;
-    }
-    resp.framing = http::BodyFraming::kContentLength;
-    resp.content_length = out_.size();
-    ctx_->send_response_headers(false);
-    ctx_->send_response_data(out_, true);
-  }
-
-  // RFC 6749, 5.2 (and the same shape for the service's other errors).
-  void error(int status, std::string_view code, std::string_view description) {
-    json::object e{{"error", code}, {"error_description", description}};
-    if (status == 401 && ep_ != Endpoint::kToken) {
-      // RFC 6750, 3: what a client with a bad or missing bearer token is told.
-      std::string_view challenge = code == "invalid_token"
-                                       ? std::string_view("Bearer error=\"invalid_token\"")
-                                       : std::string_view("Bearer");
-      ctx_->response_head().headers.add("WWW-Authenticate", challenge);
-    }
-    reply(status, json::serialize(e));
-  }
-
   void not_found() {
     ep_ = Endpoint::kNone;
     error(404, "not_found", "no such endpoint");
@@ -279,57 +203,14 @@ class IdentityHandler final : public pipeline::Handler {
     error(503, "temporarily_unavailable", "the store cannot answer now");
   }
 
-  // ---- plumbing ----------------------------------------------------------------------------
-
   template <class F>
   void sql(std::vector<SqlStatement> statements, bool read_only, F then) {
-    pipeline::StreamHandle h = ctx_->handle();
-    std::shared_ptr<const Service> keep = svc_;
-    svc_->db->execute(
-        ctx_->loop(), std::move(statements),
-        [this, h, keep, then = std::move(then)](SqlResult& r) mutable {
-          if (!h.valid() || done_) return;  // the client left; the store's work stands
-          then(r);
-        },
-        read_only);
-  }
-
-  template <class Work, class Then>
-  void blocking(Work work, Then then) {
-    if (!pipeline::run_blocking(ctx_->worker(), ctx_->handle(), std::move(work),
-                                [this, then = std::move(then)](auto result) mutable {
-                                  if (!done_) then(std::move(result));
-                                })) {
-      ctx_->response_head().headers.add("Retry-After", "1");
-      error(503, "temporarily_unavailable", "too busy to check passwords now");
-    }
-  }
-
-  // The JSON object body of a sign-up or login: false (answered) when it is not one.
-  bool read_json(json::object& out) {
-    if (!has_media_type(ctx_->request(), "application/json")) {
-      error(415, "invalid_request", "expected Content-Type: application/json");
-      return false;
-    }
-    json::error_code ec;
-    json::value v = json::parse(body_, ec);
-    if (ec || !v.is_object() || !crypto::json_without_duplicate_members(body_)) {
-      error(400, "invalid_request", "expected one JSON object (no member given twice)");
-      return false;
-    }
-    out = std::move(v.as_object());
-    return true;
-  }
-
-  static std::string member(const json::object& o, std::string_view key) {
-    const json::value* v = o.if_contains(key);
-    return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();
+    JsonHandler::sql(*svc_->db, svc_, std::move(statements), read_only, std::move(then));
   }
 
   // ---- the endpoints -----------------------------------------------------------------------
 
-  void dispatch() {
-    dispatched_ = true;
+  void dispatch() override {
     switch (ep_) {
       case Endpoint::kSignup: return signup();
       case Endpoint::kToken: return token();
@@ -1182,12 +1063,7 @@ class IdentityHandler final : public pipeline::Handler {
   }
 
   std::shared_ptr<const Service> svc_;
-  pipeline::HandlerContext* ctx_ = nullptr;
   Endpoint ep_ = Endpoint::kNone;
-  bool dispatched_ = false;
-  bool done_ = false;  // answered, or the stream is gone
-  std::string body_;
-  std::string out_;
   std::string email_, password_, invite_, scope_, target_;
   std::string user_id_, session_id_, refresh_token_, digest_;
   std::string amr_ = "pwd";
