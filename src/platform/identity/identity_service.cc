@@ -22,9 +22,11 @@
 #include "platform/form.h"
 #include "platform/json_handler.h"
 #include "platform/qr_svg.h"
+#include "platform/identity/admin_api.h"
 #include "platform/identity/key_set.h"
 #include "platform/identity/options.h"
 #include "platform/identity/schema.h"
+#include "platform/identity/service.h"
 
 namespace citadel::platform::identity {
 namespace {
@@ -34,7 +36,6 @@ using store::SqlError;
 using store::SqlResult;
 using store::SqlStatement;
 
-constexpr size_t kMaxEmail = 254;
 
 // Throttling of failed logins and second-factor codes (docs/identity.md): after `threshold`
 // failures on a key, each further one blocks the key for `step` seconds more, up to `cap`. The
@@ -56,79 +57,6 @@ constexpr int64_t kThrottleMemoryS = 86400;
 // section 4.5, named as Auth0's mfa-otp grant is).
 constexpr const char* kMfaOtpGrant = "urn:citadel:params:oauth:grant-type:mfa-otp";
 
-int64_t now_s() { return static_cast<int64_t>(::time(nullptr)); }
-
-struct Metrics {
-  observe::Counter* signups = nullptr;
-  observe::Counter* signups_refused = nullptr;
-  observe::Counter* logins = nullptr;
-  observe::Counter* logins_failed = nullptr;
-  observe::Counter* refreshes = nullptr;
-  observe::Counter* refreshes_failed = nullptr;
-  observe::Counter* refresh_reuse = nullptr;
-  observe::Counter* store_errors = nullptr;
-  observe::Counter* logins_throttled = nullptr;
-  observe::Counter* mfa_ok = nullptr;
-  observe::Counter* mfa_failed = nullptr;
-  observe::Counter* mfa_enrolled = nullptr;
-};
-
-// Password hashes at once: no more than the CPUs this process may run on. Argon2id is memory
-// bound (19 MiB a hash by default): more at once than there are cores only trade cache for
-// context switches (on one core, two concurrent logins took 0.72x of the raw rate). Pool
-// threads wait here, never a worker's loop.
-class HashGate {
- public:
-  HashGate() : slots_(cpus()) {}
-  template <class F>
-  auto run(F&& f) {
-    slots_.acquire();
-    struct Release {
-      std::counting_semaphore<>& s;
-      ~Release() { s.release(); }
-    } release{slots_};
-    return f();
-  }
-
- private:
-  static std::ptrdiff_t cpus() {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
-    return std::max(1, CPU_COUNT(&set));
-  }
-  std::counting_semaphore<> slots_;
-};
-
-// What every request of one snapshot shares; immutable.
-struct Service {
-  IdentityOptions o;
-  std::shared_ptr<store::SqlDatabase> db;
-  std::shared_ptr<const KeySet> keys;
-  std::shared_ptr<const std::string> dummy_hash;  // verified for unknown emails: equal timing
-  std::shared_ptr<HashGate> gate;
-  std::string discovery;
-  Metrics m;
-};
-
-// An email as stored and compared: trimmed, ASCII letters folded (the domain is case-blind and
-// mail systems treat the local part so in practice), one '@', no spaces or controls.
-bool normalise_email(std::string_view in, std::string& out) {
-  while (!in.empty() && (in.front() == ' ' || in.front() == '\t')) in.remove_prefix(1);
-  while (!in.empty() && (in.back() == ' ' || in.back() == '\t')) in.remove_suffix(1);
-  if (in.empty() || in.size() > kMaxEmail) return false;
-  const size_t at = in.find('@');
-  if (at == 0 || at == std::string_view::npos || at + 1 == in.size() ||
-      in.find('@', at + 1) != std::string_view::npos) {
-    return false;
-  }
-  for (char c : in) {
-    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return false;
-  }
-  out = core::ascii_lower(std::string(in));
-  return true;
-}
-
 enum class Endpoint : uint8_t {
   kNone,
   kSignup,
@@ -148,6 +76,9 @@ enum class Endpoint : uint8_t {
 class IdentityHandler final : public JsonHandler {
  public:
   explicit IdentityHandler(std::shared_ptr<const Service> svc) : svc_(std::move(svc)) {}
+  ~IdentityHandler() override {
+    if (admin_ != nullptr) admin_->~Handler();  // in the arena: destroyed, never freed
+  }
 
   void on_request_headers(pipeline::HandlerContext& ctx, bool end_stream) override {
     ctx_ = &ctx;
@@ -155,6 +86,11 @@ class IdentityHandler final : public JsonHandler {
     const std::string& prefix = svc_->o.prefix;
     if (path.substr(0, prefix.size()) != prefix) return not_found();
     path.remove_prefix(prefix.size());
+    if (path.substr(0, 7) == "/admin/" || path == "/admin") {
+      // The admin API: a handler of its own, which this one forwards to.
+      admin_ = new_admin_handler(ctx.arena(), svc_);
+      return admin_->on_request_headers(ctx, end_stream);
+    }
     std::string_view allow;
     if (path == "/signup") {
       ep_ = Endpoint::kSignup, allow = "POST";
@@ -190,6 +126,15 @@ class IdentityHandler final : public JsonHandler {
   }
 
  private:
+  void on_request_data(pipeline::HandlerContext& ctx, std::string_view data, bool end) override {
+    if (admin_ != nullptr) return admin_->on_request_data(ctx, data, end);
+    JsonHandler::on_request_data(ctx, data, end);
+  }
+  void on_reset() override {
+    if (admin_ != nullptr) admin_->on_reset();
+    JsonHandler::on_reset();
+  }
+
   void not_found() {
     ep_ = Endpoint::kNone;
     error(404, "not_found", "no such endpoint");
@@ -679,13 +624,10 @@ class IdentityHandler final : public JsonHandler {
   // Enrolment and removal act for a signed-in user (an access token of a live session) or,
   // for enrolment only, for a login that must enrol first (its mfa_token as the bearer).
   void totp_authenticate() {
-    const http::HeaderField* auth = ctx_->request().headers.find("authorization");
-    std::string_view v = auth != nullptr ? auth->value : std::string_view();
-    if (v.size() < 7 || !http::iequals(v.substr(0, 7), "Bearer ")) {
+    std::string_view v = bearer_token(ctx_->request());
+    if (v.empty()) {
       return error(401, "invalid_request", "an access token is needed (Authorization: Bearer)");
     }
-    v.remove_prefix(7);
-    while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
     if (v.find('.') != std::string_view::npos) return with_bearer();
     if (ctx_->request().method == "DELETE") {
       return error(401, "invalid_token", "removing a second factor needs an access token");
@@ -964,28 +906,14 @@ class IdentityHandler final : public JsonHandler {
   // ---- endpoints for a signed-in user (Authorization: Bearer <access token>) ---------------
 
   void with_bearer() {
-    const http::HeaderField* auth = ctx_->request().headers.find("authorization");
-    std::string_view v = auth != nullptr ? auth->value : std::string_view();
-    if (v.size() < 7 || !http::iequals(v.substr(0, 7), "Bearer ")) {
+    std::string_view v = bearer_token(ctx_->request());
+    if (v.empty()) {
       return error(401, "invalid_request", "an access token is needed (Authorization: Bearer)");
     }
-    v.remove_prefix(7);
-    while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
-    crypto::JwtRules rules;
-    rules.algorithms = svc_->keys->algorithms();
-    rules.issuer = svc_->o.issuer;
-    rules.audiences = svc_->o.audiences;
-    rules.max_lifetime_s = svc_->o.access_ttl_s + 60;
-    auto claims = crypto::jwt_verify(v, svc_->keys->verifiers(), rules, now_s());
-    if (!claims.ok()) return error(401, "invalid_token", claims.error().message());
-    json::error_code ec;
-    json::value payload = json::parse(claims.value().payload, ec);
-    const json::value* sid = ec ? nullptr : payload.as_object().if_contains("sid");
-    if (sid == nullptr || !sid->is_string() || claims.value().sub.empty()) {
-      return error(401, "invalid_token", "not a session's access token");
-    }
-    session_id_ = std::string(sid->as_string());
-    user_id_ = claims.value().sub;
+    auto token = verify_access_token(*svc_, v);
+    if (!token.ok()) return error(401, "invalid_token", token.error().message());
+    session_id_ = token.value().sid;
+    user_id_ = token.value().sub;
     const int64_t now = now_s();
     // The session must still be open: a revoked one's access tokens stop here at once.
     SqlStatement live{"SELECT u.email, u.email_verified FROM identity_sessions s "
@@ -1063,6 +991,7 @@ class IdentityHandler final : public JsonHandler {
   }
 
   std::shared_ptr<const Service> svc_;
+  pipeline::Handler* admin_ = nullptr;  // {prefix}/admin/...: the request is the admin API's
   Endpoint ep_ = Endpoint::kNone;
   std::string email_, password_, invite_, scope_, target_;
   std::string user_id_, session_id_, refresh_token_, digest_;
@@ -1133,6 +1062,10 @@ std::unique_ptr<pipeline::HandlerFactory> IdentityServiceParser::parse(
                                   "event=\"mfa\",outcome=\"failure\"");
   svc->m.mfa_enrolled = reg.counter("citadel_identity_events_total", events,
                                     "event=\"mfa_enrolment\",outcome=\"success\"");
+  svc->m.admin_calls = reg.counter("citadel_identity_admin_calls_total",
+                                   "Admin API calls by outcome", "outcome=\"allowed\"");
+  svc->m.admin_denied = reg.counter("citadel_identity_admin_calls_total",
+                                    "Admin API calls by outcome", "outcome=\"denied\"");
   svc->m.store_errors = reg.counter("citadel_identity_store_errors_total",
                                     "Identity requests answered 503: the store failed");
   svc->discovery = discovery_document(o, o.algorithm);

@@ -65,6 +65,24 @@ inline const std::vector<store::SqlMigration>& identity_migrations() {
        "CREATE TABLE identity_throttle ("
        " key TEXT PRIMARY KEY, failures INTEGER NOT NULL, blocked_until INTEGER NOT NULL,"
        " updated_at INTEGER NOT NULL)"},
+      // RBAC: roles hold permissions ("resource:action", "*" for a whole part); the built-in
+      // `admin` role holds "*". API keys: a public prefix to find the row, the secret's digest,
+      // the scopes (permissions) the key may use, bounded by its owner's.
+      {4,
+       "CREATE TABLE identity_roles ("
+       " name TEXT PRIMARY KEY, description TEXT NOT NULL, created_at INTEGER NOT NULL);"
+       "CREATE TABLE identity_role_permissions ("
+       " role TEXT NOT NULL REFERENCES identity_roles(name) ON DELETE CASCADE,"
+       " permission TEXT NOT NULL, PRIMARY KEY (role, permission));"
+       "INSERT INTO identity_roles VALUES ('admin', 'every permission', 0);"
+       "INSERT INTO identity_role_permissions VALUES ('admin', '*');"
+       "CREATE TABLE identity_api_keys ("
+       " id TEXT PRIMARY KEY, prefix TEXT NOT NULL UNIQUE, digest TEXT NOT NULL,"
+       " name TEXT NOT NULL,"
+       " user_id TEXT NOT NULL REFERENCES identity_users(id) ON DELETE CASCADE,"
+       " scopes TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER,"
+       " revoked_at INTEGER, last_used_at INTEGER, rotated_from TEXT);"
+       "CREATE INDEX identity_api_keys_user ON identity_api_keys (user_id)"},
   };
   return kMigrations;
 }
