@@ -101,6 +101,15 @@ bool JsonHandler::read_json(json::object& out) {
   return true;
 }
 
+void JsonHandler::store_unavailable(const store::SqlResult& r, observe::Counter* errors,
+                                    const char* what) {
+  errors->add(ctx_->worker().index());
+  ctx_->worker().log().log(observe::LogLevel::kError, "%s: store: %s", what,
+                           printable(r.message, 300).c_str());
+  ctx_->response_head().headers.add("Retry-After", "1");
+  error(503, "temporarily_unavailable", "the store cannot answer now");
+}
+
 std::string JsonHandler::member(const json::object& o, std::string_view key) {
   const json::value* v = o.if_contains(key);
   return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();

@@ -14,6 +14,7 @@
 
 #include "http/pipeline/blocking.h"
 #include "http/pipeline/handler.h"
+#include "observe/metrics.h"
 #include "store/sql.h"
 
 namespace citadel::platform {
@@ -42,6 +43,9 @@ class JsonHandler : public pipeline::Handler {
   // The body as one JSON object (Content-Type: application/json, no member given twice);
   // false when it is not, and then answered.
   bool read_json(boost::json::object& out);
+  // The store failed: counted on `errors`, logged as `what: message`, answered 503 with
+  // Retry-After.
+  void store_unavailable(const store::SqlResult& r, observe::Counter* errors, const char* what);
   static std::string member(const boost::json::object& o, std::string_view key);
 
   // `then(SqlResult&)` on the worker, only while this stream is the one that asked and has not

@@ -78,6 +78,12 @@ struct Verified {
   std::vector<std::pair<std::string, std::string>> headers;  // to forward
 };
 
+// Looks tokens up by the view in the request head: no copy on a cache hit.
+struct TokenHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
 // One worker's keys, cache and waiting requests: touched by that worker only.
 struct WorkerState {
   std::shared_ptr<const KeyRing> keys;
@@ -87,7 +93,7 @@ struct WorkerState {
   bool fetched_once = false;
   bool fetching = false;
   std::vector<Waiter> waiters;
-  std::unordered_map<std::string, Verified> cache;
+  std::unordered_map<std::string, Verified, TokenHash, std::equal_to<>> cache;
 };
 
 struct Metrics {
@@ -101,7 +107,7 @@ struct Metrics {
 };
 
 // What every snapshot with these options shares (kept across reloads by BuildContext::state).
-struct Shared {
+struct Shared : std::enable_shared_from_this<Shared> {
   Shared(JwtOptions opts, std::shared_ptr<const KeyRing> file_keys, size_t workers)
       : o(std::move(opts)), slots(workers) {
     if (file_keys) {
@@ -152,8 +158,8 @@ enum class Outcome : uint8_t { kAllowed, kWait, kInvalid, kUnavailable };
 
 class JwtFilter final : public pipeline::Filter {
  public:
-  JwtFilter(std::shared_ptr<Shared> shared, const Metrics& m)
-      : shared_(std::move(shared)), m_(m) {}
+  // `shared` outlives the filter: the factory holds it, and the stream its snapshot.
+  JwtFilter(Shared& shared, const Metrics& m) : shared_(&shared), m_(m) {}
 
   pipeline::FilterStatus on_request_headers(pipeline::FilterContext& ctx, http::RequestHead& head,
                                             bool) override {
@@ -166,7 +172,7 @@ class JwtFilter final : public pipeline::Filter {
       return refuse(false, "");
     }
     WorkerState& w = slot();
-    auto hit = w.cache.find(std::string(token_));
+    auto hit = w.cache.find(token_);
     if (hit != w.cache.end()) {
       if (hit->second.exp > wall_s() && hit->second.generation == w.generation) {
         m_.cache_hits->add(ctx.worker().index());
@@ -323,7 +329,7 @@ class JwtFilter final : public pipeline::Filter {
     req.max_response_body = 256 * 1024;
     const size_t index = ctx_->worker().index();
     pipeline::WorkerContext* worker = &ctx_->worker();
-    std::shared_ptr<Shared> shared = shared_;
+    std::shared_ptr<Shared> shared = shared_->shared_from_this();
     Metrics m = m_;
     // Detached: the fetch serves the worker, not this request; it holds the shared state.
     ctx_->worker()
@@ -398,7 +404,7 @@ class JwtFilter final : public pipeline::Filter {
     ctx_->send_response_data(body, true);
   }
 
-  std::shared_ptr<Shared> shared_;
+  Shared* shared_;
   const Metrics& m_;
   pipeline::FilterContext* ctx_ = nullptr;
   http::RequestHead* head_ = nullptr;
@@ -412,7 +418,7 @@ class JwtFilterFactory final : public pipeline::FilterFactory {
   JwtFilterFactory(std::shared_ptr<Shared> shared, Metrics m)
       : shared_(std::move(shared)), m_(m) {}
   pipeline::Filter* create(core::Arena& arena) const override {
-    return pipeline::arena_new<JwtFilter>(arena, shared_, m_);
+    return pipeline::arena_new<JwtFilter>(arena, *shared_, m_);
   }
 
  private:

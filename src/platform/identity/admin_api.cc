@@ -126,11 +126,7 @@ class AdminHandler final : public JsonHandler {
   void not_found() { error(404, "not_found", "no such admin endpoint"); }
 
   void unavailable(const SqlResult& r) {
-    svc_->m.store_errors->add(ctx_->worker().index());
-    ctx_->worker().log().log(observe::LogLevel::kError, "identity admin: store: %s",
-                             printable(r.message, 300).c_str());
-    ctx_->response_head().headers.add("Retry-After", "1");
-    error(503, "temporarily_unavailable", "the store cannot answer now");
+    store_unavailable(r, svc_->m.store_errors, "identity admin");
   }
 
   template <class F>
